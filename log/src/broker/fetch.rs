@@ -1,0 +1,155 @@
+//! Fetch (with long polling) and ListOffsets on the broker.
+
+use std::time::{Duration, Instant};
+
+use super::Broker;
+use crate::error::Result;
+use crate::storage::PartitionData;
+use crate::topic::TopicPartition;
+
+/// A fetch of several partitions, as Kafka's Fetch request: wait up to `max_wait` until at
+/// least `min_bytes` are available, return at most `partition_max_bytes` per partition and
+/// about `max_bytes` in all (every partition that has data returns at least one batch).
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    /// Partitions and the offset to read each from.
+    pub partitions: Vec<(TopicPartition, i64)>,
+    /// Return as soon as this many bytes are available. Default 1.
+    pub min_bytes: usize,
+    /// Longest wait for `min_bytes`. Default 500 ms.
+    pub max_wait: Duration,
+    /// Rough upper bound on the response. Default 50 MiB.
+    pub max_bytes: usize,
+    /// Upper bound per partition. Default 1 MiB.
+    pub partition_max_bytes: usize,
+}
+
+impl Default for FetchRequest {
+    fn default() -> Self {
+        Self {
+            partitions: Vec::new(),
+            min_bytes: 1,
+            max_wait: Duration::from_millis(500),
+            max_bytes: 50 << 20,
+            partition_max_bytes: 1 << 20,
+        }
+    }
+}
+
+impl FetchRequest {
+    /// Adds a partition to read from `offset`.
+    pub fn with_partition(mut self, tp: TopicPartition, offset: i64) -> Self {
+        self.partitions.push((tp, offset));
+        self
+    }
+    /// Sets the longest wait.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
+        self
+    }
+    /// Sets the bytes to wait for.
+    pub fn with_min_bytes(mut self, min_bytes: usize) -> Self {
+        self.min_bytes = min_bytes;
+        self
+    }
+    /// Sets the per-partition limit.
+    pub fn with_partition_max_bytes(mut self, bytes: usize) -> Self {
+        self.partition_max_bytes = bytes;
+        self
+    }
+    /// Sets the response limit.
+    pub fn with_max_bytes(mut self, bytes: usize) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+}
+
+/// One partition's part of a fetch response: its data or its error.
+#[derive(Debug)]
+pub struct FetchedPartition {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The offset that was asked for.
+    pub fetch_offset: i64,
+    /// Batches and offsets, or why not.
+    pub result: Result<PartitionData>,
+}
+
+/// Which offset ListOffsets looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset.
+    Latest,
+    /// The first record with a timestamp at or after this (ms).
+    Timestamp(i64),
+}
+
+/// An offset found by ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset.
+    pub offset: i64,
+    /// The record's timestamp, for a timestamp lookup.
+    pub timestamp: Option<i64>,
+}
+
+impl Broker {
+    /// Fetch: reads each partition from its offset, waiting up to `max_wait` for `min_bytes`.
+    /// Errors are per partition, as in Kafka's response.
+    pub fn fetch(&self, request: &FetchRequest) -> Vec<FetchedPartition> {
+        let deadline = Instant::now() + request.max_wait;
+        loop {
+            let seen = self.signal().current();
+            let mut budget = request.max_bytes;
+            let mut total = 0usize;
+            let mut any_error = false;
+            let out: Vec<FetchedPartition> = request
+                .partitions
+                .iter()
+                .map(|(tp, offset)| {
+                    let limit = request.partition_max_bytes.min(budget).max(1);
+                    let result = self.read(&tp.topic, tp.partition, *offset, limit);
+                    match &result {
+                        Ok(data) => {
+                            total += data.records.len();
+                            budget = budget.saturating_sub(data.records.len());
+                        }
+                        Err(_) => any_error = true,
+                    }
+                    FetchedPartition {
+                        partition: tp.clone(),
+                        fetch_offset: *offset,
+                        result,
+                    }
+                })
+                .collect();
+            if total >= request.min_bytes.max(1) || any_error || Instant::now() >= deadline {
+                return out;
+            }
+            self.signal().wait(seen, deadline);
+        }
+    }
+
+    /// ListOffsets for one partition. A timestamp after every record gives `None`.
+    pub fn list_offsets(&self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<Option<ListedOffset>> {
+        let partition = self.topics().get(topic)?.partition(partition)?;
+        Ok(match spec {
+            OffsetSpec::Earliest => Some(ListedOffset {
+                offset: partition.info().log_start_offset,
+                timestamp: None,
+            }),
+            OffsetSpec::Latest => Some(ListedOffset {
+                offset: partition.info().log_end_offset,
+                timestamp: None,
+            }),
+            OffsetSpec::Timestamp(ts) => partition
+                .offset_for_timestamp(ts)?
+                .map(|(offset, timestamp)| ListedOffset {
+                    offset,
+                    timestamp: Some(timestamp),
+                }),
+        })
+    }
+}

@@ -1,0 +1,309 @@
+//! The embedded broker: one data directory, one method per Kafka RPC (DESIGN §2.8). It is
+//! cheap to clone and `Send + Sync`; clients share one instance across threads.
+//!
+//! ```
+//! use sluice_log::{Broker, BrokerConfig, TopicConfig};
+//! let dir = tempfile::tempdir().unwrap();
+//! let broker = Broker::open(dir.path(), BrokerConfig::default()).unwrap();
+//! broker.create_topic("events", TopicConfig::default().with_partitions(3)).unwrap();
+//! assert_eq!(broker.topic_metadata("events").unwrap().partitions.len(), 3);
+//! ```
+
+mod fetch;
+mod maintenance;
+mod pid;
+mod topics;
+
+pub use fetch::{FetchRequest, FetchedPartition, ListedOffset, OffsetSpec};
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::batch::BatchHeader;
+use crate::error::{Error, Result};
+use crate::storage::{AppendOutcome, PartitionData, PartitionInfo};
+use crate::topic::TopicConfig;
+use crate::util::AppendSignal;
+use pid::ProducerIdAllocator;
+use topics::TopicRegistry;
+
+/// Broker-wide settings. Build with `Default` and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// How often retention runs (`log.retention.check.interval.ms`). Default 5 minutes.
+    pub retention_check_interval: Duration,
+    /// How often the maintenance thread looks for data to fsync (sealed segments, and
+    /// `interval:MS` topics whose interval has passed). Default 50 ms; an `interval` shorter
+    /// than this is honoured at this granularity.
+    pub flush_check_interval: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            retention_check_interval: Duration::from_secs(300),
+            flush_check_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Sets how often retention runs.
+    pub fn with_retention_check_interval(mut self, every: Duration) -> Self {
+        self.retention_check_interval = every;
+        self
+    }
+    /// Sets how often the maintenance thread checks for data to fsync.
+    pub fn with_flush_check_interval(mut self, every: Duration) -> Self {
+        self.flush_check_interval = every;
+        self
+    }
+}
+
+/// A producer id and epoch, as `init_producer_id` returns them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdAndEpoch {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+}
+
+/// A topic's config and its partitions' offsets.
+#[derive(Debug, Clone)]
+pub struct TopicMetadata {
+    /// The topic.
+    pub name: String,
+    /// Its settings.
+    pub config: TopicConfig,
+    /// One entry per partition, in order.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    dir: PathBuf,
+    config: BrokerConfig,
+    topics: TopicRegistry,
+    pids: Mutex<ProducerIdAllocator>,
+    signal: Arc<AppendSignal>,
+    closed: AtomicBool,
+    maintenance: maintenance::Handle,
+    _lock: File,
+}
+
+/// The embedded broker. See the module doc.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+impl Broker {
+    /// Opens the data directory `dir` (creating it if needed), recovers every partition and
+    /// starts the maintenance thread (background fsync and retention). A second broker on
+    /// the same directory, in this process or another, is refused.
+    pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta = dir.join("meta");
+        std::fs::create_dir_all(&meta).map_err(|e| Error::io("creating", &meta, e))?;
+        let lock_path = meta.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
+        lock.try_lock().map_err(|_| Error::IllegalState(format!(
+            "data directory {} is in use by another broker (held lock {})",
+            dir.display(),
+            lock_path.display()
+        )))?;
+        let signal = Arc::new(AppendSignal::default());
+        let topics = TopicRegistry::open(&dir, Arc::clone(&signal))?;
+        let pids = Mutex::new(ProducerIdAllocator::open(&meta)?);
+        let inner = Arc::new_cyclic(|weak| Inner {
+            dir: dir.clone(),
+            config: config.clone(),
+            topics,
+            pids,
+            signal,
+            closed: AtomicBool::new(false),
+            maintenance: maintenance::Handle::start(weak.clone(), &config),
+            _lock: lock,
+        });
+        tracing::info!(dir = %dir.display(), "broker opened");
+        Ok(Self { inner })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The broker's settings.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            Err(Error::Closed("broker"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates a topic (CreateTopics). Names follow Kafka's rules; configs are validated and
+    /// persisted.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
+        self.check_open()?;
+        self.inner.topics.create(name, config)
+    }
+
+    /// Creates several topics; one result per topic, in order.
+    pub fn create_topics<'a>(
+        &self,
+        topics: impl IntoIterator<Item = (&'a str, TopicConfig)>,
+    ) -> Vec<(String, Result<()>)> {
+        topics
+            .into_iter()
+            .map(|(name, config)| (name.to_string(), self.create_topic(name, config)))
+            .collect()
+    }
+
+    /// Deletes a topic and its data (DeleteTopics).
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner.topics.delete(name)
+    }
+
+    /// Raises a topic's partition count to `total` (CreatePartitions). Partitions only grow.
+    pub fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        self.check_open()?;
+        self.inner.topics.increase_partitions(name, total)
+    }
+
+    /// Every topic with its partitions (Metadata), sorted by name.
+    pub fn metadata(&self) -> Vec<TopicMetadata> {
+        self.inner.topics.all().iter().map(|t| describe(t)).collect()
+    }
+
+    /// One topic's metadata.
+    pub fn topic_metadata(&self, name: &str) -> Result<TopicMetadata> {
+        Ok(describe(self.inner.topics.get(name)?.as_ref()))
+    }
+
+    /// The number of partitions of a topic.
+    pub fn partition_count(&self, name: &str) -> Result<i32> {
+        Ok(self.inner.topics.get(name)?.partitions.read().len() as i32)
+    }
+
+    /// Hands out a new producer id at epoch 0 (InitProducerId without a transactional id).
+    pub fn init_producer_id(&self) -> Result<ProducerIdAndEpoch> {
+        self.check_open()?;
+        let producer_id = self.inner.pids.lock().allocate()?;
+        Ok(ProducerIdAndEpoch { producer_id, epoch: 0 })
+    }
+
+    /// Appends one v2 record batch to a partition (Produce). The batch is checked (CRC,
+    /// records, producer sequence); the returned offsets are where it landed, or where it
+    /// already was when it is a retry of an appended batch.
+    pub fn produce(&self, topic: &str, partition: i32, batch: Bytes) -> Result<AppendOutcome> {
+        self.check_open()?;
+        if let Ok(header) = BatchHeader::parse(&batch)
+            && header.has_producer_id()
+            && !self.inner.pids.lock().is_known(header.producer_id)
+        {
+            return Err(Error::UnknownProducerId {
+                producer_id: header.producer_id,
+            });
+        }
+        self.inner.topics.get(topic)?.partition(partition)?.append(batch)
+    }
+
+    /// Reads whole batches from one partition, starting with the batch that holds `offset`.
+    pub fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<PartitionData> {
+        self.check_open()?;
+        self.inner.topics.get(topic)?.partition(partition)?.read(offset, max_bytes)
+    }
+
+    /// fsyncs one partition; returns the offset below which everything is durable.
+    pub fn flush_partition(&self, topic: &str, partition: i32) -> Result<i64> {
+        self.inner.topics.get(topic)?.partition(partition)?.flush()
+    }
+
+    /// fsyncs every partition.
+    pub fn flush(&self) -> Result<()> {
+        for topic in self.inner.topics.all() {
+            for partition in topic.partitions.read().iter() {
+                partition.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs retention on every partition now; returns how many segments were deleted.
+    pub fn run_retention(&self) -> Result<usize> {
+        let now = crate::util::now_ms();
+        let mut deleted = 0;
+        for topic in self.inner.topics.all() {
+            let partitions: Vec<_> = topic.partitions.read().clone();
+            for partition in partitions {
+                deleted += partition.apply_retention(now)?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Closes the broker cleanly: stops the maintenance thread, writes indexes and producer
+    /// snapshots, fsyncs every partition. Later calls fail with `Closed`. Dropping the last
+    /// handle closes it too (logging any error).
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.maintenance.stop();
+        self.inner.close_partitions()
+    }
+
+    pub(crate) fn signal(&self) -> &AppendSignal {
+        &self.inner.signal
+    }
+
+    pub(crate) fn topics(&self) -> &TopicRegistry {
+        &self.inner.topics
+    }
+}
+
+impl Inner {
+    fn close_partitions(&self) -> Result<()> {
+        let mut first_error = None;
+        for topic in self.topics.all() {
+            for partition in topic.partitions.read().iter() {
+                if let Err(e) = partition.close() {
+                    tracing::error!(topic = %topic.name, partition = partition.id(), error = %e, "closing partition failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.maintenance.stop();
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.close_partitions();
+        }
+    }
+}
+
+fn describe(topic: &topics::TopicState) -> TopicMetadata {
+    TopicMetadata {
+        name: topic.name.clone(),
+        config: topic.config.read().clone(),
+        partitions: topic.partitions.read().iter().map(|p| p.info()).collect(),
+    }
+}

@@ -1,0 +1,407 @@
+//! The producer: batches records per partition (`batch_size`, `linger`), partitions keyed
+//! records with Kafka's murmur2 partitioner and keyless ones with the sticky partitioner,
+//! and sends batches from a background thread as an idempotent producer, retrying retriable
+//! failures with the same sequence numbers so a retry is never appended twice.
+//!
+//! ```
+//! use sluice_log::{Broker, BrokerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
+//! # let dir = tempfile::tempdir().unwrap();
+//! let broker = Broker::open(dir.path(), BrokerConfig::default()).unwrap();
+//! broker.create_topic("t", TopicConfig::default()).unwrap();
+//! let producer = Producer::new(&broker, ProducerConfig::default().with_linger_ms(0)).unwrap();
+//! let first = producer.send(ProducerRecord::new("t", "a")).unwrap();
+//! producer.flush().unwrap();
+//! assert_eq!(first.wait().unwrap().offset, 0);
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::accumulator::{Accumulator, BatchCompletion, OpenBatch};
+use super::partitioner::partition_for_key;
+use crate::batch::{BatchBuilder, Compression, Header};
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::topic::TopicPartition;
+use crate::util::now_ms;
+
+/// Producer settings, named as Kafka's. Build with `Default` and the `with_*` methods.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Close a partition's batch at this many bytes (`batch.size`). Default 16 KiB.
+    pub batch_size: usize,
+    /// Wait this long for more records before sending a batch (`linger.ms`). Default 5 ms.
+    pub linger: Duration,
+    /// Bytes buffered before `send` blocks (`buffer.memory`). Default 32 MiB.
+    pub buffer_memory: usize,
+    /// Longest a `send` blocks for memory (`max.block.ms`). Default 60 s.
+    pub max_block: Duration,
+    /// Idempotent sends: a producer id and sequence numbers (`enable.idempotence`). Default on.
+    pub idempotence: bool,
+    /// Batch compression (`compression.type`). Default none.
+    pub compression: Compression,
+    /// Attempts after the first for a retriable failure (`retries`). Default 10.
+    pub retries: u32,
+    /// Pause between attempts (`retry.backoff.ms`). Default 100 ms.
+    pub retry_backoff: Duration,
+    /// How long a topic's partition count is cached (`metadata.max.age.ms`). Default 5 min.
+    pub metadata_max_age: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 16 * 1024,
+            linger: Duration::from_millis(5),
+            buffer_memory: 32 << 20,
+            max_block: Duration::from_secs(60),
+            idempotence: true,
+            compression: Compression::None,
+            retries: 10,
+            retry_backoff: Duration::from_millis(100),
+            metadata_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Sets `batch.size`.
+    pub fn with_batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes.max(1);
+        self
+    }
+    /// Sets `linger.ms`.
+    pub fn with_linger_ms(mut self, ms: u64) -> Self {
+        self.linger = Duration::from_millis(ms);
+        self
+    }
+    /// Sets `buffer.memory`.
+    pub fn with_buffer_memory(mut self, bytes: usize) -> Self {
+        self.buffer_memory = bytes;
+        self
+    }
+    /// Turns idempotence on or off.
+    pub fn with_idempotence(mut self, on: bool) -> Self {
+        self.idempotence = on;
+        self
+    }
+    /// Sets the compression codec.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+    /// Sets `retries`.
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+}
+
+/// A record to send. Without a partition, a keyed record goes where murmur2 of its key says
+/// and a keyless one to the topic's sticky partition; without a timestamp, it gets the time of
+/// `send`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// The topic.
+    pub topic: String,
+    /// An explicit partition.
+    pub partition: Option<i32>,
+    /// The key.
+    pub key: Option<Bytes>,
+    /// The value (`None` is a tombstone).
+    pub value: Option<Bytes>,
+    /// The timestamp (ms).
+    pub timestamp: Option<i64>,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and nothing else.
+    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
+    /// A tombstone (null value) for `key`.
+    pub fn tombstone(topic: impl Into<String>, key: impl Into<Bytes>) -> Self {
+        Self {
+            value: None,
+            ..Self::new(topic, Bytes::new()).with_key(key)
+        }
+    }
+    /// Sets the key.
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+    /// Sets the partition.
+    pub fn with_partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+    /// Sets the timestamp.
+    pub fn with_timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+    /// Adds a header.
+    pub fn with_header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push(Header::new(key, value));
+        self
+    }
+}
+
+/// Where a record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp.
+    pub timestamp: i64,
+}
+
+/// The pending delivery of one record: a `Future` for async code, or [`wait`](Self::wait)
+/// to block. Dropping it does not cancel the send.
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    completion: Arc<BatchCompletion>,
+    partition: TopicPartition,
+    offset_delta: i32,
+    timestamp: i64,
+}
+
+impl DeliveryFuture {
+    fn finish(&self, result: Result<i64, Arc<Error>>) -> Result<RecordMetadata> {
+        match result {
+            Ok(base) => Ok(RecordMetadata {
+                topic: self.partition.topic.clone(),
+                partition: self.partition.partition,
+                offset: base + i64::from(self.offset_delta),
+                timestamp: self.timestamp,
+            }),
+            Err(source) => Err(Error::Delivery {
+                topic: self.partition.topic.clone(),
+                partition: self.partition.partition,
+                source,
+            }),
+        }
+    }
+
+    /// Blocks until the record is acknowledged or has failed.
+    pub fn wait(self) -> Result<RecordMetadata> {
+        let result = self.completion.wait();
+        self.finish(result)
+    }
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.completion.poll(cx.waker()) {
+            Some(result) => Poll::Ready(self.finish(result)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The producer. Cheap to share by reference across threads; `close` (or drop) flushes.
+#[derive(Debug)]
+pub struct Producer {
+    broker: Broker,
+    config: ProducerConfig,
+    acc: Arc<Accumulator>,
+    sender: Option<JoinHandle<()>>,
+}
+
+impl Producer {
+    /// Starts a producer on `broker`; with idempotence it first gets a producer id.
+    pub fn new(broker: &Broker, config: ProducerConfig) -> Result<Self> {
+        let identity = if config.idempotence {
+            Some(broker.init_producer_id()?)
+        } else {
+            None
+        };
+        let acc = Arc::new(Accumulator::default());
+        let sender = super::sender::Sender::new(broker.clone(), config.clone(), Arc::clone(&acc), identity);
+        let thread = std::thread::Builder::new()
+            .name("sluice-producer".into())
+            .spawn(move || sender.run())
+            .map_err(|e| Error::io("spawning the producer thread", "", e))?;
+        Ok(Self {
+            broker: broker.clone(),
+            config,
+            acc,
+            sender: Some(thread),
+        })
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<i32> {
+        {
+            let state = self.acc.state.lock();
+            if let Some((n, at)) = state.partition_counts.get(topic)
+                && at.elapsed() < self.config.metadata_max_age
+            {
+                return Ok(*n);
+            }
+        }
+        let n = self.broker.partition_count(topic)?;
+        self.acc
+            .state
+            .lock()
+            .partition_counts
+            .insert(topic.to_string(), (n, Instant::now()));
+        Ok(n)
+    }
+
+    /// Queues a record for sending and returns its pending delivery. Blocks while
+    /// `buffer_memory` is full, up to `max_block`. Fails at once for an unknown topic or
+    /// partition.
+    pub fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let partitions = self.partition_count(&record.topic)?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let estimate = BatchBuilder::estimate_record_size(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        let mut state = self.acc.state.lock();
+        if state.closed {
+            return Err(Error::Closed("producer"));
+        }
+        let deadline = Instant::now() + self.config.max_block;
+        while state.buffered_bytes > 0 && state.buffered_bytes + estimate > self.config.buffer_memory {
+            if self.acc.progress.wait_until(&mut state, deadline).timed_out() {
+                return Err(Error::Timeout {
+                    what: "buffer memory (the sender is behind)",
+                    millis: self.config.max_block.as_millis() as u64,
+                });
+            }
+        }
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if (0..partitions).contains(&p) => p,
+            (Some(p), _) => {
+                return Err(Error::UnknownPartition {
+                    topic: record.topic,
+                    partition: p,
+                    partitions,
+                });
+            }
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => match state.sticky.get(&record.topic) {
+                Some(&p) if p < partitions => p,
+                _ => {
+                    let p = (now_ms() as i32 & 0x7fff_ffff) % partitions;
+                    state.sticky.insert(record.topic.clone(), p);
+                    p
+                }
+            },
+        };
+        // A batch that cannot take the record is closed first.
+        let full = state
+            .open
+            .get(&record.topic)
+            .and_then(|v| v.get(partition as usize))
+            .and_then(Option::as_ref)
+            .is_some_and(|b| !b.builder.is_empty() && b.builder.size_in_bytes() + estimate > self.config.batch_size);
+        let mut wake = false;
+        if full {
+            state.close_batch(&record.topic, partition);
+            wake = true;
+        }
+        let compression = self.config.compression;
+        let capacity = self.config.batch_size.max(estimate + crate::batch::HEADER_LEN);
+        let slots = state.open.entry(record.topic.clone()).or_default();
+        if slots.len() <= partition as usize {
+            slots.resize_with(partition as usize + 1, || None);
+        }
+        let slot = &mut slots[partition as usize];
+        if slot.is_none() {
+            *slot = Some(OpenBatch {
+                builder: BatchBuilder::with_capacity(capacity).with_compression(compression),
+                completion: Arc::new(BatchCompletion::default()),
+                created: Instant::now(),
+                estimated_bytes: 0,
+            });
+            wake = true;
+        }
+        let Some(batch) = slot.as_mut() else {
+            return Err(Error::IllegalState("open batch vanished".into()));
+        };
+        let offset_delta = batch.builder.record_count();
+        batch
+            .builder
+            .append(timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
+        batch.estimated_bytes += estimate;
+        let completion = Arc::clone(&batch.completion);
+        let now_full = batch.builder.size_in_bytes() >= self.config.batch_size;
+        if offset_delta == 0 {
+            state.incomplete += 1;
+        }
+        state.buffered_bytes += estimate;
+        if now_full {
+            state.close_batch(&record.topic, partition);
+            wake = true;
+        }
+        if wake && state.sender_waiting {
+            self.acc.work.notify_one();
+        }
+        drop(state);
+        Ok(DeliveryFuture {
+            completion,
+            partition: TopicPartition::new(record.topic, partition),
+            offset_delta,
+            timestamp,
+        })
+    }
+
+    /// Sends every buffered record now and waits until all are acknowledged or failed.
+    pub fn flush(&self) -> Result<()> {
+        let mut state = self.acc.state.lock();
+        state.flushing += 1;
+        self.acc.work.notify_one();
+        while state.incomplete > 0 {
+            self.acc.progress.wait(&mut state);
+        }
+        state.flushing -= 1;
+        Ok(())
+    }
+
+    /// Flushes, then stops the sender thread.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(thread) = self.sender.take() else { return Ok(()) };
+        self.flush()?;
+        self.acc.state.lock().closed = true;
+        self.acc.work.notify_one();
+        thread
+            .join()
+            .map_err(|_| Error::IllegalState("the producer's sender thread panicked".into()))
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "closing the producer failed");
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The log's error type. Every variant names what failed and where: topic, partition and,
+//! where there is one, the offset or producer involved.
+
+use std::path::PathBuf;
+
+use crate::batch::BatchError;
+
+/// Result alias of the log crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in the log, the broker and its clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A topic name outside Kafka's rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// No topic of that name.
+    #[error("unknown topic `{topic}`")]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+    },
+    /// The topic exists but not that partition.
+    #[error("unknown partition {topic}-{partition} (the topic has {partitions} partitions)")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: i32,
+        /// How many the topic has.
+        partitions: i32,
+    },
+    /// Creating a topic that exists.
+    #[error("topic `{topic}` already exists")]
+    TopicExists {
+        /// The topic.
+        topic: String,
+    },
+    /// A partition count that is not allowed (zero, or fewer than now).
+    #[error("topic `{topic}`: cannot go from {current} to {requested} partitions: {reason}")]
+    InvalidPartitions {
+        /// The topic.
+        topic: String,
+        /// Partitions now.
+        current: i32,
+        /// Partitions asked for.
+        requested: i32,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A configuration value out of range or unparsable.
+    #[error("invalid config `{key}` = {value:?}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        reason: String,
+    },
+    /// A produced batch that is malformed, or corrupt data found in a segment.
+    #[error("corrupt or invalid batch for {topic}-{partition} at offset {offset}: {source}")]
+    InvalidBatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The batch's base offset (or the log end offset for a produce).
+        offset: i64,
+        /// What was wrong with the bytes.
+        #[source]
+        source: BatchError,
+    },
+    /// A batch kind the log refuses from clients (control batches, or transactions before the
+    /// coordinator exists).
+    #[error("{topic}-{partition}: {reason}")]
+    UnsupportedBatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// What is not supported.
+        reason: &'static str,
+    },
+    /// A batch larger than the topic or the broker accepts.
+    #[error("{topic}-{partition}: batch of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A fetch or seek outside `[log start, log end]`.
+    #[error(
+        "offset {offset} is out of range for {topic}-{partition} (log start {log_start}, log end {log_end})"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset asked for.
+        offset: i64,
+        /// First offset still in the log.
+        log_start: i64,
+        /// Next offset to be written.
+        log_end: i64,
+    },
+    /// An idempotent batch whose sequence is not the next one expected.
+    #[error(
+        "out of order sequence for producer {producer_id} on {topic}-{partition}: expected {expected}, got {received}"
+    )]
+    OutOfOrderSequence {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The producer.
+        producer_id: i64,
+        /// The sequence the log expected.
+        expected: i32,
+        /// The sequence the batch carried.
+        received: i32,
+    },
+    /// A batch from an older epoch of a producer: a newer instance has taken over.
+    #[error(
+        "producer {producer_id} epoch {epoch} is fenced on {topic}-{partition}: current epoch is {current_epoch}"
+    )]
+    ProducerFenced {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The producer.
+        producer_id: i64,
+        /// The epoch it used.
+        epoch: i16,
+        /// The epoch the log knows.
+        current_epoch: i16,
+    },
+    /// A producer id this broker never handed out.
+    #[error("unknown producer id {producer_id} (never allocated by this broker)")]
+    UnknownProducerId {
+        /// The producer.
+        producer_id: i64,
+    },
+    /// A filesystem operation failed.
+    #[error("i/o error while {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Persisted metadata that does not parse.
+    #[error("corrupt metadata file {path}: {reason}")]
+    CorruptMetadata {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The broker, producer or consumer was closed.
+    #[error("{0} is closed")]
+    Closed(&'static str),
+    /// A client call that waited longer than it was allowed.
+    #[error("timed out after {millis} ms waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// How long.
+        millis: u64,
+    },
+    /// A produced record that could not be delivered; the cause is shared by every record of
+    /// its batch.
+    #[error("delivery to {topic}-{partition} failed: {source}")]
+    Delivery {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Why the batch failed.
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+    /// A client used in a way its state does not allow.
+    #[error("{0}")]
+    IllegalState(String),
+}
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again unchanged (Kafka's retriable errors).
+    /// Idempotent producers retry these; everything else is returned to the caller.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+            || matches!(self, Self::Io { source, .. } if matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+            ))
+    }
+
+    /// Whether this is a user error (bad name, unknown topic, bad config, out of range) rather
+    /// than a failure of the log itself. The CLI exits with 2 for these.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidTopicName { .. }
+                | Self::UnknownTopic { .. }
+                | Self::UnknownPartition { .. }
+                | Self::TopicExists { .. }
+                | Self::InvalidPartitions { .. }
+                | Self::InvalidConfig { .. }
+                | Self::OffsetOutOfRange { .. }
+                | Self::RecordTooLarge { .. }
+        )
+    }
+}

@@ -1,0 +1,238 @@
+//! Opening a partition from its directory (recovery), and the partition's housekeeping:
+//! retention, snapshots and the recovery-point file.
+//!
+//! Recovery: segments are listed by base offset. Sealed segments below the recovery point
+//! (everything fsynced when they were sealed) are trusted and keep their index files when those
+//! fit; every later segment, the active one always included, is scanned batch by batch and
+//! truncated at the first torn or corrupt batch, and any segment after a truncation is removed.
+//! Producer state is then loaded from the newest snapshot at or below the log end and brought
+//! up to date by re-reading the batch headers after it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use parking_lot::Mutex;
+
+use super::partition::{LogState, Partition};
+use super::producer_state::ProducerStates;
+use super::segment::{ReadView, Segment};
+use crate::error::{Error, Result};
+use crate::topic::TopicConfig;
+use crate::util::{AppendSignal, now_ms, write_atomically};
+
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+/// Persists the offset below which every sealed segment has been fsynced.
+pub(super) fn write_recovery_point(dir: &Path, offset: i64) -> std::io::Result<()> {
+    write_atomically(&dir.join(RECOVERY_POINT_FILE), offset.to_string().as_bytes())
+}
+
+fn read_recovery_point(dir: &Path) -> i64 {
+    std::fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Offsets of the files in `dir` with the given extension, sorted.
+fn offsets_with_extension(dir: &Path, ext: &str) -> std::io::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) == Some(ext)
+            && let Some(offset) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok())
+        {
+            out.push(offset);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Deletes all but the `keep` newest producer-state snapshots.
+pub(super) fn prune_snapshots(dir: &Path, keep: usize) {
+    if let Ok(offsets) = offsets_with_extension(dir, "snapshot") {
+        for offset in offsets.iter().rev().skip(keep) {
+            let _ = std::fs::remove_file(ProducerStates::snapshot_path(dir, *offset));
+        }
+    }
+}
+
+impl Partition {
+    /// Opens (or creates, when `dir` does not exist) the partition stored in `dir`,
+    /// recovering it as described in the module doc.
+    pub(crate) fn open(
+        dir: &Path,
+        topic: &str,
+        id: i32,
+        config: TopicConfig,
+        signal: Arc<AppendSignal>,
+    ) -> Result<Self> {
+        let io = |action: &'static str| move |e| Error::io(action, dir, e);
+        std::fs::create_dir_all(dir).map_err(io("creating"))?;
+        let bases = offsets_with_extension(dir, "log").map_err(io("listing"))?;
+        let recovery_point = read_recovery_point(dir);
+        let interval = config.index_interval_bytes;
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied();
+            let recovered = match next_base {
+                Some(next) if next <= recovery_point => Segment::open_sealed(dir, base, next, interval),
+                _ => Segment::recover(dir, base, interval, |_| {}),
+            }
+            .map_err(io("recovering a segment in"))?;
+            let seg = recovered.segment;
+            if let Some(prev) = segments.last()
+                && seg.base_offset < prev.next_offset
+            {
+                // Overlapping segments: keep the earlier data, drop this file.
+                tracing::warn!(dir = %dir.display(), base, "segment overlaps its predecessor; removing it");
+                seg.delete_files().map_err(io("removing a segment in"))?;
+                continue;
+            }
+            let truncated = recovered.truncated.is_some();
+            if let Some((bytes, reason)) = recovered.truncated {
+                tracing::warn!(topic, partition = id, segment = %seg.log_path().display(), bytes, %reason,
+                    "truncated a torn or corrupt tail");
+            }
+            segments.push(seg);
+            if truncated {
+                for &later in &bases[i + 1..] {
+                    tracing::warn!(topic, partition = id, base = later, "removing segment after a truncation");
+                    Segment::remove_files(dir, later).map_err(io("removing a segment in"))?;
+                }
+                break;
+            }
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0, interval).map_err(io("creating a segment in"))?);
+        }
+        let log_start = segments[0].base_offset;
+        let log_end = segments[segments.len() - 1].next_offset;
+
+        let producers = restore_producers(dir, &segments, log_start, log_end)?;
+        let state = LogState {
+            segments,
+            log_start,
+            producers,
+            unsynced: Vec::new(),
+            durable_offset: 0,
+            last_flush_ms: now_ms(),
+        };
+        tracing::debug!(topic, partition = id, log_start, log_end, "opened partition");
+        Ok(Self {
+            topic: topic.to_string(),
+            id,
+            dir: dir.to_path_buf(),
+            config,
+            state: Mutex::new(state),
+            signal,
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Deletes sealed segments past `retention_ms` (by their newest record) or beyond
+    /// `retention_bytes`, oldest first, and moves the log start offset to the first segment
+    /// kept. The active segment is never deleted. Returns how many segments went.
+    pub fn apply_retention(&self, now: i64) -> Result<usize> {
+        let mut state = self.state.lock();
+        let mut total: u64 = state.segments.iter().map(|s| s.size).sum();
+        let mut doomed = 0;
+        for seg in &state.segments[..state.segments.len() - 1] {
+            let too_old = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| seg.max_timestamp >= 0 && now - seg.max_timestamp > ms);
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total.saturating_sub(seg.size) >= limit);
+            if !(too_old || too_big) {
+                break;
+            }
+            total -= seg.size;
+            doomed += 1;
+        }
+        if doomed == 0 {
+            return Ok(0);
+        }
+        let gone: Vec<Segment> = state.segments.drain(..doomed).collect();
+        state.log_start = state.segments[0].base_offset;
+        let log_start = state.log_start;
+        drop(state);
+        for seg in &gone {
+            seg.delete_files()
+                .map_err(|e| Error::io("deleting", seg.log_path().to_path_buf(), e))?;
+        }
+        tracing::info!(topic = %self.topic, partition = self.id, segments = doomed, log_start, "retention deleted segments");
+        Ok(doomed)
+    }
+
+    /// Writes what a clean restart can reuse: the active segment's indexes and a producer
+    /// snapshot at the log end; then fsyncs everything.
+    pub(crate) fn close(&self) -> Result<()> {
+        {
+            let state = self.state.lock();
+            let active = state.active();
+            active
+                .write_indexes()
+                .map_err(|e| Error::io("writing indexes of", active.log_path().to_path_buf(), e))?;
+            let end = state.log_end();
+            let path = ProducerStates::snapshot_path(&self.dir, end);
+            std::fs::write(&path, state.producers.encode_snapshot(end))
+                .map_err(|e| Error::io("writing snapshot", path, e))?;
+        }
+        prune_snapshots(&self.dir, 3);
+        self.flush().map(|_| ())
+    }
+
+    /// Marks the partition deleted (later calls fail with `UnknownTopic`) and removes its
+    /// directory.
+    pub(crate) fn delete(&self) -> Result<()> {
+        let _state = self.state.lock();
+        self.deleted.store(true, std::sync::atomic::Ordering::Release);
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("deleting", &self.dir, e)),
+        }
+    }
+}
+
+/// Producer state at `log_end`: the newest readable snapshot at or below it, then every batch
+/// header after the snapshot. Snapshots past the log end (left by a truncation) are removed.
+fn restore_producers(dir: &Path, segments: &[Segment], log_start: i64, log_end: i64) -> Result<ProducerStates> {
+    let snapshots = offsets_with_extension(dir, "snapshot").map_err(|e| Error::io("listing", dir, e))?;
+    let mut restored: Option<(i64, ProducerStates)> = None;
+    for &offset in snapshots.iter().rev() {
+        let path = ProducerStates::snapshot_path(dir, offset);
+        if offset > log_end {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        if restored.is_none()
+            && let Some(state) = std::fs::read(&path)
+                .ok()
+                .and_then(|b| ProducerStates::decode_snapshot(&b, offset))
+        {
+            restored = Some((offset, state));
+        }
+    }
+    let (from, mut producers) = restored.unwrap_or((log_start, ProducerStates::default()));
+    for seg in segments.iter().filter(|s| s.next_offset > from) {
+        let view = ReadView {
+            file: Arc::clone(seg.file()),
+            start: seg.position_hint(from),
+            limit: seg.size,
+        };
+        view.find(|h| {
+            if h.base_offset >= from {
+                producers.update(h);
+            }
+            false
+        })
+        .map_err(|e| Error::io("replaying producer state from", seg.log_path().to_path_buf(), e))?;
+    }
+    Ok(producers)
+}
