@@ -127,7 +127,10 @@ impl Segment {
                 bad = Some(format!("batch of {total} bytes but only {remaining} left (torn write)"));
                 break;
             }
-            if header.base_offset < seg.next_offset || header.last_offset_delta < 0 {
+            // Offsets are contiguous (no compaction yet), so a batch must start exactly where
+            // the previous one ended: this also catches a damaged `baseOffset`, which the CRC
+            // does not cover.
+            if header.base_offset != seg.next_offset || header.last_offset_delta < 0 {
                 bad = Some(format!(
                     "batch offsets {}..={} do not follow {}",
                     header.base_offset,
