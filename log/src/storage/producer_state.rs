@@ -163,3 +163,56 @@ impl ProducerStates {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchBuilder;
+
+    fn header(epoch: i16, seq: i32, records: usize, base_offset: i64) -> BatchHeader {
+        let mut b = BatchBuilder::new().with_producer(7, epoch, seq);
+        for _ in 0..records {
+            b.append(0, None, Some(b"v"), &[]);
+        }
+        let bytes = b.build().unwrap_or_default();
+        let mut h = BatchHeader::parse(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        h.base_offset = base_offset;
+        h
+    }
+
+    #[test]
+    fn sequences_wrap_from_i32_max_to_zero() {
+        let mut states = ProducerStates::default();
+        let near_max = header(0, i32::MAX - 2, 5, 0); // covers MAX-2, MAX-1, MAX, 0, 1
+        assert_eq!(near_max.last_sequence(), 1);
+        states.update(&near_max);
+        assert_eq!(states.check(&header(0, 2, 1, 5)), Ok(SequenceCheck::Append));
+        assert_eq!(
+            states.check(&header(0, i32::MAX - 2, 5, 0)),
+            Ok(SequenceCheck::Duplicate(BatchMetadata {
+                first_seq: i32::MAX - 2,
+                last_seq: 1,
+                first_offset: 0,
+                last_offset: 4
+            }))
+        );
+        assert_eq!(
+            states.check(&header(0, 3, 1, 5)),
+            Err(SequenceError::OutOfOrder { expected: 2, received: 3 })
+        );
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_reject_corruption() {
+        let mut states = ProducerStates::default();
+        states.update(&header(3, 0, 2, 10));
+        let bytes = states.encode_snapshot(12);
+        let restored = ProducerStates::decode_snapshot(&bytes, 12).unwrap_or_default();
+        assert_eq!(restored.check(&header(3, 2, 1, 12)), Ok(SequenceCheck::Append));
+        assert!(ProducerStates::decode_snapshot(&bytes, 13).is_none(), "snapshot for another offset");
+        let mut corrupt = bytes.clone();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        assert!(ProducerStates::decode_snapshot(&corrupt, 12).is_none());
+    }
+}

@@ -1,0 +1,158 @@
+//! `sluice consume TOPIC`: prints records to stdout one per line, as Kafka's console
+//! consumer, from the log end (default), the log start or a given offset, until a record
+//! count or an idle timeout is reached.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use clap::{Args, value_parser};
+use sluice_log::{
+    Broker, Consumer, ConsumerConfig, ConsumerRecord, Error as LogError, OffsetReset,
+    TopicPartition, validate_topic_name,
+};
+
+use super::error::{CliError, CliResult};
+use super::output::{Out, stdout, write_err};
+use super::{Open, with_broker};
+
+/// Arguments of `consume`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Output: one line per record, `[partition<TAB>][offset<TAB>][key<TAB>]value`, the optional \
+fields as asked for. A null key or a null value (tombstone) prints as an empty string; bytes \
+that are not UTF-8 print as U+FFFD. Without --from-beginning or --offset only records written \
+after the start are shown.
+
+Examples:
+  sluice consume orders --from-beginning --print-key --print-offset
+  sluice consume orders --partition 2 --offset 100 --max-records 10")]
+pub struct ConsumeArgs {
+    /// The topic to read.
+    pub topic: String,
+    /// Start at the first record still in each partition instead of the log end.
+    #[arg(long, conflicts_with = "offset")]
+    pub from_beginning: bool,
+    /// Read only this partition (default: every partition of the topic).
+    #[arg(long, value_name = "P")]
+    pub partition: Option<i32>,
+    /// Start at this offset of the partition given with --partition. An offset outside the
+    /// partition's [log start, log end] is an error.
+    #[arg(long, value_name = "O", value_parser = value_parser!(i64).range(0..))]
+    pub offset: Option<i64>,
+    /// Exit after printing this many records.
+    #[arg(long, value_name = "N")]
+    pub max_records: Option<u64>,
+    /// Print each record's key (null prints as empty) before its value.
+    #[arg(long)]
+    pub print_key: bool,
+    /// Print each record's offset before its key and value.
+    #[arg(long)]
+    pub print_offset: bool,
+    /// Print each record's partition first.
+    #[arg(long)]
+    pub print_partition: bool,
+    /// Exit when no record has arrived for this many milliseconds; 0 waits forever.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub timeout_ms: u64,
+}
+
+/// Runs `consume`.
+pub fn run(data: &Path, args: &ConsumeArgs) -> CliResult {
+    validate_topic_name(&args.topic)?;
+    if args.offset.is_some() && args.partition.is_none() {
+        return Err(CliError::Usage(
+            "--offset needs --partition: an offset belongs to one partition".into(),
+        ));
+    }
+    with_broker(data, Open::MustExist, |broker| consume(broker, args))
+}
+
+fn consume(broker: &Broker, args: &ConsumeArgs) -> CliResult {
+    let count = broker.partition_count(&args.topic)?;
+    let partitions: Vec<TopicPartition> = match args.partition {
+        Some(p) if (0..count).contains(&p) => vec![TopicPartition::new(args.topic.as_str(), p)],
+        Some(p) => {
+            return Err(LogError::UnknownPartition {
+                topic: args.topic.clone(),
+                partition: p,
+                partitions: count,
+            }
+            .into());
+        }
+        None => (0..count)
+            .map(|p| TopicPartition::new(args.topic.as_str(), p))
+            .collect(),
+    };
+    // A given offset must be valid; otherwise a position lost to retention restarts at the
+    // log start.
+    let reset = if args.offset.is_some() {
+        OffsetReset::None
+    } else {
+        OffsetReset::Earliest
+    };
+    let mut consumer = Consumer::new(broker, ConsumerConfig::default().with_auto_offset_reset(reset));
+    consumer.assign(partitions.clone())?;
+    for tp in &partitions {
+        match args.offset {
+            Some(offset) => consumer.seek(tp, offset)?,
+            None if args.from_beginning => consumer.seek_to_beginning(tp)?,
+            None => consumer.seek_to_end(tp)?,
+        }
+    }
+
+    let idle_limit = (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms));
+    let mut out = stdout();
+    let mut printed = 0u64;
+    let mut last_record = Instant::now();
+    'poll: while args.max_records.is_none_or(|max| printed < max) {
+        let wait = match idle_limit {
+            Some(limit) => {
+                let left = limit.saturating_sub(last_record.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                left
+            }
+            None => Duration::from_secs(1),
+        };
+        let records = consumer.poll(wait)?;
+        if records.is_empty() {
+            continue;
+        }
+        last_record = Instant::now();
+        for record in &records {
+            if args.max_records.is_some_and(|max| printed >= max) {
+                break 'poll;
+            }
+            write_record(&mut out, record, args).map_err(write_err)?;
+            printed += 1;
+        }
+        out.flush().map_err(write_err)?;
+    }
+    out.flush().map_err(write_err)?;
+    tracing::info!(topic = %args.topic, records = printed, "consumed");
+    Ok(())
+}
+
+/// Writes `[partition\t][offset\t][key\t]value\n`.
+fn write_record(out: &mut Out, record: &ConsumerRecord, args: &ConsumeArgs) -> std::io::Result<()> {
+    if args.print_partition {
+        write!(out, "{}\t", record.partition)?;
+    }
+    if args.print_offset {
+        write!(out, "{}\t", record.offset)?;
+    }
+    if args.print_key {
+        out.write_all(lossy(record.key.as_deref()).as_bytes())?;
+        out.write_all(b"\t")?;
+    }
+    out.write_all(lossy(record.value.as_deref()).as_bytes())?;
+    out.write_all(b"\n")
+}
+
+/// Bytes as text: invalid UTF-8 becomes U+FFFD, null becomes empty.
+fn lossy(bytes: Option<&[u8]>) -> Cow<'_, str> {
+    bytes.map_or(Cow::Borrowed(""), String::from_utf8_lossy)
+}

@@ -1,0 +1,204 @@
+//! `sluice topic create|list|describe|alter|delete`: topic administration, as Kafka's
+//! `kafka-topics.sh`.
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+use sluice_log::{Broker, FsyncPolicy, TopicConfig, TopicMetadata, validate_topic_name};
+
+use super::error::{CliError, CliResult};
+use super::output::{print_line, stdout, table, write_err};
+use super::{Open, with_broker};
+
+/// The `topic` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List the topics, one name per line, sorted.
+    List,
+    /// Show a topic's settings and, per partition, its offsets and size on disk.
+    #[command(
+        after_help = "Columns: PARTITION, LOG-START (first offset still in the log), LOG-END (next \
+offset to be written), HIGH-WATERMARK (offsets below it are readable), DURABLE (offsets below it \
+are fsynced), SIZE-BYTES (all segments), SEGMENTS."
+    )]
+    Describe {
+        /// The topic.
+        name: String,
+    },
+    /// Add partitions to a topic. Partitions can only grow; existing records stay where they are.
+    Alter {
+        /// The topic.
+        name: String,
+        /// The new total number of partitions (more than it has now).
+        #[arg(long, value_name = "N")]
+        partitions: i32,
+    },
+    /// Delete a topic and all its records.
+    Delete {
+        /// The topic.
+        name: String,
+    },
+}
+
+/// Arguments of `topic create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The topic: 1 to 249 characters of ASCII letters, digits, '.', '_' and '-' (not `.` or `..`).
+    pub name: String,
+    /// Number of partitions; can be raised later with `topic alter`, never lowered.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub partitions: i32,
+    /// Delete sealed segments whose newest record is older than this (retention.ms); -1 keeps
+    /// records forever. Default: 7 days.
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub retention_ms: Option<i64>,
+    /// Delete the oldest sealed segments while a partition is larger than this
+    /// (retention.bytes); -1 for no limit. Default: no limit.
+    #[arg(long, value_name = "B", allow_negative_numbers = true)]
+    pub retention_bytes: Option<i64>,
+    /// Roll to a new segment file at this size (segment.bytes), 1024 to 4294967295. Default: 1 GiB.
+    #[arg(long, value_name = "B")]
+    pub segment_bytes: Option<u64>,
+    /// When appended data is fsynced: `always` (before each acknowledgement), `interval:MS`
+    /// (in the background every MS ms) or `never` (left to the OS). Every policy survives a
+    /// process crash; only fsynced data survives power loss.
+    #[arg(long, value_name = "POLICY", default_value = "never")]
+    pub fsync: String,
+}
+
+/// Runs a `topic` subcommand.
+pub fn run(data: &Path, cmd: TopicCommand) -> CliResult {
+    match cmd {
+        TopicCommand::Create(args) => {
+            let config = config_from(&args)?;
+            validate_topic_name(&args.name)?;
+            with_broker(data, Open::CreateIfMissing, |broker| {
+                broker.create_topic(&args.name, config.clone())?;
+                print_line(&format!(
+                    "Created topic {} with {} partition{}.",
+                    args.name,
+                    config.partitions,
+                    plural(config.partitions)
+                ))
+            })
+        }
+        TopicCommand::List => {
+            if !data.exists() {
+                return Ok(());
+            }
+            with_broker(data, Open::MustExist, |broker| {
+                let mut out = stdout();
+                for topic in broker.metadata() {
+                    writeln!(out, "{}", topic.name).map_err(write_err)?;
+                }
+                out.flush().map_err(write_err)
+            })
+        }
+        TopicCommand::Describe { name } => {
+            validate_topic_name(&name)?;
+            with_broker(data, Open::MustExist, |broker| {
+                let text = describe(&broker.topic_metadata(&name)?);
+                let mut out = stdout();
+                out.write_all(text.as_bytes()).map_err(write_err)?;
+                out.flush().map_err(write_err)
+            })
+        }
+        TopicCommand::Alter { name, partitions } => {
+            validate_topic_name(&name)?;
+            with_broker(data, Open::MustExist, |broker| alter(broker, &name, partitions))
+        }
+        TopicCommand::Delete { name } => {
+            validate_topic_name(&name)?;
+            with_broker(data, Open::MustExist, |broker| {
+                broker.delete_topic(&name)?;
+                print_line(&format!("Deleted topic {name}."))
+            })
+        }
+    }
+}
+
+fn alter(broker: &Broker, name: &str, partitions: i32) -> CliResult {
+    let before = broker.partition_count(name)?;
+    broker.create_partitions(name, partitions)?;
+    print_line(&format!(
+        "Topic {name} now has {partitions} partitions (was {before})."
+    ))
+}
+
+fn plural(n: i32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Builds the topic config from the flags; the log validates the ranges.
+fn config_from(args: &CreateArgs) -> CliResult<TopicConfig> {
+    let fsync: FsyncPolicy = args.fsync.parse()?;
+    let mut config = TopicConfig::default()
+        .with_partitions(args.partitions)
+        .with_fsync(fsync);
+    if let Some(ms) = args.retention_ms {
+        config = config.with_retention_ms((ms != -1).then_some(ms));
+    }
+    if let Some(bytes) = args.retention_bytes {
+        let limit = match bytes {
+            -1 => None,
+            b => Some(u64::try_from(b).map_err(|_| {
+                CliError::Usage(format!(
+                    "invalid --retention-bytes {b}: must be -1 (no limit) or a size in bytes"
+                ))
+            })?),
+        };
+        config = config.with_retention_bytes(limit);
+    }
+    if let Some(bytes) = args.segment_bytes {
+        config = config.with_segment_bytes(bytes);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// The `topic describe` text: two lines of settings, then a table of partitions.
+fn describe(topic: &TopicMetadata) -> String {
+    let c = &topic.config;
+    let retention_ms = c.retention_ms.map_or("forever".to_string(), |ms| ms.to_string());
+    let retention_bytes = c
+        .retention_bytes
+        .map_or("unlimited".to_string(), |b| b.to_string());
+    let mut text = format!(
+        "Topic: {}  Partitions: {}  Fsync: {}\n\
+         Config: retention.ms={retention_ms} retention.bytes={retention_bytes} \
+         segment.bytes={} segment.ms={} index.interval.bytes={} max.message.bytes={}\n",
+        topic.name,
+        topic.partitions.len(),
+        c.fsync,
+        c.segment_bytes,
+        c.segment_ms,
+        c.index_interval_bytes,
+        c.max_message_bytes,
+    );
+    let header = [
+        "PARTITION",
+        "LOG-START",
+        "LOG-END",
+        "HIGH-WATERMARK",
+        "DURABLE",
+        "SIZE-BYTES",
+        "SEGMENTS",
+    ];
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    for p in &topic.partitions {
+        rows.push(vec![
+            p.partition.to_string(),
+            p.log_start_offset.to_string(),
+            p.log_end_offset.to_string(),
+            p.high_watermark.to_string(),
+            p.durable_offset.to_string(),
+            p.size_bytes.to_string(),
+            p.segments.to_string(),
+        ]);
+    }
+    text.push_str(&table(&rows, 0));
+    text
+}
