@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use clap::{Args, value_parser};
@@ -113,14 +113,17 @@ fn produce(broker: &Broker, args: &PerfProduceArgs) -> CliResult<String> {
         .with_batch_size(args.batch_bytes)
         .with_linger_ms(args.linger_ms);
     let producer = Producer::new(broker, config)?;
-    let value = Bytes::from(
-        (0..args.record_size)
-            .map(|i| b'a' + (i % 26) as u8)
-            .collect::<Vec<u8>>(),
-    );
-    // Records per batch, to move to the next partition when a batch is full.
-    let per_batch = (args.batch_bytes / (args.record_size + RECORD_OVERHEAD)).max(1) as u64;
-    let sample_every = (args.records / LATENCY_SAMPLES).max(1);
+    let plan = Plan {
+        args,
+        value: Bytes::from(
+            (0..args.record_size)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+        partitions: u64::try_from(partitions).unwrap_or(1).max(1),
+        per_batch: (args.batch_bytes / (args.record_size + RECORD_OVERHEAD)).max(1) as u64,
+        sample_every: (args.records / LATENCY_SAMPLES).max(1),
+    };
 
     // Sampled deliveries are awaited on another thread, in send order, so the sending loop
     // never blocks on an acknowledgement.
@@ -144,7 +147,7 @@ fn produce(broker: &Broker, args: &PerfProduceArgs) -> CliResult<String> {
 
     let mut progress = Progress::new("produce");
     let start = Instant::now();
-    let sent = send_all(&producer, args, &value, partitions, per_batch, sample_every, &tx, &mut progress);
+    let sent = send_all(&producer, &plan, &tx, &mut progress);
     drop(tx);
     producer.flush()?;
     if args.flush_at_end {
@@ -179,23 +182,33 @@ fn produce(broker: &Broker, args: &PerfProduceArgs) -> CliResult<String> {
     ))
 }
 
+/// What to send and where.
+#[derive(Debug)]
+struct Plan<'a> {
+    args: &'a PerfProduceArgs,
+    /// The value every record shares.
+    value: Bytes,
+    /// Partitions of the topic.
+    partitions: u64,
+    /// Records that fill a batch: the loop moves to the next partition after this many.
+    per_batch: u64,
+    /// Every this many records, one is timed.
+    sample_every: u64,
+}
+
 /// The sending loop.
-#[allow(clippy::too_many_arguments)]
 fn send_all(
     producer: &Producer,
-    args: &PerfProduceArgs,
-    value: &Bytes,
-    partitions: i32,
-    per_batch: u64,
-    sample_every: u64,
+    plan: &Plan<'_>,
     samples: &mpsc::Sender<(Instant, DeliveryFuture)>,
     progress: &mut Progress,
 ) -> CliResult {
-    let partitions = u64::try_from(partitions).unwrap_or(1).max(1);
+    let args = plan.args;
     for i in 0..args.records {
-        let partition = ((i / per_batch) % partitions) as i32;
-        let record = ProducerRecord::new(args.topic.as_str(), value.clone()).with_partition(partition);
-        if i % sample_every == 0 {
+        let partition = ((i / plan.per_batch) % plan.partitions) as i32;
+        let record =
+            ProducerRecord::new(args.topic.as_str(), plan.value.clone()).with_partition(partition);
+        if i % plan.sample_every == 0 {
             let sent = Instant::now();
             let delivery = producer.send(record)?;
             // The receiver only goes away if its thread died; the join reports that.
@@ -209,7 +222,3 @@ fn send_all(
     }
     Ok(())
 }
-
-/// Keeps `Duration` in the signature of the module's public surface honest for docs.
-#[allow(dead_code)]
-fn _unused(_: Duration) {}
