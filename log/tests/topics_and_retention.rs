@@ -69,9 +69,15 @@ fn create_delete_and_grow_topics_and_keep_configs_across_restarts() {
 #[test]
 fn a_second_broker_on_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let _first = common::quiet_broker(dir.path());
+    let first = common::quiet_broker(dir.path());
     let second = Broker::open(dir.path(), BrokerConfig::default());
     assert!(matches!(second, Err(Error::IllegalState(ref m)) if m.contains("in use")), "{second:?}");
+    // close releases the directory even while handles of the first broker live on.
+    let stale = first.clone();
+    first.close().expect("close");
+    let third = Broker::open(dir.path(), BrokerConfig::default()).expect("reopen after close");
+    assert!(matches!(stale.create_topic("t", TopicConfig::default()), Err(Error::Closed(_))));
+    third.create_topic("t", TopicConfig::default()).expect("create on the new broker");
 }
 
 #[test]

@@ -95,7 +95,8 @@ pub(crate) struct Inner {
     signal: Arc<AppendSignal>,
     closed: AtomicBool,
     maintenance: maintenance::Handle,
-    _lock: File,
+    /// The data directory's lock; released by `close`.
+    lock: Mutex<Option<File>>,
 }
 
 /// The embedded broker. See the module doc.
@@ -130,7 +131,7 @@ impl Broker {
             signal,
             closed: AtomicBool::new(false),
             maintenance: maintenance::Handle::start(weak.clone(), &config),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         });
         tracing::info!(dir = %dir.display(), "broker opened");
         Ok(Self { inner })
@@ -257,14 +258,17 @@ impl Broker {
     }
 
     /// Closes the broker cleanly: stops the maintenance thread, writes indexes and producer
-    /// snapshots, fsyncs every partition. Later calls fail with `Closed`. Dropping the last
+    /// snapshots, fsyncs every partition and releases the data directory, which another
+    /// broker may then open. Later calls on any handle fail with `Closed`. Dropping the last
     /// handle closes it too (logging any error).
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         self.inner.maintenance.stop();
-        self.inner.close_partitions()
+        let result = self.inner.close_partitions();
+        self.inner.lock.lock().take();
+        result
     }
 
     pub(crate) fn signal(&self) -> &AppendSignal {
