@@ -12,7 +12,9 @@ use sluice::prelude::*;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let temp = tempfile::tempdir()?;
-    let dir = std::env::args().nth(1).map_or_else(|| temp.path().to_path_buf(), Into::into);
+    let dir = std::env::args()
+        .nth(1)
+        .map_or_else(|| temp.path().to_path_buf(), Into::into);
     println!("sluice log demo: data directory {}", dir.display());
 
     let broker = Broker::open(&dir, BrokerConfig::default())?;
@@ -23,21 +25,38 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // Keyed records: each user's views land on one partition (Kafka's murmur2), in order.
     let producer = Producer::new(&broker, ProducerConfig::default())?;
-    let views = [("alice", "/home"), ("bob", "/cart"), ("alice", "/search?q=rust"), ("carol", "/home"),
-                 ("bob", "/checkout"), ("alice", "/product/42")];
+    let views = [
+        ("alice", "/home"),
+        ("bob", "/cart"),
+        ("alice", "/search?q=rust"),
+        ("carol", "/home"),
+        ("bob", "/checkout"),
+        ("alice", "/product/42"),
+    ];
     let mut deliveries = Vec::new();
     for (user, page) in views {
-        deliveries.push((user, page, producer.send(ProducerRecord::new("page-views", page).with_key(user))?));
+        deliveries.push((
+            user,
+            page,
+            producer.send(ProducerRecord::new("page-views", page).with_key(user))?,
+        ));
     }
     for (user, page, delivery) in deliveries {
         let meta = delivery.wait()?;
-        println!("produced  {user:<6} {page:<16} -> partition {} offset {}", meta.partition, meta.offset);
+        println!(
+            "produced  {user:<6} {page:<16} -> partition {} offset {}",
+            meta.partition, meta.offset
+        );
     }
     producer.close()?;
 
     // Consume every partition from the beginning.
     let mut consumer = Consumer::new(&broker, ConsumerConfig::default());
-    consumer.assign((0..3).map(|p| TopicPartition::new("page-views", p)).collect())?;
+    consumer.assign(
+        (0..3)
+            .map(|p| TopicPartition::new("page-views", p))
+            .collect(),
+    )?;
     let mut seen = 0;
     loop {
         let records = consumer.poll(Duration::from_millis(200))?;
@@ -46,9 +65,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         for r in records {
             seen += 1;
-            let key = r.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            let value = r.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            println!("consumed  {key:<6} {value:<16} <- partition {} offset {}", r.partition, r.offset);
+            let key = r
+                .key
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let value = r
+                .value
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            println!(
+                "consumed  {key:<6} {value:<16} <- partition {} offset {}",
+                r.partition, r.offset
+            );
         }
     }
     println!("consumed {seen} records");
@@ -67,11 +97,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // Restart: the log recovers from its files.
-    let before: Vec<i64> = broker.topic_metadata("page-views")?.partitions.iter().map(|p| p.log_end_offset).collect();
+    let before: Vec<i64> = broker
+        .topic_metadata("page-views")?
+        .partitions
+        .iter()
+        .map(|p| p.log_end_offset)
+        .collect();
     broker.close()?;
     drop(broker);
     let broker = Broker::open(&dir, BrokerConfig::default())?;
-    let after: Vec<i64> = broker.topic_metadata("page-views")?.partitions.iter().map(|p| p.log_end_offset).collect();
+    let after: Vec<i64> = broker
+        .topic_metadata("page-views")?
+        .partitions
+        .iter()
+        .map(|p| p.log_end_offset)
+        .collect();
     println!("log end offsets before restart {before:?}, after {after:?}");
     if before != after {
         return Err("the log lost data across a restart".into());

@@ -240,12 +240,20 @@ impl TopicConfig {
             })
         };
         if self.partitions < 1 {
-            return bad("partitions", self.partitions.to_string(), "must be at least 1");
+            return bad(
+                "partitions",
+                self.partitions.to_string(),
+                "must be at least 1",
+            );
         }
         if let Some(ms) = self.retention_ms
             && ms < 1
         {
-            return bad("retention_ms", ms.to_string(), "must be at least 1 (or unset)");
+            return bad(
+                "retention_ms",
+                ms.to_string(),
+                "must be at least 1 (or unset)",
+            );
         }
         if self.segment_bytes < 1024 || self.segment_bytes > u64::from(u32::MAX) {
             return bad(
@@ -255,7 +263,11 @@ impl TopicConfig {
             );
         }
         if self.segment_ms < 1 {
-            return bad("segment_ms", self.segment_ms.to_string(), "must be at least 1");
+            return bad(
+                "segment_ms",
+                self.segment_ms.to_string(),
+                "must be at least 1",
+            );
         }
         if self.index_interval_bytes < 1 {
             return bad("index_interval_bytes", "0".into(), "must be at least 1");

@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use sluice_log::batch::{BatchBuilder, BatchError, Compression, Header, RecordBatch, split_batches};
+use sluice_log::batch::{
+    BatchBuilder, BatchError, Compression, Header, RecordBatch, split_batches,
+};
 
 /// One record, key "key", value "value", timestamp 1000, no producer id: the bytes Kafka's
 /// documented layout (KIP-98, "Record Batch" in the protocol guide) prescribes.
@@ -37,11 +39,17 @@ fn single_record_batch_matches_kafkas_layout_byte_for_byte() {
     .concat();
     let mut builder = BatchBuilder::new();
     builder.append(1000, Some(b"key"), Some(b"value"), &[]);
-    let built = builder.build().expect("an uncompressed batch always builds");
+    let built = builder
+        .build()
+        .expect("an uncompressed batch always builds");
     assert_eq!(&built[..], &expected[..]);
 
     let parsed = RecordBatch::parse(Bytes::from(expected)).expect("the vector parses");
-    let records: Vec<_> = parsed.records().expect("records").collect::<Result<_, _>>().expect("decode");
+    let records: Vec<_> = parsed
+        .records()
+        .expect("records")
+        .collect::<Result<_, _>>()
+        .expect("decode");
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].key.as_deref(), Some(&b"key"[..]));
     assert_eq!(records[0].value.as_deref(), Some(&b"value"[..]));
@@ -73,15 +81,31 @@ fn record() -> impl Strategy<Value = Rec> {
         bytes_opt(),
         prop::collection::vec(("[a-z]{0,8}", bytes_opt()), 0..3),
     )
-        .prop_map(|(timestamp, key, value, headers)| Rec { timestamp, key, value, headers })
+        .prop_map(|(timestamp, key, value, headers)| Rec {
+            timestamp,
+            key,
+            value,
+            headers,
+        })
 }
 
 fn compression() -> impl Strategy<Value = Compression> {
-    prop_oneof![Just(Compression::None), Just(Compression::Lz4), Just(Compression::Zstd)]
+    prop_oneof![
+        Just(Compression::None),
+        Just(Compression::Lz4),
+        Just(Compression::Zstd)
+    ]
 }
 
-fn build(recs: &[Rec], compression: Compression, producer: Option<(i64, i16, i32)>, txn: bool) -> Bytes {
-    let mut b = BatchBuilder::new().with_compression(compression).with_transactional(txn);
+fn build(
+    recs: &[Rec],
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+    txn: bool,
+) -> Bytes {
+    let mut b = BatchBuilder::new()
+        .with_compression(compression)
+        .with_transactional(txn);
     if let Some((pid, epoch, seq)) = producer {
         b = b.with_producer(pid, epoch, seq);
     }
@@ -89,7 +113,10 @@ fn build(recs: &[Rec], compression: Compression, producer: Option<(i64, i16, i32
         let headers: Vec<Header> = r
             .headers
             .iter()
-            .map(|(k, v)| Header { key: k.clone(), value: v.clone().map(Bytes::from) })
+            .map(|(k, v)| Header {
+                key: k.clone(),
+                value: v.clone().map(Bytes::from),
+            })
             .collect();
         b.append(r.timestamp, r.key.as_deref(), r.value.as_deref(), &headers);
     }
@@ -161,11 +188,17 @@ fn truncated_batch_is_reported_as_truncated() {
     b.append(1, None, Some(b"v"), &[]);
     let bytes = b.build().expect("build");
     let cut = bytes.slice(..bytes.len() - 1);
-    assert!(matches!(RecordBatch::parse(cut), Err(BatchError::Truncated { .. })));
+    assert!(matches!(
+        RecordBatch::parse(cut),
+        Err(BatchError::Truncated { .. })
+    ));
 }
 
 #[test]
 fn unsupported_codecs_are_refused_by_name() {
-    assert!(matches!(Compression::from_name("gzip"), Err(BatchError::UnsupportedCompression("gzip"))));
+    assert!(matches!(
+        Compression::from_name("gzip"),
+        Err(BatchError::UnsupportedCompression("gzip"))
+    ));
     assert_eq!(Compression::from_name("zstd").ok(), Some(Compression::Zstd));
 }

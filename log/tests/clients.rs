@@ -31,7 +31,9 @@ fn drain(consumer: &mut Consumer, want: usize) -> Vec<sluice_log::ConsumerRecord
 fn keyed_records_land_where_kafka_puts_them_and_come_back_intact() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = common::quiet_broker(dir.path());
-    broker.create_topic("t", TopicConfig::default().with_partitions(6)).expect("create");
+    broker
+        .create_topic("t", TopicConfig::default().with_partitions(6))
+        .expect("create");
     let producer = Producer::new(&broker, ProducerConfig::default()).expect("producer");
     let mut pending = Vec::new();
     for i in 0..300 {
@@ -42,24 +44,44 @@ fn keyed_records_land_where_kafka_puts_them_and_come_back_intact() {
             .with_header("n", i.to_string());
         pending.push((key, i, producer.send(record).expect("send")));
     }
-    let explicit = producer.send(ProducerRecord::new("t", "explicit").with_partition(5)).expect("send");
+    let explicit = producer
+        .send(ProducerRecord::new("t", "explicit").with_partition(5))
+        .expect("send");
     let wrong = producer.send(ProducerRecord::new("t", "x").with_partition(6));
-    assert!(matches!(wrong, Err(Error::UnknownPartition { partitions: 6, .. })), "{wrong:?}");
-    assert!(matches!(producer.send(ProducerRecord::new("nope", "x")), Err(Error::UnknownTopic { .. })));
+    assert!(
+        matches!(wrong, Err(Error::UnknownPartition { partitions: 6, .. })),
+        "{wrong:?}"
+    );
+    assert!(matches!(
+        producer.send(ProducerRecord::new("nope", "x")),
+        Err(Error::UnknownTopic { .. })
+    ));
     let mut expected: HashMap<(i32, i64), (String, i64)> = HashMap::new();
     for (key, i, delivery) in pending {
         let meta = futures::executor::block_on(delivery).expect("delivered");
-        assert_eq!(meta.partition, partition_for_key(key.as_bytes(), 6), "key {key}");
-        expected.insert((meta.partition, meta.offset), (format!("value-{i}"), 1_000 + i));
+        assert_eq!(
+            meta.partition,
+            partition_for_key(key.as_bytes(), 6),
+            "key {key}"
+        );
+        expected.insert(
+            (meta.partition, meta.offset),
+            (format!("value-{i}"), 1_000 + i),
+        );
     }
     assert_eq!(explicit.wait().expect("delivered").partition, 5);
     producer.close().expect("close");
 
     let mut consumer = Consumer::new(&broker, ConsumerConfig::default());
-    consumer.assign((0..6).map(|p| TopicPartition::new("t", p)).collect()).expect("assign");
+    consumer
+        .assign((0..6).map(|p| TopicPartition::new("t", p)).collect())
+        .expect("assign");
     let records = drain(&mut consumer, 301);
     assert_eq!(records.len(), 301);
-    for r in records.iter().filter(|r| r.value.as_deref() != Some(&b"explicit"[..])) {
+    for r in records
+        .iter()
+        .filter(|r| r.value.as_deref() != Some(&b"explicit"[..]))
+    {
         let (value, ts) = &expected[&(r.partition, r.offset)];
         assert_eq!(r.value.as_deref(), Some(value.as_bytes()));
         assert_eq!(r.timestamp, *ts);
@@ -72,22 +94,43 @@ fn compressed_batches_round_trip_through_producer_and_consumer() {
     for codec in [Compression::Lz4, Compression::Zstd] {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = common::quiet_broker(dir.path());
-        broker.create_topic("t", TopicConfig::default()).expect("create");
-        let producer = Producer::new(&broker, ProducerConfig::default().with_compression(codec)).expect("producer");
+        broker
+            .create_topic("t", TopicConfig::default())
+            .expect("create");
+        let producer = Producer::new(&broker, ProducerConfig::default().with_compression(codec))
+            .expect("producer");
         for i in 0..1000 {
-            producer.send(ProducerRecord::new("t", format!("repetitive value {i} {}", "z".repeat(100)))).expect("send");
+            producer
+                .send(ProducerRecord::new(
+                    "t",
+                    format!("repetitive value {i} {}", "z".repeat(100)),
+                ))
+                .expect("send");
         }
         producer.flush().expect("flush");
         let info = broker.topic_metadata("t").expect("meta").partitions[0];
         assert_eq!(info.log_end_offset, 1000);
-        assert!(info.size_bytes < 1000 * 100 / 2, "{codec:?} did not compress: {} bytes", info.size_bytes);
-        let mut consumer = Consumer::new(&broker, ConsumerConfig::default().with_max_poll_records(10_000));
-        consumer.assign(vec![TopicPartition::new("t", 0)]).expect("assign");
+        assert!(
+            info.size_bytes < 1000 * 100 / 2,
+            "{codec:?} did not compress: {} bytes",
+            info.size_bytes
+        );
+        let mut consumer = Consumer::new(
+            &broker,
+            ConsumerConfig::default().with_max_poll_records(10_000),
+        );
+        consumer
+            .assign(vec![TopicPartition::new("t", 0)])
+            .expect("assign");
         let records = drain(&mut consumer, 1000);
         assert_eq!(records.len(), 1000);
         for (i, r) in records.iter().enumerate() {
             assert_eq!(r.offset, i as i64);
-            assert!(r.value.as_deref().is_some_and(|v| v.starts_with(format!("repetitive value {i} ").as_bytes())));
+            assert!(
+                r.value
+                    .as_deref()
+                    .is_some_and(|v| v.starts_with(format!("repetitive value {i} ").as_bytes()))
+            );
         }
     }
 }
@@ -96,31 +139,65 @@ fn compressed_batches_round_trip_through_producer_and_consumer() {
 fn consumer_positions_seek_and_reset() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = common::quiet_broker(dir.path());
-    broker.create_topic("t", TopicConfig::default()).expect("create");
+    broker
+        .create_topic("t", TopicConfig::default())
+        .expect("create");
     for i in 0..10 {
-        broker.produce("t", 0, common::batch(&[format!("{i}").into_bytes()], None, 1)).expect("produce");
+        broker
+            .produce(
+                "t",
+                0,
+                common::batch(&[format!("{i}").into_bytes()], None, 1),
+            )
+            .expect("produce");
     }
     let tp = TopicPartition::new("t", 0);
-    let mut latest = Consumer::new(&broker, ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Latest));
+    let mut latest = Consumer::new(
+        &broker,
+        ConsumerConfig::default().with_auto_offset_reset(OffsetReset::Latest),
+    );
     latest.assign(vec![tp.clone()]).expect("assign");
     assert_eq!(latest.position(&tp).expect("position"), 10);
-    assert!(latest.poll(Duration::from_millis(20)).expect("poll").is_empty());
+    assert!(
+        latest
+            .poll(Duration::from_millis(20))
+            .expect("poll")
+            .is_empty()
+    );
     latest.seek(&tp, 7).expect("seek");
-    let got: Vec<i64> = latest.poll(Duration::from_millis(100)).expect("poll").iter().map(|r| r.offset).collect();
+    let got: Vec<i64> = latest
+        .poll(Duration::from_millis(100))
+        .expect("poll")
+        .iter()
+        .map(|r| r.offset)
+        .collect();
     assert_eq!(got, vec![7, 8, 9]);
     assert_eq!(latest.position(&tp).expect("position"), 10);
 
-    let mut strict = Consumer::new(&broker, ConsumerConfig::default().with_auto_offset_reset(OffsetReset::None));
+    let mut strict = Consumer::new(
+        &broker,
+        ConsumerConfig::default().with_auto_offset_reset(OffsetReset::None),
+    );
     strict.assign(vec![tp.clone()]).expect("assign");
     strict.seek(&tp, 50).expect("seek");
-    assert!(matches!(strict.poll(Duration::from_millis(20)), Err(Error::OffsetOutOfRange { offset: 50, .. })));
+    assert!(matches!(
+        strict.poll(Duration::from_millis(20)),
+        Err(Error::OffsetOutOfRange { offset: 50, .. })
+    ));
 
     let mut earliest = Consumer::new(&broker, ConsumerConfig::default());
     earliest.assign(vec![tp.clone()]).expect("assign");
     earliest.seek(&tp, 50).expect("seek");
     let got = drain(&mut earliest, 10);
-    assert_eq!(got.first().map(|r| r.offset), Some(0), "out of range resets to the earliest offset");
-    assert!(matches!(earliest.seek(&TopicPartition::new("t", 1), 0), Err(Error::IllegalState(_))));
+    assert_eq!(
+        got.first().map(|r| r.offset),
+        Some(0),
+        "out of range resets to the earliest offset"
+    );
+    assert!(matches!(
+        earliest.seek(&TopicPartition::new("t", 1), 0),
+        Err(Error::IllegalState(_))
+    ));
 }
 
 /// Four producer threads and two consumer threads on the same three partitions at once.
@@ -131,7 +208,12 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = common::quiet_broker(dir.path());
     broker
-        .create_topic("t", TopicConfig::default().with_partitions(3).with_segment_bytes(64 * 1024))
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .with_partitions(3)
+                .with_segment_bytes(64 * 1024),
+        )
         .expect("create");
     let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
     let total = PRODUCERS * PER_PRODUCER;
@@ -148,7 +230,10 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
                 while seen.len() < total && idle < 200 {
                     let got = consumer.poll(Duration::from_millis(50)).expect("poll");
                     idle = if got.is_empty() { idle + 1 } else { 0 };
-                    seen.extend(got.into_iter().map(|r| (r.partition, r.offset, r.value.unwrap_or_default())));
+                    seen.extend(
+                        got.into_iter()
+                            .map(|r| (r.partition, r.offset, r.value.unwrap_or_default())),
+                    );
                 }
                 seen
             })
@@ -159,12 +244,18 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
         .map(|p| {
             let broker = broker.clone();
             std::thread::spawn(move || {
-                let producer = Producer::new(&broker, ProducerConfig::default().with_batch_size(2048).with_linger_ms(1))
-                    .expect("producer");
+                let producer = Producer::new(
+                    &broker,
+                    ProducerConfig::default()
+                        .with_batch_size(2048)
+                        .with_linger_ms(1),
+                )
+                .expect("producer");
                 let pending: Vec<_> = (0..PER_PRODUCER)
                     .map(|i| {
                         let value = format!("{p}:{i}");
-                        let record = ProducerRecord::new("t", value.clone()).with_key(format!("k{}", i % 11));
+                        let record = ProducerRecord::new("t", value.clone())
+                            .with_key(format!("k{}", i % 11));
                         (value, producer.send(record).expect("send"))
                     })
                     .collect();
@@ -183,7 +274,12 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
     // Every acknowledged record is in the log exactly once, at the offset it was given.
     let mut by_position: HashMap<(i32, i64), String> = HashMap::new();
     for (partition, offset, value) in acked.iter().flatten() {
-        assert!(by_position.insert((*partition, *offset), value.clone()).is_none(), "two records at {partition}/{offset}");
+        assert!(
+            by_position
+                .insert((*partition, *offset), value.clone())
+                .is_none(),
+            "two records at {partition}/{offset}"
+        );
     }
     assert_eq!(by_position.len(), total);
     let mut log: Vec<(i32, i64, String)> = Vec::new();
@@ -192,7 +288,11 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
             log.push((p, offset, String::from_utf8(value.to_vec()).expect("utf8")));
         }
     }
-    assert_eq!(log.len(), total, "the log holds more or fewer records than were acknowledged");
+    assert_eq!(
+        log.len(),
+        total,
+        "the log holds more or fewer records than were acknowledged"
+    );
     for (p, offset, value) in &log {
         assert_eq!(by_position.get(&(*p, *offset)), Some(value), "{p}/{offset}");
     }
@@ -203,7 +303,10 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
         let i: usize = i.parse().expect("index");
         let key = (producer.to_string(), format!("k{}", i % 11));
         if let Some((prev_offset, prev_i)) = last.insert(key, (*offset, i)) {
-            assert!(prev_i < i && prev_offset < *offset, "reordered on partition {p}");
+            assert!(
+                prev_i < i && prev_offset < *offset,
+                "reordered on partition {p}"
+            );
         }
     }
     // Each consumer saw every record once, with offsets rising per partition.
@@ -215,8 +318,14 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
         let mut position: HashMap<i32, i64> = HashMap::new();
         for (p, o, v) in &seen {
             let prev = position.insert(*p, *o);
-            assert!(prev.is_none_or(|prev| prev < *o), "non-monotonic poll on partition {p}");
-            assert_eq!(by_position.get(&(*p, *o)).map(String::as_bytes), Some(&v[..]));
+            assert!(
+                prev.is_none_or(|prev| prev < *o),
+                "non-monotonic poll on partition {p}"
+            );
+            assert_eq!(
+                by_position.get(&(*p, *o)).map(String::as_bytes),
+                Some(&v[..])
+            );
         }
     }
 }

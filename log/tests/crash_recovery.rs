@@ -15,7 +15,10 @@ use sluice_log::{FsyncPolicy, TopicConfig};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { producer: usize, values: Vec<Vec<u8>> },
+    Append {
+        producer: usize,
+        values: Vec<Vec<u8>>,
+    },
     Flush,
 }
 
@@ -49,7 +52,11 @@ fn op() -> impl Strategy<Value = Op> {
 fn damage() -> impl Strategy<Value = Damage> {
     prop_oneof![
         (0.0f64..=1.0).prop_map(Damage::Cut),
-        (0.0f64..1.0, 0.0f64..1.0, 1u8..=255).prop_map(|(batch, byte, xor)| Damage::Flip { batch, byte, xor }),
+        (0.0f64..1.0, 0.0f64..1.0, 1u8..=255).prop_map(|(batch, byte, xor)| Damage::Flip {
+            batch,
+            byte,
+            xor
+        }),
     ]
 }
 
@@ -85,7 +92,10 @@ fn cut_at(dir: &Path, position: u64) {
             continue;
         }
         if position < start + len {
-            let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open");
             file.set_len(position - start).expect("truncate");
             cut_done = true;
         }
@@ -117,7 +127,9 @@ fn run(ops: Vec<Op>, damage: Damage) -> Result<(), TestCaseError> {
         .with_index_interval_bytes(256)
         .with_fsync(FsyncPolicy::Never);
     broker.create_topic("t", config).expect("create");
-    let pids: Vec<i64> = (0..3).map(|_| broker.init_producer_id().expect("pid").producer_id).collect();
+    let pids: Vec<i64> = (0..3)
+        .map(|_| broker.init_producer_id().expect("pid").producer_id)
+        .collect();
     let mut next_seq = [0i32; 3];
     let mut acked: Vec<Acked> = Vec::new();
     let mut durable = 0i64;
@@ -133,7 +145,15 @@ fn run(ops: Vec<Op>, damage: Damage) -> Result<(), TestCaseError> {
                 prop_assert!(!out.duplicate);
                 next_seq[producer] += values.len() as i32;
                 total_bytes += bytes.len() as u64;
-                acked.push(Acked { base: out.base_offset, last: out.last_offset, len: bytes.len() as u64, producer, seq, values, bytes });
+                acked.push(Acked {
+                    base: out.base_offset,
+                    last: out.last_offset,
+                    len: bytes.len() as u64,
+                    producer,
+                    seq,
+                    values,
+                    bytes,
+                });
             }
             Op::Flush => {
                 durable = broker.flush_partition("t", 0).expect("flush");
@@ -141,7 +161,13 @@ fn run(ops: Vec<Op>, damage: Damage) -> Result<(), TestCaseError> {
             }
         }
     }
-    prop_assert_eq!(segment_files(&partition_dir(live.path())).iter().map(|(_, l)| l).sum::<u64>(), total_bytes);
+    prop_assert_eq!(
+        segment_files(&partition_dir(live.path()))
+            .iter()
+            .map(|(_, l)| l)
+            .sum::<u64>(),
+        total_bytes
+    );
 
     // The crash image, then the loss of part of what was not fsynced.
     common::copy_dir(live.path(), image.path());
@@ -153,15 +179,29 @@ fn run(ops: Vec<Op>, damage: Damage) -> Result<(), TestCaseError> {
             let position = synced_bytes + (unsynced as f64 * fraction) as u64;
             cut_at(&dir, position);
             let mut end = 0;
-            acked.iter().take_while(|a| { end += a.len; end <= position }).collect()
+            acked
+                .iter()
+                .take_while(|a| {
+                    end += a.len;
+                    end <= position
+                })
+                .collect()
         }
         Damage::Flip { batch, byte, xor } => {
-            let first_unsynced = acked.iter().scan(0u64, |end, a| { let s = *end; *end += a.len; Some(s) })
-                .position(|start| start >= synced_bytes).unwrap_or(acked.len());
+            let first_unsynced = acked
+                .iter()
+                .scan(0u64, |end, a| {
+                    let s = *end;
+                    *end += a.len;
+                    Some(s)
+                })
+                .position(|start| start >= synced_bytes)
+                .unwrap_or(acked.len());
             if first_unsynced == acked.len() {
                 acked.iter().collect()
             } else {
-                let victim = first_unsynced + ((acked.len() - first_unsynced) as f64 * batch) as usize;
+                let victim =
+                    first_unsynced + ((acked.len() - first_unsynced) as f64 * batch) as usize;
                 let victim = victim.min(acked.len() - 1);
                 let start: u64 = acked[..victim].iter().map(|a| a.len).sum();
                 // Byte 17 on: the CRC field and everything it covers.
@@ -180,12 +220,21 @@ fn run(ops: Vec<Op>, damage: Damage) -> Result<(), TestCaseError> {
 
     // Every acknowledged and fsynced batch survived.
     for a in acked.iter().filter(|a| a.last < durable) {
-        prop_assert!(survivors.iter().any(|s| s.base == a.base), "fsynced batch at {} lost", a.base);
+        prop_assert!(
+            survivors.iter().any(|s| s.base == a.base),
+            "fsynced batch at {} lost",
+            a.base
+        );
     }
     // Exactly the survivors, once each, at their original offsets; nothing past the damage.
     let expected: Vec<(i64, Vec<u8>)> = survivors
         .iter()
-        .flat_map(|a| a.values.iter().enumerate().map(move |(i, v)| (a.base + i as i64, v.clone())))
+        .flat_map(|a| {
+            a.values
+                .iter()
+                .enumerate()
+                .map(move |(i, v)| (a.base + i as i64, v.clone()))
+        })
         .collect();
     let actual: Vec<(i64, Vec<u8>)> = common::read_all(&broker, "t", 0, 0)
         .into_iter()
@@ -198,22 +247,39 @@ fn run(ops: Vec<Op>, damage: Damage) -> Result<(), TestCaseError> {
     let mut end = expected_end;
     for producer in 0..3 {
         let mine: Vec<&Acked> = acked.iter().filter(|a| a.producer == producer).collect();
-        let kept = mine.iter().filter(|a| survivors.iter().any(|s| s.base == a.base)).count();
+        let kept = mine
+            .iter()
+            .filter(|a| survivors.iter().any(|s| s.base == a.base))
+            .count();
         if kept > 0 {
             let last = mine[kept - 1];
-            let again = broker.produce("t", 0, last.bytes.clone()).expect("retry of a kept batch");
-            prop_assert!(again.duplicate, "retry of the batch at {} was appended again", last.base);
+            let again = broker
+                .produce("t", 0, last.bytes.clone())
+                .expect("retry of a kept batch");
+            prop_assert!(
+                again.duplicate,
+                "retry of the batch at {} was appended again",
+                last.base
+            );
             prop_assert_eq!(again.base_offset, last.base);
         }
         if let Some(lost) = mine.get(kept) {
-            prop_assert_eq!(lost.seq, mine.get(kept.wrapping_sub(1)).map_or(0, |p| p.seq + p.values.len() as i32));
-            let out = broker.produce("t", 0, lost.bytes.clone()).expect("resend of a lost batch");
+            prop_assert_eq!(
+                lost.seq,
+                mine.get(kept.wrapping_sub(1))
+                    .map_or(0, |p| p.seq + p.values.len() as i32)
+            );
+            let out = broker
+                .produce("t", 0, lost.bytes.clone())
+                .expect("resend of a lost batch");
             prop_assert!(!out.duplicate);
             prop_assert_eq!(out.base_offset, end);
             end = out.last_offset + 1;
         }
     }
-    let plain = broker.produce("t", 0, common::batch(&[b"after".to_vec()], None, 2_000)).expect("append");
+    let plain = broker
+        .produce("t", 0, common::batch(&[b"after".to_vec()], None, 2_000))
+        .expect("append");
     prop_assert_eq!(plain.base_offset, end);
     Ok(())
 }
@@ -233,22 +299,36 @@ proptest! {
 #[test]
 fn clean_restart_keeps_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let values: Vec<Vec<u8>> = (0..500).map(|i| format!("value-{i}").into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..500)
+        .map(|i| format!("value-{i}").into_bytes())
+        .collect();
     {
         let broker = common::quiet_broker(dir.path());
         broker
-            .create_topic("t", TopicConfig::default().with_segment_bytes(4096).with_partitions(2))
+            .create_topic(
+                "t",
+                TopicConfig::default()
+                    .with_segment_bytes(4096)
+                    .with_partitions(2),
+            )
             .expect("create");
         for chunk in values.chunks(7) {
-            broker.produce("t", 1, common::batch(chunk, None, 5)).expect("produce");
+            broker
+                .produce("t", 1, common::batch(chunk, None, 5))
+                .expect("produce");
         }
         broker.close().expect("close");
     }
     let broker = common::quiet_broker(dir.path());
-    let read: Vec<Vec<u8>> = common::read_all(&broker, "t", 1, 0).into_iter().map(|(_, v)| v.to_vec()).collect();
+    let read: Vec<Vec<u8>> = common::read_all(&broker, "t", 1, 0)
+        .into_iter()
+        .map(|(_, v)| v.to_vec())
+        .collect();
     assert_eq!(read, values);
     let info = broker.topic_metadata("t").expect("metadata").partitions[1];
     assert!(info.segments > 1, "the test should span several segments");
-    let next = broker.produce("t", 1, common::batch(&[b"x".to_vec()], None, 5)).expect("produce");
+    let next = broker
+        .produce("t", 1, common::batch(&[b"x".to_vec()], None, 5))
+        .expect("produce");
     assert_eq!(next.base_offset, 500);
 }

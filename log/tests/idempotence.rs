@@ -92,8 +92,14 @@ impl Harness {
         let p = &mut self.producers[producer];
         p.broker_epoch = Some(header.producer_epoch);
         p.next_seq = header.base_sequence + records;
-        p.logged.push(Logged { epoch: header.producer_epoch, records, base: out.base_offset, bytes });
-        self.log.push((p.pid, header.producer_epoch, header.base_sequence));
+        p.logged.push(Logged {
+            epoch: header.producer_epoch,
+            records,
+            base: out.base_offset,
+            bytes,
+        });
+        self.log
+            .push((p.pid, header.producer_epoch, header.base_sequence));
         Ok(())
     }
 
@@ -103,26 +109,37 @@ impl Harness {
                 prop_assert_eq!(expected, want_expected);
                 Ok(())
             }
-            other => Err(TestCaseError::fail(format!("expected OutOfOrderSequence, got {other:?}"))),
+            other => Err(TestCaseError::fail(format!(
+                "expected OutOfOrderSequence, got {other:?}"
+            ))),
         }
     }
 
     fn apply(&mut self, event: Event) -> Result<(), TestCaseError> {
         match event {
             Event::Send { producer, records } => {
-                let (epoch, seq) = (self.producers[producer].epoch, self.producers[producer].next_seq);
+                let (epoch, seq) = (
+                    self.producers[producer].epoch,
+                    self.producers[producer].next_seq,
+                );
                 let bytes = self.batch(producer, epoch, seq, records);
                 self.expect_append(producer, bytes)?;
             }
             Event::Retry { producer, back } => {
                 let p = &self.producers[producer];
-                let current: Vec<&Logged> = p.logged.iter().filter(|l| l.epoch == p.epoch).collect();
-                let Some(target) = current.len().checked_sub(back + 1).map(|i| current[i].clone()) else {
+                let current: Vec<&Logged> =
+                    p.logged.iter().filter(|l| l.epoch == p.epoch).collect();
+                let Some(target) = current
+                    .len()
+                    .checked_sub(back + 1)
+                    .map(|i| current[i].clone())
+                else {
                     return Ok(());
                 };
                 let result = self.broker.produce("t", 0, target.bytes.clone());
                 if back < 5 {
-                    let out = result.map_err(|e| TestCaseError::fail(format!("retry failed: {e}")))?;
+                    let out =
+                        result.map_err(|e| TestCaseError::fail(format!("retry failed: {e}")))?;
                     prop_assert!(out.duplicate, "a retry was appended again");
                     prop_assert_eq!(out.base_offset, target.base);
                     prop_assert_eq!(out.last_offset, target.base + i64::from(target.records) - 1);
@@ -131,21 +148,30 @@ impl Harness {
                     let next = p.next_seq;
                     prop_assert!(
                         matches!(result, Err(Error::OutOfOrderSequence { expected, .. }) if expected == next),
-                        "an old retry gave {:?}", result
+                        "an old retry gave {:?}",
+                        result
                     );
                 }
             }
             Event::Gap { producer, gap } => {
                 let p = &self.producers[producer];
                 let (epoch, next) = (p.epoch, p.next_seq);
-                let expected = if p.broker_epoch == Some(epoch) { next } else { 0 };
+                let expected = if p.broker_epoch == Some(epoch) {
+                    next
+                } else {
+                    0
+                };
                 let bytes = self.batch(producer, epoch, next + gap, 1);
                 self.expect_out_of_order(bytes, expected)?;
             }
             Event::Reorder { producer } => {
                 let p = &self.producers[producer];
                 let (epoch, next) = (p.epoch, p.next_seq);
-                let expected = if p.broker_epoch == Some(epoch) { next } else { 0 };
+                let expected = if p.broker_epoch == Some(epoch) {
+                    next
+                } else {
+                    0
+                };
                 let first = self.batch(producer, epoch, next, 2);
                 let second = self.batch(producer, epoch, next + 2, 1);
                 self.expect_out_of_order(second.clone(), expected)?;
@@ -159,14 +185,24 @@ impl Harness {
             }
             Event::StaleEpoch { producer } => {
                 let p = &self.producers[producer];
-                let Some(current) = p.broker_epoch.filter(|e| *e > 0) else { return Ok(()) };
+                let Some(current) = p.broker_epoch.filter(|e| *e > 0) else {
+                    return Ok(());
+                };
                 let bytes = self.batch(producer, current - 1, 0, 1);
                 match self.broker.produce("t", 0, bytes) {
-                    Err(Error::ProducerFenced { epoch, current_epoch, .. }) => {
+                    Err(Error::ProducerFenced {
+                        epoch,
+                        current_epoch,
+                        ..
+                    }) => {
                         prop_assert_eq!(epoch, current - 1);
                         prop_assert_eq!(current_epoch, current);
                     }
-                    other => return Err(TestCaseError::fail(format!("expected ProducerFenced, got {other:?}"))),
+                    other => {
+                        return Err(TestCaseError::fail(format!(
+                            "expected ProducerFenced, got {other:?}"
+                        )));
+                    }
                 }
             }
             Event::Restart { clean } => {
@@ -230,9 +266,23 @@ proptest! {
 fn a_producer_id_the_broker_never_handed_out_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = common::quiet_broker(dir.path());
-    broker.create_topic("t", TopicConfig::default()).expect("create");
-    let result = broker.produce("t", 0, common::batch(&[b"v".to_vec()], Some((123_456, 0, 0)), 1));
-    assert!(matches!(result, Err(Error::UnknownProducerId { producer_id: 123_456 })), "{result:?}");
+    broker
+        .create_topic("t", TopicConfig::default())
+        .expect("create");
+    let result = broker.produce(
+        "t",
+        0,
+        common::batch(&[b"v".to_vec()], Some((123_456, 0, 0)), 1),
+    );
+    assert!(
+        matches!(
+            result,
+            Err(Error::UnknownProducerId {
+                producer_id: 123_456
+            })
+        ),
+        "{result:?}"
+    );
 }
 
 #[test]
@@ -240,9 +290,14 @@ fn producer_ids_are_never_reused_across_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let first: Vec<i64> = {
         let broker = common::quiet_broker(dir.path());
-        (0..3).map(|_| broker.init_producer_id().expect("pid").producer_id).collect()
+        (0..3)
+            .map(|_| broker.init_producer_id().expect("pid").producer_id)
+            .collect()
     };
     let broker = common::quiet_broker(dir.path());
     let next = broker.init_producer_id().expect("pid").producer_id;
-    assert!(first.iter().all(|&p| p < next), "{next} reuses one of {first:?}");
+    assert!(
+        first.iter().all(|&p| p < next),
+        "{next} reuses one of {first:?}"
+    );
 }

@@ -122,7 +122,15 @@ impl BatchBuilder {
             .iter()
             .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
             .sum();
-        5 + 1 + 10 + 5 + 5 + key.map_or(0, <[u8]>::len) + 5 + value.map_or(0, <[u8]>::len) + 5 + headers
+        5 + 1
+            + 10
+            + 5
+            + 5
+            + key.map_or(0, <[u8]>::len)
+            + 5
+            + value.map_or(0, <[u8]>::len)
+            + 5
+            + headers
     }
 
     /// Appends a record with the given timestamp (ms), key, value and headers.

@@ -108,7 +108,9 @@ impl Compression {
                     .and_then(|mut d| d.read_to_end(&mut out))
                     .map_err(|e| self.error(e))?;
             }
-            Self::Gzip | Self::Snappy => return Err(BatchError::UnsupportedCompression(self.name())),
+            Self::Gzip | Self::Snappy => {
+                return Err(BatchError::UnsupportedCompression(self.name()));
+            }
         }
         Ok(out)
     }

@@ -340,7 +340,9 @@ impl RecordBatch {
             )));
         }
         if count == 0 {
-            return Err(BatchError::Inconsistent("a batch must hold at least one record".into()));
+            return Err(BatchError::Inconsistent(
+                "a batch must hold at least one record".into(),
+            ));
         }
         if header.last_offset_delta != count - 1 {
             return Err(BatchError::Inconsistent(format!(

@@ -133,7 +133,12 @@ impl Broker {
     }
 
     /// ListOffsets for one partition. A timestamp after every record gives `None`.
-    pub fn list_offsets(&self, topic: &str, partition: i32, spec: OffsetSpec) -> Result<Option<ListedOffset>> {
+    pub fn list_offsets(
+        &self,
+        topic: &str,
+        partition: i32,
+        spec: OffsetSpec,
+    ) -> Result<Option<ListedOffset>> {
         let partition = self.topics().get(topic)?.partition(partition)?;
         Ok(match spec {
             OffsetSpec::Earliest => Some(ListedOffset {
@@ -144,12 +149,14 @@ impl Broker {
                 offset: partition.info().log_end_offset,
                 timestamp: None,
             }),
-            OffsetSpec::Timestamp(ts) => partition
-                .offset_for_timestamp(ts)?
-                .map(|(offset, timestamp)| ListedOffset {
-                    offset,
-                    timestamp: Some(timestamp),
-                }),
+            OffsetSpec::Timestamp(ts) => {
+                partition
+                    .offset_for_timestamp(ts)?
+                    .map(|(offset, timestamp)| ListedOffset {
+                        offset,
+                        timestamp: Some(timestamp),
+                    })
+            }
         })
     }
 }

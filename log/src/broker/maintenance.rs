@@ -45,7 +45,9 @@ impl Handle {
     pub(crate) fn stop(&self) {
         *self.flag.stopped.lock() = true;
         self.flag.cv.notify_all();
-        let Some(thread) = self.thread.lock().take() else { return };
+        let Some(thread) = self.thread.lock().take() else {
+            return;
+        };
         // The thread itself may drop the last broker handle; it must not join itself.
         if thread.thread().id() != std::thread::current().id() {
             let _ = thread.join();

@@ -115,11 +115,13 @@ impl Broker {
         std::fs::create_dir_all(&meta).map_err(|e| Error::io("creating", &meta, e))?;
         let lock_path = meta.join("lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
-        lock.try_lock().map_err(|_| Error::IllegalState(format!(
-            "data directory {} is in use by another broker (held lock {})",
-            dir.display(),
-            lock_path.display()
-        )))?;
+        lock.try_lock().map_err(|_| {
+            Error::IllegalState(format!(
+                "data directory {} is in use by another broker (held lock {})",
+                dir.display(),
+                lock_path.display()
+            ))
+        })?;
         let signal = Arc::new(AppendSignal::default());
         let topics = TopicRegistry::open(&dir, Arc::clone(&signal))?;
         let pids = Mutex::new(ProducerIdAllocator::open(&meta)?);
@@ -187,7 +189,12 @@ impl Broker {
 
     /// Every topic with its partitions (Metadata), sorted by name.
     pub fn metadata(&self) -> Vec<TopicMetadata> {
-        self.inner.topics.all().iter().map(|t| describe(t)).collect()
+        self.inner
+            .topics
+            .all()
+            .iter()
+            .map(|t| describe(t))
+            .collect()
     }
 
     /// One topic's metadata.
@@ -204,7 +211,10 @@ impl Broker {
     pub fn init_producer_id(&self) -> Result<ProducerIdAndEpoch> {
         self.check_open()?;
         let producer_id = self.inner.pids.lock().allocate()?;
-        Ok(ProducerIdAndEpoch { producer_id, epoch: 0 })
+        Ok(ProducerIdAndEpoch {
+            producer_id,
+            epoch: 0,
+        })
     }
 
     /// Appends one v2 record batch to a partition (Produce). The batch is checked (CRC,
@@ -220,13 +230,27 @@ impl Broker {
                 producer_id: header.producer_id,
             });
         }
-        self.inner.topics.get(topic)?.partition(partition)?.append(batch)
+        self.inner
+            .topics
+            .get(topic)?
+            .partition(partition)?
+            .append(batch)
     }
 
     /// Reads whole batches from one partition, starting with the batch that holds `offset`.
-    pub fn read(&self, topic: &str, partition: i32, offset: i64, max_bytes: usize) -> Result<PartitionData> {
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<PartitionData> {
         self.check_open()?;
-        self.inner.topics.get(topic)?.partition(partition)?.read(offset, max_bytes)
+        self.inner
+            .topics
+            .get(topic)?
+            .partition(partition)?
+            .read(offset, max_bytes)
     }
 
     /// fsyncs one partition; returns the offset below which everything is durable.

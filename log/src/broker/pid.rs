@@ -22,10 +22,13 @@ impl ProducerIdAllocator {
     pub(crate) fn open(meta_dir: &Path) -> Result<Self> {
         let path = meta_dir.join("producer-ids");
         let next = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<i64>().map_err(|_| Error::CorruptMetadata {
-                path: path.clone(),
-                reason: format!("expected a producer id, found {text:?}"),
-            })?,
+            Ok(text) => text
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Error::CorruptMetadata {
+                    path: path.clone(),
+                    reason: format!("expected a producer id, found {text:?}"),
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(Error::io("reading", path, e)),
         };

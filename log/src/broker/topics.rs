@@ -71,23 +71,37 @@ impl TopicRegistry {
         std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io("creating", &meta_dir, e))?;
         let mut topics = HashMap::new();
         for entry in std::fs::read_dir(&meta_dir).map_err(|e| Error::io("listing", &meta_dir, e))? {
-            let path = entry.map_err(|e| Error::io("listing", &meta_dir, e))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+            let path = entry
+                .map_err(|e| Error::io("listing", &meta_dir, e))?
+                .path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
                 continue;
             };
             if validate_topic_name(name).is_err() {
                 tracing::warn!(file = %path.display(), "ignoring a config file that names no valid topic");
                 continue;
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
-            let config: TopicConfig = serde_json::from_str(&text).map_err(|e| Error::CorruptMetadata {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
+            let config: TopicConfig =
+                serde_json::from_str(&text).map_err(|e| Error::CorruptMetadata {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
             let mut partitions = Vec::with_capacity(config.partitions as usize);
             for p in 0..config.partitions {
                 let dir = partition_dir(data_dir, name, p);
-                partitions.push(Arc::new(Partition::open(&dir, name, p, config.clone(), Arc::clone(&signal))?));
+                partitions.push(Arc::new(Partition::open(
+                    &dir,
+                    name,
+                    p,
+                    config.clone(),
+                    Arc::clone(&signal),
+                )?));
             }
             topics.insert(
                 name.to_string(),
@@ -111,16 +125,24 @@ impl TopicRegistry {
 
     fn remove_leftover_dirs(&self) -> Result<()> {
         let topics = self.topics.read();
-        let entries = std::fs::read_dir(&self.data_dir).map_err(|e| Error::io("listing", &self.data_dir, e))?;
+        let entries = std::fs::read_dir(&self.data_dir)
+            .map_err(|e| Error::io("listing", &self.data_dir, e))?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some((topic, partition)) = name.rsplit_once('-') else { continue };
-            let Ok(partition) = partition.parse::<i32>() else { continue };
-            let owned = topics.get(topic).is_some_and(|t| partition < t.partitions.read().len() as i32);
+            let Some((topic, partition)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let Ok(partition) = partition.parse::<i32>() else {
+                continue;
+            };
+            let owned = topics
+                .get(topic)
+                .is_some_and(|t| partition < t.partitions.read().len() as i32);
             if !owned && entry.path().is_dir() && validate_topic_name(topic).is_ok() {
                 tracing::warn!(dir = %entry.path().display(), "removing a partition directory no topic owns");
-                std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io("removing", entry.path(), e))?;
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|e| Error::io("removing", entry.path(), e))?;
             }
         }
         Ok(())
@@ -140,9 +162,13 @@ impl TopicRegistry {
     }
 
     pub(crate) fn get(&self, topic: &str) -> Result<Arc<TopicState>> {
-        self.topics.read().get(topic).cloned().ok_or_else(|| Error::UnknownTopic {
-            topic: topic.to_string(),
-        })
+        self.topics
+            .read()
+            .get(topic)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic {
+                topic: topic.to_string(),
+            })
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<TopicState>> {
@@ -163,7 +189,13 @@ impl TopicRegistry {
         let mut partitions = Vec::with_capacity(config.partitions as usize);
         for p in 0..config.partitions {
             let dir = fresh_partition_dir(&self.data_dir, topic, p)?;
-            partitions.push(Arc::new(Partition::open(&dir, topic, p, config.clone(), Arc::clone(&self.signal))?));
+            partitions.push(Arc::new(Partition::open(
+                &dir,
+                topic,
+                p,
+                config.clone(),
+                Arc::clone(&self.signal),
+            )?));
         }
         self.persist(topic, &config)?;
         tracing::info!(topic, partitions = config.partitions, "created topic");
@@ -217,12 +249,23 @@ impl TopicRegistry {
         let mut added = Vec::new();
         for p in current..requested {
             let dir = fresh_partition_dir(&self.data_dir, topic, p)?;
-            added.push(Arc::new(Partition::open(&dir, topic, p, config.clone(), Arc::clone(&self.signal))?));
+            added.push(Arc::new(Partition::open(
+                &dir,
+                topic,
+                p,
+                config.clone(),
+                Arc::clone(&self.signal),
+            )?));
         }
         self.persist(topic, &config)?;
         *state.config.write() = config;
         state.partitions.write().extend(added);
-        tracing::info!(topic, from = current, to = requested, "increased partitions");
+        tracing::info!(
+            topic,
+            from = current,
+            to = requested,
+            "increased partitions"
+        );
         Ok(())
     }
 }

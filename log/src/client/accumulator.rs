@@ -112,7 +112,9 @@ impl AccState {
         else {
             return false;
         };
-        let Some(batch) = slot.take() else { return false };
+        let Some(batch) = slot.take() else {
+            return false;
+        };
         self.ready.push_back(ReadyBatch {
             partition: TopicPartition::new(topic, partition),
             builder: batch.builder,
@@ -131,7 +133,11 @@ impl AccState {
 
     /// Closes every open batch whose linger has passed (all of them when flushing or closed);
     /// returns the earliest deadline among those left open.
-    pub(crate) fn close_expired(&mut self, now: Instant, linger: std::time::Duration) -> Option<Instant> {
+    pub(crate) fn close_expired(
+        &mut self,
+        now: Instant,
+        linger: std::time::Duration,
+    ) -> Option<Instant> {
         let everything = self.flushing > 0 || self.closed;
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;

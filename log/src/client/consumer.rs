@@ -145,7 +145,9 @@ impl Consumer {
         if self.assignment.iter().any(|(a, _)| a == tp) {
             Ok(())
         } else {
-            Err(Error::IllegalState(format!("partition {tp} is not assigned to this consumer")))
+            Err(Error::IllegalState(format!(
+                "partition {tp} is not assigned to this consumer"
+            )))
         }
     }
 
@@ -183,7 +185,9 @@ impl Consumer {
             OffsetReset::Latest => self.listed(tp, OffsetSpec::Latest)?,
             OffsetReset::None => {
                 return Err(out_of_range.unwrap_or_else(|| {
-                    Error::IllegalState(format!("no position for {tp} and auto_offset_reset is none"))
+                    Error::IllegalState(format!(
+                        "no position for {tp} and auto_offset_reset is none"
+                    ))
                 }));
             }
         };

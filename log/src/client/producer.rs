@@ -238,7 +238,8 @@ impl Producer {
             None
         };
         let acc = Arc::new(Accumulator::default());
-        let sender = super::sender::Sender::new(broker.clone(), config.clone(), Arc::clone(&acc), identity);
+        let sender =
+            super::sender::Sender::new(broker.clone(), config.clone(), Arc::clone(&acc), identity);
         let thread = std::thread::Builder::new()
             .name("sluice-producer".into())
             .spawn(move || sender.run())
@@ -285,8 +286,15 @@ impl Producer {
             return Err(Error::Closed("producer"));
         }
         let deadline = Instant::now() + self.config.max_block;
-        while state.buffered_bytes > 0 && state.buffered_bytes + estimate > self.config.buffer_memory {
-            if self.acc.progress.wait_until(&mut state, deadline).timed_out() {
+        while state.buffered_bytes > 0
+            && state.buffered_bytes + estimate > self.config.buffer_memory
+        {
+            if self
+                .acc
+                .progress
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
                 return Err(Error::Timeout {
                     what: "buffer memory (the sender is behind)",
                     millis: self.config.max_block.as_millis() as u64,
@@ -318,14 +326,20 @@ impl Producer {
             .get(&record.topic)
             .and_then(|v| v.get(partition as usize))
             .and_then(Option::as_ref)
-            .is_some_and(|b| !b.builder.is_empty() && b.builder.size_in_bytes() + estimate > self.config.batch_size);
+            .is_some_and(|b| {
+                !b.builder.is_empty()
+                    && b.builder.size_in_bytes() + estimate > self.config.batch_size
+            });
         let mut wake = false;
         if full {
             state.close_batch(&record.topic, partition);
             wake = true;
         }
         let compression = self.config.compression;
-        let capacity = self.config.batch_size.max(estimate + crate::batch::HEADER_LEN);
+        let capacity = self
+            .config
+            .batch_size
+            .max(estimate + crate::batch::HEADER_LEN);
         let slots = state.open.entry(record.topic.clone()).or_default();
         if slots.len() <= partition as usize {
             slots.resize_with(partition as usize + 1, || None);
@@ -344,9 +358,12 @@ impl Producer {
             return Err(Error::IllegalState("open batch vanished".into()));
         };
         let offset_delta = batch.builder.record_count();
-        batch
-            .builder
-            .append(timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
+        batch.builder.append(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
         batch.estimated_bytes += estimate;
         let completion = Arc::clone(&batch.completion);
         let now_full = batch.builder.size_in_bytes() >= self.config.batch_size;
@@ -388,7 +405,9 @@ impl Producer {
     }
 
     fn shutdown(&mut self) -> Result<()> {
-        let Some(thread) = self.sender.take() else { return Ok(()) };
+        let Some(thread) = self.sender.take() else {
+            return Ok(());
+        };
         self.flush()?;
         self.acc.state.lock().closed = true;
         self.acc.work.notify_one();

@@ -79,12 +79,19 @@ impl Sender {
     }
 
     /// Produces one batch with retries; returns its base offset.
-    fn send(&mut self, partition: TopicPartition, builder: crate::batch::BatchBuilder) -> Result<i64, Error> {
+    fn send(
+        &mut self,
+        partition: TopicPartition,
+        builder: crate::batch::BatchBuilder,
+    ) -> Result<i64, Error> {
         let count = builder.record_count();
         let (builder, base_sequence) = match self.identity {
             Some(id) => {
                 let seq = self.sequences.get(&partition).copied().unwrap_or(0);
-                (builder.with_producer(id.producer_id, id.epoch, seq), Some(seq))
+                (
+                    builder.with_producer(id.producer_id, id.epoch, seq),
+                    Some(seq),
+                )
             }
             None => (builder, None),
         };
@@ -96,10 +103,14 @@ impl Sender {
         })?;
         let mut attempt = 0;
         loop {
-            match self.broker.produce(&partition.topic, partition.partition, bytes.clone()) {
+            match self
+                .broker
+                .produce(&partition.topic, partition.partition, bytes.clone())
+            {
                 Ok(outcome) => {
                     if let Some(base) = base_sequence {
-                        self.sequences.insert(partition, increment_sequence(base, count));
+                        self.sequences
+                            .insert(partition, increment_sequence(base, count));
                     }
                     return Ok(outcome.base_offset);
                 }
@@ -125,7 +136,10 @@ impl Sender {
         }
         match self.broker.init_producer_id() {
             Ok(id) => {
-                tracing::warn!(producer_id = id.producer_id, "idempotent producer state reset");
+                tracing::warn!(
+                    producer_id = id.producer_id,
+                    "idempotent producer state reset"
+                );
                 self.identity = Some(id);
                 self.sequences.clear();
             }

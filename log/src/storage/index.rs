@@ -35,7 +35,7 @@ impl OffsetIndex {
     /// Decodes an index file, or `None` when it is torn or does not fit a log of `log_len`
     /// bytes (entries must rise and point inside the log).
     pub(crate) fn decode(bytes: &[u8], log_len: u64) -> Option<Self> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return None;
         }
         let mut entries = Vec::with_capacity(bytes.len() / 8);
@@ -75,7 +75,11 @@ impl TimeIndex {
     /// `timestamp`, or `None` when no entry is.
     pub(crate) fn last_before(&self, timestamp: i64) -> Option<u32> {
         let idx = self.entries.partition_point(|&(ts, _)| ts < timestamp);
-        if idx == 0 { None } else { Some(self.entries[idx - 1].1) }
+        if idx == 0 {
+            None
+        } else {
+            Some(self.entries[idx - 1].1)
+        }
     }
 
     /// The newest timestamp recorded.
@@ -94,7 +98,7 @@ impl TimeIndex {
 
     /// Decodes a time index file, or `None` when torn or not rising.
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % 12 != 0 {
+        if !bytes.len().is_multiple_of(12) {
             return None;
         }
         let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / 12);
@@ -129,8 +133,14 @@ mod tests {
         assert_eq!(idx.lookup(25), 8192);
         let round = OffsetIndex::decode(&idx.encode(), 10_000).map(|i| i.lookup(25));
         assert_eq!(round, Some(8192));
-        assert!(OffsetIndex::decode(&idx.encode(), 8000).is_none(), "entry past the log end");
-        assert!(OffsetIndex::decode(&idx.encode()[..7], 10_000).is_none(), "torn entry");
+        assert!(
+            OffsetIndex::decode(&idx.encode(), 8000).is_none(),
+            "entry past the log end"
+        );
+        assert!(
+            OffsetIndex::decode(&idx.encode()[..7], 10_000).is_none(),
+            "torn entry"
+        );
     }
 
     #[test]
@@ -142,6 +152,9 @@ mod tests {
         assert_eq!(idx.last_before(100), None);
         assert_eq!(idx.last_before(150), Some(0));
         assert_eq!(idx.last_before(201), Some(9));
-        assert_eq!(TimeIndex::decode(&idx.encode()).and_then(|i| i.max_timestamp()), Some(200));
+        assert_eq!(
+            TimeIndex::decode(&idx.encode()).and_then(|i| i.max_timestamp()),
+            Some(200)
+        );
     }
 }

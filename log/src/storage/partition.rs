@@ -174,7 +174,9 @@ impl Partition {
                 reason: "transactional batches need the transaction coordinator, which this broker does not have yet",
             });
         }
-        checked.validate_records().map_err(|e| self.invalid(-1, e))?;
+        checked
+            .validate_records()
+            .map_err(|e| self.invalid(-1, e))?;
         let mut bytes = match checked.as_bytes().clone().try_into_mut() {
             Ok(unique) => unique,
             Err(shared) => BytesMut::from(&shared[..]),
@@ -204,7 +206,10 @@ impl Partition {
                         received,
                     });
                 }
-                Err(SequenceError::Fenced { epoch, current_epoch }) => {
+                Err(SequenceError::Fenced {
+                    epoch,
+                    current_epoch,
+                }) => {
                     return Err(Error::ProducerFenced {
                         topic: self.topic.clone(),
                         partition: self.id,
@@ -258,7 +263,9 @@ impl Partition {
         sealed
             .write_indexes()
             .map_err(|e| Error::io("writing indexes of", sealed.log_path().to_path_buf(), e))?;
-        state.unsynced.push((Arc::clone(sealed.file()), next_offset));
+        state
+            .unsynced
+            .push((Arc::clone(sealed.file()), next_offset));
         let snapshot = state.producers.encode_snapshot(next_offset);
         let path = ProducerStates::snapshot_path(&self.dir, next_offset);
         std::fs::write(&path, snapshot).map_err(|e| Error::io("writing snapshot", path, e))?;
@@ -272,10 +279,16 @@ impl Partition {
 
     /// fsyncs the given sealed segments and, if given, the active file; then records that
     /// everything below `up_to` is durable and moves the recovery point past the sealed ones.
-    fn sync_files(&self, sealed: Vec<(Arc<File>, i64)>, active: Option<&File>, up_to: i64) -> Result<()> {
+    fn sync_files(
+        &self,
+        sealed: Vec<(Arc<File>, i64)>,
+        active: Option<&File>,
+        up_to: i64,
+    ) -> Result<()> {
         let mut recovery_point = None;
         for (file, next) in &sealed {
-            file.sync_data().map_err(|e| self.io("fsyncing a sealed segment in", e))?;
+            file.sync_data()
+                .map_err(|e| self.io("fsyncing a sealed segment in", e))?;
             recovery_point = Some(*next);
         }
         if let Some(active) = active {
@@ -324,7 +337,9 @@ impl Partition {
             return Ok(());
         }
         let sealed = std::mem::take(&mut state.unsynced);
-        let up_to = sealed.last().map_or(state.durable_offset, |(_, next)| *next);
+        let up_to = sealed
+            .last()
+            .map_or(state.durable_offset, |(_, next)| *next);
         drop(state);
         self.sync_files(sealed, None, up_to)
     }
@@ -410,8 +425,12 @@ impl Partition {
             let bytes = view
                 .read_from(header.base_offset, 0)
                 .map_err(|e| self.io("reading from", e))?;
-            let batch = RecordBatch::parse(bytes).map_err(|e| self.invalid(header.base_offset, e))?;
-            for record in batch.records().map_err(|e| self.invalid(header.base_offset, e))? {
+            let batch =
+                RecordBatch::parse(bytes).map_err(|e| self.invalid(header.base_offset, e))?;
+            for record in batch
+                .records()
+                .map_err(|e| self.invalid(header.base_offset, e))?
+            {
                 let record = record.map_err(|e| self.invalid(header.base_offset, e))?;
                 if record.timestamp >= timestamp && record.offset >= from {
                     return Ok(Some((record.offset, record.timestamp)));

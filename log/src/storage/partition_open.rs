@@ -25,7 +25,10 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 
 /// Persists the offset below which every sealed segment has been fsynced.
 pub(super) fn write_recovery_point(dir: &Path, offset: i64) -> std::io::Result<()> {
-    write_atomically(&dir.join(RECOVERY_POINT_FILE), offset.to_string().as_bytes())
+    write_atomically(
+        &dir.join(RECOVERY_POINT_FILE),
+        offset.to_string().as_bytes(),
+    )
 }
 
 fn read_recovery_point(dir: &Path) -> i64 {
@@ -41,7 +44,10 @@ fn offsets_with_extension(dir: &Path, ext: &str) -> std::io::Result<Vec<i64>> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.extension().and_then(|e| e.to_str()) == Some(ext)
-            && let Some(offset) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok())
+            && let Some(offset) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
         {
             out.push(offset);
         }
@@ -78,7 +84,9 @@ impl Partition {
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let recovered = match next_base {
-                Some(next) if next <= recovery_point => Segment::open_sealed(dir, base, next, interval),
+                Some(next) if next <= recovery_point => {
+                    Segment::open_sealed(dir, base, next, interval)
+                }
                 _ => Segment::recover(dir, base, interval, |_| {}),
             }
             .map_err(io("recovering a segment in"))?;
@@ -99,7 +107,12 @@ impl Partition {
             segments.push(seg);
             if truncated {
                 for &later in &bases[i + 1..] {
-                    tracing::warn!(topic, partition = id, base = later, "removing segment after a truncation");
+                    tracing::warn!(
+                        topic,
+                        partition = id,
+                        base = later,
+                        "removing segment after a truncation"
+                    );
                     Segment::remove_files(dir, later).map_err(io("removing a segment in"))?;
                 }
                 break;
@@ -120,7 +133,13 @@ impl Partition {
             durable_offset: 0,
             last_flush_ms: now_ms(),
         };
-        tracing::debug!(topic, partition = id, log_start, log_end, "opened partition");
+        tracing::debug!(
+            topic,
+            partition = id,
+            log_start,
+            log_end,
+            "opened partition"
+        );
         Ok(Self {
             topic: topic.to_string(),
             id,
@@ -191,7 +210,8 @@ impl Partition {
     /// directory.
     pub(crate) fn delete(&self) -> Result<()> {
         let _state = self.state.lock();
-        self.deleted.store(true, std::sync::atomic::Ordering::Release);
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -202,8 +222,14 @@ impl Partition {
 
 /// Producer state at `log_end`: the newest readable snapshot at or below it, then every batch
 /// header after the snapshot. Snapshots past the log end (left by a truncation) are removed.
-fn restore_producers(dir: &Path, segments: &[Segment], log_start: i64, log_end: i64) -> Result<ProducerStates> {
-    let snapshots = offsets_with_extension(dir, "snapshot").map_err(|e| Error::io("listing", dir, e))?;
+fn restore_producers(
+    dir: &Path,
+    segments: &[Segment],
+    log_start: i64,
+    log_end: i64,
+) -> Result<ProducerStates> {
+    let snapshots =
+        offsets_with_extension(dir, "snapshot").map_err(|e| Error::io("listing", dir, e))?;
     let mut restored: Option<(i64, ProducerStates)> = None;
     for &offset in snapshots.iter().rev() {
         let path = ProducerStates::snapshot_path(dir, offset);
@@ -232,7 +258,13 @@ fn restore_producers(dir: &Path, segments: &[Segment], log_start: i64, log_end: 
             }
             false
         })
-        .map_err(|e| Error::io("replaying producer state from", seg.log_path().to_path_buf(), e))?;
+        .map_err(|e| {
+            Error::io(
+                "replaying producer state from",
+                seg.log_path().to_path_buf(),
+                e,
+            )
+        })?;
     }
     Ok(producers)
 }

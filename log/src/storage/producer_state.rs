@@ -67,7 +67,10 @@ impl ProducerStates {
             return if received == 0 {
                 Ok(SequenceCheck::Append)
             } else {
-                Err(SequenceError::OutOfOrder { expected: 0, received })
+                Err(SequenceError::OutOfOrder {
+                    expected: 0,
+                    received,
+                })
             };
         };
         if header.producer_epoch < entry.epoch {
@@ -80,7 +83,10 @@ impl ProducerStates {
             return if received == 0 {
                 Ok(SequenceCheck::Append)
             } else {
-                Err(SequenceError::OutOfOrder { expected: 0, received })
+                Err(SequenceError::OutOfOrder {
+                    expected: 0,
+                    received,
+                })
             };
         }
         let last_seq = header.last_sequence();
@@ -130,16 +136,19 @@ impl ProducerStates {
 
     /// Serializes the state as of `offset`: a CRC-32C, then the bincode body.
     pub(crate) fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
-        let mut producers: Vec<(i64, ProducerEntry)> =
-            self.producers.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut producers: Vec<(i64, ProducerEntry)> = self
+            .producers
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
         producers.sort_by_key(|(pid, _)| *pid);
         let body = SnapshotBody {
             version: 1,
             offset,
             producers,
         };
-        let payload = bincode::serde::encode_to_vec(&body, bincode::config::standard())
-            .unwrap_or_default();
+        let payload =
+            bincode::serde::encode_to_vec(&body, bincode::config::standard()).unwrap_or_default();
         let mut out = Vec::with_capacity(payload.len() + 4);
         out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         out.extend_from_slice(&payload);
@@ -198,7 +207,10 @@ mod tests {
         );
         assert_eq!(
             states.check(&header(0, 3, 1, 5)),
-            Err(SequenceError::OutOfOrder { expected: 2, received: 3 })
+            Err(SequenceError::OutOfOrder {
+                expected: 2,
+                received: 3
+            })
         );
     }
 
@@ -208,8 +220,14 @@ mod tests {
         states.update(&header(3, 0, 2, 10));
         let bytes = states.encode_snapshot(12);
         let restored = ProducerStates::decode_snapshot(&bytes, 12).unwrap_or_default();
-        assert_eq!(restored.check(&header(3, 2, 1, 12)), Ok(SequenceCheck::Append));
-        assert!(ProducerStates::decode_snapshot(&bytes, 13).is_none(), "snapshot for another offset");
+        assert_eq!(
+            restored.check(&header(3, 2, 1, 12)),
+            Ok(SequenceCheck::Append)
+        );
+        assert!(
+            ProducerStates::decode_snapshot(&bytes, 13).is_none(),
+            "snapshot for another offset"
+        );
         let mut corrupt = bytes.clone();
         let last = corrupt.len() - 1;
         corrupt[last] ^= 1;

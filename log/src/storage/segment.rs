@@ -110,7 +110,9 @@ impl Segment {
         while seg.size < file_len {
             let remaining = file_len - seg.size;
             if remaining < HEADER_LEN as u64 {
-                bad = Some(format!("{remaining} trailing bytes, less than a batch header"));
+                bad = Some(format!(
+                    "{remaining} trailing bytes, less than a batch header"
+                ));
                 break;
             }
             buf.resize(HEADER_LEN, 0);
@@ -124,7 +126,9 @@ impl Segment {
             };
             let total = header.total_len() as u64;
             if total > remaining {
-                bad = Some(format!("batch of {total} bytes but only {remaining} left (torn write)"));
+                bad = Some(format!(
+                    "batch of {total} bytes but only {remaining} left (torn write)"
+                ));
                 break;
             }
             // Offsets are contiguous (no compaction yet), so a batch must start exactly where
@@ -180,9 +184,13 @@ impl Segment {
         let offsets = std::fs::read(&index)
             .ok()
             .and_then(|b| OffsetIndex::decode(&b, size.max(1)));
-        let times = std::fs::read(&timeindex).ok().and_then(|b| TimeIndex::decode(&b));
+        let times = std::fs::read(&timeindex)
+            .ok()
+            .and_then(|b| TimeIndex::decode(&b));
         match (offsets, times) {
-            (Some(offset_index), Some(time_index)) if size > 0 && time_index.max_timestamp().is_some() => {
+            (Some(offset_index), Some(time_index))
+                if size > 0 && time_index.max_timestamp().is_some() =>
+            {
                 let mut seg = Self::empty(file, log, base, index_interval);
                 seg.size = size;
                 seg.next_offset = next_offset;
@@ -214,8 +222,10 @@ impl Segment {
         self.bytes_since_index += total;
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
-            self.time_index
-                .push(header.max_timestamp, (header.last_offset() - self.base_offset) as u32);
+            self.time_index.push(
+                header.max_timestamp,
+                (header.last_offset() - self.base_offset) as u32,
+            );
         }
         self.size += total;
         self.next_offset = header.next_offset();
@@ -232,7 +242,8 @@ impl Segment {
     /// relative offsets past what a u32 holds.
     pub(crate) fn is_full_for(&self, len: u64, last_offset: i64, segment_bytes: u64) -> bool {
         self.size > 0
-            && (self.size + len > segment_bytes || last_offset - self.base_offset > i64::from(u32::MAX))
+            && (self.size + len > segment_bytes
+                || last_offset - self.base_offset > i64::from(u32::MAX))
     }
 
     /// The shared file handle, for reads and fsync outside the partition lock.
@@ -306,7 +317,10 @@ impl ReadView {
     }
 
     /// Position and header of the first batch whose `keep` is true, scanning from `start`.
-    pub(crate) fn find(&self, mut keep: impl FnMut(&BatchHeader) -> bool) -> io::Result<Option<(u64, BatchHeader)>> {
+    pub(crate) fn find(
+        &self,
+        mut keep: impl FnMut(&BatchHeader) -> bool,
+    ) -> io::Result<Option<(u64, BatchHeader)>> {
         let mut pos = self.start;
         while pos + HEADER_LEN as u64 <= self.limit {
             let header = self.header_at(pos)?;
@@ -324,7 +338,9 @@ impl ReadView {
         let Some((pos, first)) = self.find(|h| h.last_offset() >= offset)? else {
             return Ok(Bytes::new());
         };
-        let want = (max_bytes as u64).max(first.total_len() as u64).min(self.limit - pos);
+        let want = (max_bytes as u64)
+            .max(first.total_len() as u64)
+            .min(self.limit - pos);
         let mut buf = BytesMut::zeroed(want as usize);
         self.file.read_exact_at(&mut buf, pos)?;
         let mut whole = 0usize;

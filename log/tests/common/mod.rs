@@ -44,7 +44,9 @@ pub fn read_all(broker: &Broker, topic: &str, partition: i32, from: i64) -> Vec<
     let mut out = Vec::new();
     let mut offset = from;
     loop {
-        let data = broker.read(topic, partition, offset, 64 * 1024).expect("read");
+        let data = broker
+            .read(topic, partition, offset, 64 * 1024)
+            .expect("read");
         if data.records.is_empty() {
             return out;
         }
