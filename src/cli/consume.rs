@@ -92,7 +92,10 @@ fn consume(broker: &Broker, args: &ConsumeArgs) -> CliResult {
     } else {
         OffsetReset::Earliest
     };
-    let mut consumer = Consumer::new(broker, ConsumerConfig::default().with_auto_offset_reset(reset));
+    let mut consumer = Consumer::new(
+        broker,
+        ConsumerConfig::default().with_auto_offset_reset(reset),
+    );
     consumer.assign(partitions.clone())?;
     for tp in &partitions {
         match args.offset {

@@ -108,7 +108,9 @@ pub fn run(data: &Path, cmd: TopicCommand) -> CliResult {
         }
         TopicCommand::Alter { name, partitions } => {
             validate_topic_name(&name)?;
-            with_broker(data, Open::MustExist, |broker| alter(broker, &name, partitions))
+            with_broker(data, Open::MustExist, |broker| {
+                alter(broker, &name, partitions)
+            })
         }
         TopicCommand::Delete { name } => {
             validate_topic_name(&name)?;
@@ -162,7 +164,9 @@ fn config_from(args: &CreateArgs) -> CliResult<TopicConfig> {
 /// The `topic describe` text: two lines of settings, then a table of partitions.
 fn describe(topic: &TopicMetadata) -> String {
     let c = &topic.config;
-    let retention_ms = c.retention_ms.map_or("forever".to_string(), |ms| ms.to_string());
+    let retention_ms = c
+        .retention_ms
+        .map_or("forever".to_string(), |ms| ms.to_string());
     let retention_bytes = c
         .retention_bytes
         .map_or("unlimited".to_string(), |b| b.to_string());

@@ -97,7 +97,9 @@ fn consume(broker: &Broker, args: &PerfConsumeArgs) -> CliResult<String> {
             continue;
         }
         last_record = Instant::now();
-        let take = batch.len().min(usize::try_from(args.records - records).unwrap_or(usize::MAX));
+        let take = batch
+            .len()
+            .min(usize::try_from(args.records - records).unwrap_or(usize::MAX));
         bytes += batch[..take]
             .iter()
             .map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64))

@@ -81,7 +81,12 @@ pub fn run(data: &Path, args: &PerfProduceArgs) -> CliResult {
 }
 
 /// Creates the topic if it is missing; says so when flags for a new topic go unused.
-fn ensure_topic(broker: &Broker, topic: &str, config: TopicConfig, args: &PerfProduceArgs) -> CliResult {
+fn ensure_topic(
+    broker: &Broker,
+    topic: &str,
+    config: TopicConfig,
+    args: &PerfProduceArgs,
+) -> CliResult {
     match broker.topic_metadata(topic) {
         Ok(existing) => {
             if args.partitions.is_some() || args.fsync.is_some() {
