@@ -329,3 +329,35 @@ fn concurrent_producers_and_consumers_lose_duplicate_and_reorder_nothing() {
         }
     }
 }
+
+#[test]
+fn flush_reports_a_failed_delivery_even_when_the_futures_were_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = common::quiet_broker(dir.path());
+    broker
+        .create_topic("t", TopicConfig::default().with_max_message_bytes(512))
+        .expect("create");
+    let producer = Producer::new(&broker, ProducerConfig::default()).expect("producer");
+    drop(
+        producer
+            .send(ProducerRecord::new("t", vec![1u8; 2000]))
+            .expect("send"),
+    );
+    match producer.flush() {
+        Err(Error::Delivery {
+            ref topic,
+            partition: 0,
+            ref source,
+        }) => {
+            assert_eq!(topic, "t");
+            assert!(matches!(**source, Error::RecordTooLarge { .. }), "{source}");
+        }
+        other => panic!("flush gave {other:?}"),
+    }
+    // The failure is reported once; later sends work and continue the sequence.
+    let ok = producer
+        .send(ProducerRecord::new("t", "small"))
+        .expect("send");
+    producer.flush().expect("second flush");
+    assert_eq!(ok.wait().expect("delivered").offset, 0);
+}

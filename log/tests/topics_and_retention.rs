@@ -319,3 +319,60 @@ fn time_retention_runs_in_the_background_and_keeps_recent_data() {
     let recent = common::read_all(&broker, "t", 0, old_end);
     assert_eq!(recent.len(), 120);
 }
+
+#[test]
+fn the_broker_only_touches_directories_it_made() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("notes.txt"), "mine").expect("write");
+    let refused = Broker::open(root.path(), BrokerConfig::default());
+    assert!(
+        matches!(refused, Err(Error::IllegalState(ref m)) if m.contains("holds no sluice data")),
+        "{refused:?}"
+    );
+
+    let data = tempfile::tempdir().expect("tempdir");
+    drop(common::quiet_broker(data.path()));
+    // Directories shaped like partitions of unknown topics: one holds only log files (a
+    // leftover of an interrupted delete), one holds something else.
+    let leftover = data.path().join("old-0");
+    std::fs::create_dir(&leftover).expect("mkdir");
+    std::fs::write(leftover.join("00000000000000000000.log"), b"").expect("write");
+    let users = data.path().join("project-2");
+    std::fs::create_dir(&users).expect("mkdir");
+    std::fs::write(users.join("thesis.tex"), b"precious").expect("write");
+    drop(common::quiet_broker(data.path()));
+    assert!(
+        !leftover.exists(),
+        "a leftover partition directory was kept"
+    );
+    assert!(
+        users.join("thesis.tex").exists(),
+        "the broker deleted a directory it did not make"
+    );
+}
+
+#[test]
+fn everything_is_durable_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let broker = common::quiet_broker(dir.path());
+        broker
+            .create_topic("t", TopicConfig::default())
+            .expect("create");
+        broker
+            .produce(
+                "t",
+                0,
+                common::batch(&[b"a".to_vec(), b"b".to_vec()], None, 1),
+            )
+            .expect("produce");
+        assert_eq!(
+            broker.topic_metadata("t").expect("meta").partitions[0].durable_offset,
+            0
+        );
+        assert_eq!(broker.flush_partition("t", 0).expect("flush"), 2);
+    }
+    let broker = common::quiet_broker(dir.path());
+    let info = broker.topic_metadata("t").expect("meta").partitions[0];
+    assert_eq!((info.log_end_offset, info.durable_offset), (2, 2));
+}

@@ -108,10 +108,19 @@ pub struct Broker {
 impl Broker {
     /// Opens the data directory `dir` (creating it if needed), recovers every partition and
     /// starts the maintenance thread (background fsync and retention). A second broker on
-    /// the same directory, in this process or another, is refused.
+    /// the same directory, in this process or another, is refused, and so is a non-empty
+    /// directory that holds no sluice data.
     pub fn open(dir: impl AsRef<Path>, config: BrokerConfig) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let meta = dir.join("meta");
+        let foreign = !meta.is_dir()
+            && std::fs::read_dir(&dir).is_ok_and(|mut entries| entries.next().is_some());
+        if foreign {
+            return Err(Error::IllegalState(format!(
+                "refusing to use {} as a data directory: it is not empty and holds no sluice data (no meta/ inside)",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(&meta).map_err(|e| Error::io("creating", &meta, e))?;
         let lock_path = meta.join("lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;

@@ -53,6 +53,24 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
+/// Whether `dir` is a directory holding nothing but files a partition writes, so that
+/// removing it as a leftover can never take anything else with it.
+fn holds_only_log_files(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.into_iter().all(|entry| {
+        let Ok(entry) = entry else { return false };
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str());
+        path.is_file()
+            && (matches!(
+                ext,
+                Some("log" | "index" | "timeindex" | "snapshot" | "txnindex" | "tmp")
+            ) || path.file_name().is_some_and(|n| n == "recovery-point"))
+    })
+}
+
 /// The directory for a new partition, emptied of anything an interrupted delete left there.
 fn fresh_partition_dir(data_dir: &Path, topic: &str, partition: i32) -> Result<PathBuf> {
     let dir = partition_dir(data_dir, topic, partition);
@@ -139,7 +157,7 @@ impl TopicRegistry {
             let owned = topics
                 .get(topic)
                 .is_some_and(|t| partition < t.partitions.read().len() as i32);
-            if !owned && entry.path().is_dir() && validate_topic_name(topic).is_ok() {
+            if !owned && validate_topic_name(topic).is_ok() && holds_only_log_files(&entry.path()) {
                 tracing::warn!(dir = %entry.path().display(), "removing a partition directory no topic owns");
                 std::fs::remove_dir_all(entry.path())
                     .map_err(|e| Error::io("removing", entry.path(), e))?;

@@ -100,6 +100,8 @@ pub(crate) struct AccState {
     pub(crate) partition_counts: HashMap<String, (i32, Instant)>,
     /// The sticky partition for keyless records, by topic.
     pub(crate) sticky: HashMap<String, i32>,
+    /// The first batch failure since the last `flush`, which that `flush` reports.
+    pub(crate) first_failure: Option<(TopicPartition, Arc<Error>)>,
 }
 
 impl AccState {

@@ -340,7 +340,12 @@ impl Producer {
             .config
             .batch_size
             .max(estimate + crate::batch::HEADER_LEN);
-        let slots = state.open.entry(record.topic.clone()).or_default();
+        if !state.open.contains_key(&record.topic) {
+            state.open.insert(record.topic.clone(), Vec::new());
+        }
+        let Some(slots) = state.open.get_mut(&record.topic) else {
+            return Err(Error::IllegalState("open batches vanished".into()));
+        };
         if slots.len() <= partition as usize {
             slots.resize_with(partition as usize + 1, || None);
         }
@@ -388,6 +393,8 @@ impl Producer {
     }
 
     /// Sends every buffered record now and waits until all are acknowledged or failed.
+    /// Returns the first delivery failure since the previous `flush` (each record's future
+    /// reports its own as well), so a caller that drops the futures still learns of it.
     pub fn flush(&self) -> Result<()> {
         let mut state = self.acc.state.lock();
         state.flushing += 1;
@@ -396,7 +403,14 @@ impl Producer {
             self.acc.progress.wait(&mut state);
         }
         state.flushing -= 1;
-        Ok(())
+        match state.first_failure.take() {
+            Some((partition, source)) => Err(Error::Delivery {
+                topic: partition.topic,
+                partition: partition.partition,
+                source,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Flushes, then stops the sender thread.

@@ -67,9 +67,15 @@ impl Sender {
             };
             for batch in batches {
                 let bytes = batch.estimated_bytes;
-                let result = self.send(batch.partition.clone(), batch.builder);
-                batch.completion.complete(result.map_err(Arc::new));
+                let result = self
+                    .send(batch.partition.clone(), batch.builder)
+                    .map_err(Arc::new);
+                let failure = result.as_ref().err().map(Arc::clone);
+                batch.completion.complete(result);
                 let mut state = self.acc.state.lock();
+                if let Some(e) = failure {
+                    state.first_failure.get_or_insert((batch.partition, e));
+                }
                 state.buffered_bytes -= bytes;
                 state.incomplete -= 1;
                 drop(state);

@@ -124,13 +124,23 @@ impl Partition {
         let log_start = segments[0].base_offset;
         let log_end = segments[segments.len() - 1].next_offset;
 
+        // What recovery kept is on disk now; make it durable so the durable offset can
+        // start at the log end (one fsync per scanned segment, on open only).
+        for seg in segments
+            .iter()
+            .filter(|s| s.base_offset >= recovery_point || s.next_offset == log_end)
+        {
+            seg.file()
+                .sync_data()
+                .map_err(io("fsyncing a recovered segment in"))?;
+        }
         let producers = restore_producers(dir, &segments, log_start, log_end)?;
         let state = LogState {
             segments,
             log_start,
             producers,
             unsynced: Vec::new(),
-            durable_offset: 0,
+            durable_offset: log_end,
             last_flush_ms: now_ms(),
         };
         tracing::debug!(
