@@ -5,6 +5,8 @@
 # One profile (release) and one target dir for everything, so nothing is built twice.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/sluice-target
 CARGO ?= cargo
+SHELL := /bin/bash
+TEST_LOG := $(CARGO_TARGET_DIR)/sluice-test.log
 
 .PHONY: demo test deps fmt-check clippy unit-tests
 
@@ -30,8 +32,11 @@ clippy:
 		echo "== cargo clippy"; $(CARGO) clippy --release --workspace --all-targets -- -D warnings; \
 	else echo "== clippy is not installed: skipping lints"; fi
 
+# Every test target, then the doc tests; the last line sums what all of them ran.
 unit-tests:
-	$(CARGO) test --release --workspace --all-targets
-	$(CARGO) test --release --workspace --doc
+	@mkdir -p "$(CARGO_TARGET_DIR)"
+	@set -o pipefail; { $(CARGO) test --release --workspace --all-targets && \
+		$(CARGO) test --release --workspace --doc; } 2>&1 | tee "$(TEST_LOG)"
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$(TEST_LOG)"
 
 test: deps fmt-check clippy unit-tests
