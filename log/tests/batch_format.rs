@@ -202,3 +202,51 @@ fn unsupported_codecs_are_refused_by_name() {
     ));
     assert_eq!(Compression::from_name("zstd").ok(), Some(Compression::Zstd));
 }
+
+/// Re-seals a tampered batch with a correct CRC, so only the record check can catch it.
+fn reseal(mut bytes: Vec<u8>) -> Bytes {
+    let crc = sluice_log::batch::compute_crc(&bytes);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+#[test]
+fn malformed_records_under_a_valid_crc_are_rejected() {
+    let mut b = BatchBuilder::new();
+    b.append(5, Some(b"k"), Some(b"v"), &[]);
+    b.append(6, None, Some(b"w"), &[]);
+    let good = b.build().expect("build").to_vec();
+    RecordBatch::parse(reseal(good.clone()))
+        .expect("parse")
+        .validate_records()
+        .expect("valid");
+    let body = 61;
+
+    let mut long = good.clone();
+    long[body] = 0x7e; // first record claims 63 bytes
+    let mut wrong_delta = good.clone();
+    wrong_delta[body + 3] = 0x04; // first record's offset delta 2 instead of 0
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let len = (trailing.len() - 12) as i32;
+    trailing[8..12].copy_from_slice(&len.to_be_bytes());
+    let mut miscounted = good.clone();
+    miscounted[60] = 3; // header says 3 records, body holds 2
+    miscounted[26] = 2; // lastOffsetDelta 2, consistent with the count
+    let mut bad_max_ts = good;
+    bad_max_ts[42] = 99; // maxTimestamp no longer the records' largest
+
+    for (name, bytes) in [
+        ("record length", long),
+        ("offset delta", wrong_delta),
+        ("trailing bytes", trailing),
+        ("record count", miscounted),
+        ("max timestamp", bad_max_ts),
+    ] {
+        let batch = RecordBatch::parse(reseal(bytes)).expect("the CRC is valid");
+        assert!(
+            batch.validate_records().is_err(),
+            "{name}: a malformed batch passed validation"
+        );
+    }
+}

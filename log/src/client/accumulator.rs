@@ -2,7 +2,7 @@
 //! to send, the memory bound that makes `send` block when the sender falls behind, and the
 //! completion that each batch's delivery futures wait on.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
@@ -82,11 +82,45 @@ pub(crate) struct ReadyBatch {
     pub(crate) estimated_bytes: usize,
 }
 
+/// One topic's producer-side state: its partition count, its sticky partition and its open
+/// batches. Kept in one map entry so a `send` does one lookup.
+#[derive(Debug, Default)]
+pub(crate) struct TopicBatches {
+    /// Partitions of the topic, as last looked up.
+    pub(crate) partitions: i32,
+    /// When `partitions` was looked up (ms since the epoch).
+    pub(crate) fetched_ms: i64,
+    /// The sticky partition for keyless records.
+    pub(crate) sticky: Option<i32>,
+    /// Open batches by partition.
+    pub(crate) open: Vec<Option<OpenBatch>>,
+}
+
+impl TopicBatches {
+    /// Moves the open batch of `partition`, if any, to `ready`; moves the sticky partition on
+    /// when it was that one (as Kafka's sticky partitioner does once a batch is done).
+    pub(crate) fn close(&mut self, topic: &str, partition: i32, ready: &mut VecDeque<ReadyBatch>) {
+        let Some(batch) = self.open.get_mut(partition as usize).and_then(Option::take) else {
+            return;
+        };
+        ready.push_back(ReadyBatch {
+            partition: TopicPartition::new(topic, partition),
+            builder: batch.builder,
+            completion: batch.completion,
+            estimated_bytes: batch.estimated_bytes,
+        });
+        if self.sticky == Some(partition) {
+            self.sticky = Some((partition + 1) % self.partitions.max(1));
+        }
+    }
+}
+
 /// Everything behind the accumulator's lock.
 #[derive(Debug, Default)]
 pub(crate) struct AccState {
-    /// Open batches by topic, then partition.
-    pub(crate) open: HashMap<String, Vec<Option<OpenBatch>>>,
+    /// Per topic: partition count, sticky partition, open batches.
+    /// (FxHash: one lookup per `send` by topic name, on the hot path.)
+    pub(crate) topics: rustc_hash::FxHashMap<String, TopicBatches>,
     pub(crate) ready: VecDeque<ReadyBatch>,
     /// Bytes in open, ready and in-flight batches.
     pub(crate) buffered_bytes: usize,
@@ -96,43 +130,11 @@ pub(crate) struct AccState {
     pub(crate) flushing: usize,
     pub(crate) closed: bool,
     pub(crate) sender_waiting: bool,
-    /// Partition counts by topic, with when they were looked up.
-    pub(crate) partition_counts: HashMap<String, (i32, Instant)>,
-    /// The sticky partition for keyless records, by topic.
-    pub(crate) sticky: HashMap<String, i32>,
     /// The first batch failure since the last `flush`, which that `flush` reports.
     pub(crate) first_failure: Option<(TopicPartition, Arc<Error>)>,
 }
 
 impl AccState {
-    /// Moves the open batch of `topic`/`partition`, if any, to the ready queue.
-    pub(crate) fn close_batch(&mut self, topic: &str, partition: i32) -> bool {
-        let Some(slot) = self
-            .open
-            .get_mut(topic)
-            .and_then(|v| v.get_mut(partition as usize))
-        else {
-            return false;
-        };
-        let Some(batch) = slot.take() else {
-            return false;
-        };
-        self.ready.push_back(ReadyBatch {
-            partition: TopicPartition::new(topic, partition),
-            builder: batch.builder,
-            completion: batch.completion,
-            estimated_bytes: batch.estimated_bytes,
-        });
-        if let Some(sticky) = self.sticky.get_mut(topic)
-            && *sticky == partition
-        {
-            // Kafka's sticky partitioner moves on when a batch of the sticky partition is done.
-            let count = self.partition_counts.get(topic).map_or(1, |(n, _)| *n);
-            *sticky = (partition + 1) % count.max(1);
-        }
-        true
-    }
-
     /// Closes every open batch whose linger has passed (all of them when flushing or closed);
     /// returns the earliest deadline among those left open.
     pub(crate) fn close_expired(
@@ -141,21 +143,19 @@ impl AccState {
         linger: std::time::Duration,
     ) -> Option<Instant> {
         let everything = self.flushing > 0 || self.closed;
-        let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        for (topic, partitions) in &self.open {
-            for (p, batch) in partitions.iter().enumerate() {
-                let Some(batch) = batch else { continue };
+        for (topic, batches) in &mut self.topics {
+            for p in 0..batches.open.len() {
+                let Some(batch) = &batches.open[p] else {
+                    continue;
+                };
                 let deadline = batch.created + linger;
                 if everything || deadline <= now {
-                    due.push((topic.clone(), p as i32));
+                    batches.close(topic, p as i32, &mut self.ready);
                 } else {
                     next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
                 }
             }
-        }
-        for (topic, p) in due {
-            self.close_batch(&topic, p);
         }
         next
     }

@@ -252,55 +252,57 @@ impl Producer {
         })
     }
 
-    fn partition_count(&self, topic: &str) -> Result<i32> {
-        {
-            let state = self.acc.state.lock();
-            if let Some((n, at)) = state.partition_counts.get(topic)
-                && at.elapsed() < self.config.metadata_max_age
-            {
-                return Ok(*n);
-            }
-        }
-        let n = self.broker.partition_count(topic)?;
-        self.acc
-            .state
-            .lock()
-            .partition_counts
-            .insert(topic.to_string(), (n, Instant::now()));
-        Ok(n)
-    }
-
     /// Queues a record for sending and returns its pending delivery. Blocks while
     /// `buffer_memory` is full, up to `max_block`. Fails at once for an unknown topic or
     /// partition.
     pub fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        let partitions = self.partition_count(&record.topic)?;
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let now = now_ms();
+        let timestamp = record.timestamp.unwrap_or(now);
         let estimate = BatchBuilder::estimate_record_size(
             record.key.as_deref(),
             record.value.as_deref(),
             &record.headers,
         );
+        let max_age = self.config.metadata_max_age.as_millis() as i64;
         let mut state = self.acc.state.lock();
+        let fresh = state
+            .topics
+            .get(&record.topic)
+            .is_some_and(|t| now - t.fetched_ms < max_age);
+        if !fresh {
+            drop(state);
+            let partitions = self.broker.partition_count(&record.topic)?;
+            state = self.acc.state.lock();
+            let entry = state.topics.entry(record.topic.clone()).or_default();
+            entry.partitions = partitions;
+            entry.fetched_ms = now;
+        }
         if state.closed {
             return Err(Error::Closed("producer"));
         }
-        let deadline = Instant::now() + self.config.max_block;
-        while state.buffered_bytes > 0
-            && state.buffered_bytes + estimate > self.config.buffer_memory
-        {
-            if self
-                .acc
-                .progress
-                .wait_until(&mut state, deadline)
-                .timed_out()
+        if state.buffered_bytes > 0 && state.buffered_bytes + estimate > self.config.buffer_memory {
+            let deadline = Instant::now() + self.config.max_block;
+            while state.buffered_bytes > 0
+                && state.buffered_bytes + estimate > self.config.buffer_memory
             {
-                return Err(Error::Timeout {
-                    what: "buffer memory (the sender is behind)",
-                    millis: self.config.max_block.as_millis() as u64,
-                });
+                if self
+                    .acc
+                    .progress
+                    .wait_until(&mut state, deadline)
+                    .timed_out()
+                {
+                    return Err(Error::Timeout {
+                        what: "buffer memory (the sender is behind)",
+                        millis: self.config.max_block.as_millis() as u64,
+                    });
+                }
             }
         }
+        let state = &mut *state;
+        let Some(topic) = state.topics.get_mut(&record.topic) else {
+            return Err(Error::IllegalState("producer metadata vanished".into()));
+        };
+        let partitions = topic.partitions;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) if (0..partitions).contains(&p) => p,
             (Some(p), _) => {
@@ -311,57 +313,42 @@ impl Producer {
                 });
             }
             (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => match state.sticky.get(&record.topic) {
-                Some(&p) if p < partitions => p,
+            (None, None) => match topic.sticky {
+                Some(p) if p < partitions => p,
                 _ => {
-                    let p = (now_ms() as i32 & 0x7fff_ffff) % partitions;
-                    state.sticky.insert(record.topic.clone(), p);
+                    let p = (now as i32 & 0x7fff_ffff) % partitions.max(1);
+                    topic.sticky = Some(p);
                     p
                 }
             },
         };
-        // A batch that cannot take the record is closed first.
-        let full = state
-            .open
-            .get(&record.topic)
-            .and_then(|v| v.get(partition as usize))
-            .and_then(Option::as_ref)
-            .is_some_and(|b| {
-                !b.builder.is_empty()
-                    && b.builder.size_in_bytes() + estimate > self.config.batch_size
-            });
+        if topic.open.len() <= partition as usize {
+            topic.open.resize_with(partition as usize + 1, || None);
+        }
+        let slot = partition as usize;
         let mut wake = false;
-        if full {
-            state.close_batch(&record.topic, partition);
+        // A batch that cannot take the record is closed first.
+        if topic.open[slot].as_ref().is_some_and(|b| {
+            !b.builder.is_empty() && b.builder.size_in_bytes() + estimate > self.config.batch_size
+        }) {
+            topic.close(&record.topic, partition, &mut state.ready);
             wake = true;
         }
-        let compression = self.config.compression;
-        let capacity = self
-            .config
-            .batch_size
-            .max(estimate + crate::batch::HEADER_LEN);
-        if !state.open.contains_key(&record.topic) {
-            state.open.insert(record.topic.clone(), Vec::new());
-        }
-        let Some(slots) = state.open.get_mut(&record.topic) else {
-            return Err(Error::IllegalState("open batches vanished".into()));
-        };
-        if slots.len() <= partition as usize {
-            slots.resize_with(partition as usize + 1, || None);
-        }
-        let slot = &mut slots[partition as usize];
-        if slot.is_none() {
-            *slot = Some(OpenBatch {
-                builder: BatchBuilder::with_capacity(capacity).with_compression(compression),
+        let batch = topic.open[slot].get_or_insert_with(|| {
+            wake = true;
+            state.incomplete += 1;
+            let capacity = self
+                .config
+                .batch_size
+                .max(estimate + crate::batch::HEADER_LEN);
+            OpenBatch {
+                builder: BatchBuilder::with_capacity(capacity)
+                    .with_compression(self.config.compression),
                 completion: Arc::new(BatchCompletion::default()),
                 created: Instant::now(),
                 estimated_bytes: 0,
-            });
-            wake = true;
-        }
-        let Some(batch) = slot.as_mut() else {
-            return Err(Error::IllegalState("open batch vanished".into()));
-        };
+            }
+        });
         let offset_delta = batch.builder.record_count();
         batch.builder.append(
             timestamp,
@@ -371,19 +358,14 @@ impl Producer {
         );
         batch.estimated_bytes += estimate;
         let completion = Arc::clone(&batch.completion);
-        let now_full = batch.builder.size_in_bytes() >= self.config.batch_size;
-        if offset_delta == 0 {
-            state.incomplete += 1;
-        }
-        state.buffered_bytes += estimate;
-        if now_full {
-            state.close_batch(&record.topic, partition);
+        if batch.builder.size_in_bytes() >= self.config.batch_size {
+            topic.close(&record.topic, partition, &mut state.ready);
             wake = true;
         }
+        state.buffered_bytes += estimate;
         if wake && state.sender_waiting {
             self.acc.work.notify_one();
         }
-        drop(state);
         Ok(DeliveryFuture {
             completion,
             partition: TopicPartition::new(record.topic, partition),
