@@ -30,28 +30,51 @@ pub(crate) fn len_i64(value: i64) -> usize {
     value.required_space()
 }
 
-/// Reads a zig-zag varint at `*pos`, advancing it. `field` names the field for the error.
-pub(crate) fn get_i32(buf: &[u8], pos: &mut usize, field: &'static str) -> Result<i32, BatchError> {
-    let rest = buf.get(*pos..).unwrap_or(&[]);
-    match i32::decode_var(rest) {
-        Some((value, n)) if n <= 5 => {
-            *pos += n;
-            Ok(value)
-        }
-        _ => Err(BatchError::BadVarint { field }),
+/// Reads an unsigned LEB128 value of at most `max_bytes` bytes at `*pos`. Kafka's lengths and
+/// deltas are nearly always one byte, so that case is tried first; this runs for every field
+/// of every produced record, which is why it is written out here rather than called through
+/// `integer-encoding` (whose decoder does not inline across the crate boundary).
+#[inline(always)]
+fn get_raw(
+    buf: &[u8],
+    pos: &mut usize,
+    max_bytes: usize,
+    field: &'static str,
+) -> Result<u64, BatchError> {
+    let mut at = *pos;
+    let first = *buf.get(at).ok_or(BatchError::BadVarint { field })?;
+    if first < 0x80 {
+        *pos = at + 1;
+        return Ok(u64::from(first));
     }
+    let mut value = u64::from(first & 0x7f);
+    let mut shift = 7;
+    for _ in 1..max_bytes {
+        at += 1;
+        let byte = *buf.get(at).ok_or(BatchError::BadVarint { field })?;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            *pos = at + 1;
+            return Ok(value);
+        }
+        shift += 7;
+    }
+    Err(BatchError::BadVarint { field })
+}
+
+/// Reads a zig-zag varint at `*pos`, advancing it. `field` names the field for the error.
+#[inline]
+pub(crate) fn get_i32(buf: &[u8], pos: &mut usize, field: &'static str) -> Result<i32, BatchError> {
+    let raw = get_raw(buf, pos, 5, field)?;
+    let raw = u32::try_from(raw).map_err(|_| BatchError::BadVarint { field })?;
+    Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
 
 /// Reads a zig-zag varlong at `*pos`, advancing it. `field` names the field for the error.
+#[inline]
 pub(crate) fn get_i64(buf: &[u8], pos: &mut usize, field: &'static str) -> Result<i64, BatchError> {
-    let rest = buf.get(*pos..).unwrap_or(&[]);
-    match i64::decode_var(rest) {
-        Some((value, n)) if n <= 10 => {
-            *pos += n;
-            Ok(value)
-        }
-        _ => Err(BatchError::BadVarint { field }),
-    }
+    let raw = get_raw(buf, pos, 10, field)?;
+    Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
 #[cfg(test)]
@@ -79,6 +102,32 @@ mod tests {
             assert_eq!(get_i32(&buf, &mut pos, "test").ok(), Some(value));
             assert_eq!(pos, bytes.len());
         }
+    }
+
+    #[test]
+    fn decoding_agrees_with_integer_encoding() {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            put_i64(&mut buf, value);
+            let mut pos = 0;
+            assert_eq!(get_i64(&buf, &mut pos, "test").ok(), Some(value));
+            assert_eq!(pos, buf.len());
+        }
+        // Six bytes is too long for an i32.
+        let mut pos = 0;
+        assert!(get_i32(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], &mut pos, "test").is_err());
     }
 
     #[test]

@@ -130,6 +130,8 @@ pub(crate) struct AccState {
     pub(crate) flushing: usize,
     pub(crate) closed: bool,
     pub(crate) sender_waiting: bool,
+    /// Callers blocked in `send` (for memory) or in `flush`.
+    pub(crate) progress_waiters: usize,
     /// The first batch failure since the last `flush`, which that `flush` reports.
     pub(crate) first_failure: Option<(TopicPartition, Arc<Error>)>,
 }

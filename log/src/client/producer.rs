@@ -285,12 +285,14 @@ impl Producer {
             while state.buffered_bytes > 0
                 && state.buffered_bytes + estimate > self.config.buffer_memory
             {
-                if self
+                state.progress_waiters += 1;
+                let timed_out = self
                     .acc
                     .progress
                     .wait_until(&mut state, deadline)
-                    .timed_out()
-                {
+                    .timed_out();
+                state.progress_waiters -= 1;
+                if timed_out {
                     return Err(Error::Timeout {
                         what: "buffer memory (the sender is behind)",
                         millis: self.config.max_block.as_millis() as u64,
@@ -381,9 +383,11 @@ impl Producer {
         let mut state = self.acc.state.lock();
         state.flushing += 1;
         self.acc.work.notify_one();
+        state.progress_waiters += 1;
         while state.incomplete > 0 {
             self.acc.progress.wait(&mut state);
         }
+        state.progress_waiters -= 1;
         state.flushing -= 1;
         match state.first_failure.take() {
             Some((partition, source)) => Err(Error::Delivery {
