@@ -190,6 +190,17 @@ impl Broker {
         self.inner.topics.delete(name)
     }
 
+    /// Deletes several topics; one result per topic, in order.
+    pub fn delete_topics<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(String, Result<()>)> {
+        topics
+            .into_iter()
+            .map(|name| (name.to_string(), self.delete_topic(name)))
+            .collect()
+    }
+
     /// Raises a topic's partition count to `total` (CreatePartitions). Partitions only grow.
     pub fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
         self.check_open()?;

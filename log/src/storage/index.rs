@@ -23,6 +23,11 @@ impl OffsetIndex {
         if idx == 0 { 0 } else { self.entries[idx - 1].1 }
     }
 
+    /// The newest entry: (relative offset, position).
+    pub(crate) fn last(&self) -> Option<(u32, u32)> {
+        self.entries.last().copied()
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * 8);
         for &(o, p) in &self.entries {

@@ -189,7 +189,9 @@ impl Segment {
             .and_then(|b| TimeIndex::decode(&b));
         match (offsets, times) {
             (Some(offset_index), Some(time_index))
-                if size > 0 && time_index.max_timestamp().is_some() =>
+                if size > 0
+                    && time_index.max_timestamp().is_some()
+                    && Self::index_points_at_batches(&file, base, &offset_index) =>
             {
                 let mut seg = Self::empty(file, log, base, index_interval);
                 seg.size = size;
@@ -208,6 +210,17 @@ impl Segment {
                 Self::recover(dir, base, index_interval, |_| {})
             }
         }
+    }
+
+    /// Whether the index's newest entry points at the start of the batch it names (a stale
+    /// index from another version of the file would not).
+    fn index_points_at_batches(file: &File, base: i64, index: &OffsetIndex) -> bool {
+        let Some((relative, position)) = index.last() else {
+            return false;
+        };
+        let mut buf = [0u8; HEADER_LEN];
+        file.read_exact_at(&mut buf, u64::from(position)).is_ok()
+            && BatchHeader::parse(&buf).is_ok_and(|h| h.base_offset == base + i64::from(relative))
     }
 
     /// Updates offsets, timestamps and the sparse indexes for a batch just placed at the end.
