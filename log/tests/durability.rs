@@ -73,34 +73,28 @@ fn missing_or_stale_index_files_are_rebuilt_on_open() {
         broker.close().expect("close");
     }
     let part = dir.path().join("t-0");
-    let mut damaged = 0;
-    for entry in std::fs::read_dir(&part).expect("ls") {
-        let path = entry.expect("entry").path();
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("index") if damaged % 3 == 0 => {
-                std::fs::remove_file(&path).expect("remove");
-                damaged += 1;
-            }
-            Some("index") if damaged % 3 == 1 => {
+    let mut logs: Vec<_> = std::fs::read_dir(&part)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    assert!(logs.len() > 8, "the test should span many segments");
+    // Each segment gets one kind of damage in turn.
+    for (k, log) in logs.iter().enumerate() {
+        let index = log.with_extension("index");
+        match k % 4 {
+            0 => std::fs::remove_file(&index).expect("remove"),
+            1 => {
                 // Stale but well-formed: one entry that points into the middle of a batch.
-                let mut stale = Vec::new();
-                stale.extend_from_slice(&3u32.to_be_bytes());
+                let mut stale = 3u32.to_be_bytes().to_vec();
                 stale.extend_from_slice(&5u32.to_be_bytes());
-                std::fs::write(&path, stale).expect("scribble");
-                damaged += 1;
+                std::fs::write(&index, stale).expect("scribble");
             }
-            Some("index") => {
-                std::fs::write(&path, [0xffu8; 13]).expect("scribble");
-                damaged += 1;
-            }
-            Some("timeindex") => std::fs::write(&path, [1u8; 5]).expect("scribble"),
-            _ => {}
+            2 => std::fs::write(&index, [0xffu8; 13]).expect("scribble"),
+            _ => std::fs::write(log.with_extension("timeindex"), [1u8; 5]).expect("scribble"),
         }
     }
-    assert!(
-        damaged > 5,
-        "the test should damage several segments' indexes"
-    );
     let broker = common::quiet_broker(dir.path());
     let all = common::read_all(&broker, "t", 0, 0);
     assert_eq!(all.len(), 300);
@@ -108,7 +102,7 @@ fn missing_or_stale_index_files_are_rebuilt_on_open() {
         assert_eq!(*offset, i as i64);
         assert_eq!(&value[..], format!("{i:040}").as_bytes());
     }
-    for probe in [0i64, 1, 150, 299] {
+    for probe in 0..300i64 {
         let found = broker
             .list_offsets("t", 0, OffsetSpec::Timestamp(10_000 + probe))
             .expect("list");
