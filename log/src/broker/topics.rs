@@ -204,17 +204,7 @@ impl TopicRegistry {
                 topic: topic.to_string(),
             });
         }
-        let mut partitions = Vec::with_capacity(config.partitions as usize);
-        for p in 0..config.partitions {
-            let dir = fresh_partition_dir(&self.data_dir, topic, p)?;
-            partitions.push(Arc::new(Partition::open(
-                &dir,
-                topic,
-                p,
-                config.clone(),
-                Arc::clone(&self.signal),
-            )?));
-        }
+        let partitions = self.open_new_partitions(topic, 0..config.partitions, &config)?;
         self.persist(topic, &config)?;
         tracing::info!(topic, partitions = config.partitions, "created topic");
         self.topics.write().insert(
@@ -226,6 +216,27 @@ impl TopicRegistry {
             }),
         );
         Ok(())
+    }
+
+    /// Creates empty partitions `ids` of `topic` in fresh directories.
+    fn open_new_partitions(
+        &self,
+        topic: &str,
+        ids: std::ops::Range<i32>,
+        config: &TopicConfig,
+    ) -> Result<Vec<Arc<Partition>>> {
+        ids.map(|p| {
+            let dir = fresh_partition_dir(&self.data_dir, topic, p)?;
+            let signal = Arc::clone(&self.signal);
+            Ok(Arc::new(Partition::open(
+                &dir,
+                topic,
+                p,
+                config.clone(),
+                signal,
+            )?))
+        })
+        .collect()
     }
 
     pub(crate) fn delete(&self, topic: &str) -> Result<()> {
@@ -264,17 +275,7 @@ impl TopicRegistry {
             });
         }
         let config = state.config.read().clone().with_partitions(requested);
-        let mut added = Vec::new();
-        for p in current..requested {
-            let dir = fresh_partition_dir(&self.data_dir, topic, p)?;
-            added.push(Arc::new(Partition::open(
-                &dir,
-                topic,
-                p,
-                config.clone(),
-                Arc::clone(&self.signal),
-            )?));
-        }
+        let added = self.open_new_partitions(topic, current..requested, &config)?;
         self.persist(topic, &config)?;
         *state.config.write() = config;
         state.partitions.write().extend(added);
