@@ -196,6 +196,77 @@ pub enum Error {
         #[source]
         source: std::sync::Arc<Error>,
     },
+    /// A transactional request that does not fit the transaction's state (Kafka's
+    /// `INVALID_TXN_STATE`), e.g. a non-transactional write from a producer with an open
+    /// transaction, or a transactional write to a partition not added to it.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// The coordinator is finishing the previous transaction of this id; retry shortly
+    /// (Kafka's `CONCURRENT_TRANSACTIONS`, retriable).
+    #[error("transactional id `{transactional_id}` is completing a previous transaction; retry")]
+    ConcurrentTransactions {
+        /// The transactional id.
+        transactional_id: String,
+    },
+    /// A transactional request from an older epoch of the producer (Kafka's
+    /// `PRODUCER_FENCED` / `INVALID_PRODUCER_EPOCH` at the coordinator).
+    #[error(
+        "transactional id `{transactional_id}`: producer {producer_id} epoch {epoch} is fenced (current epoch {current_epoch})"
+    )]
+    TxnProducerFenced {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer id sent.
+        producer_id: i64,
+        /// The epoch sent.
+        epoch: i16,
+        /// The coordinator's epoch for the id.
+        current_epoch: i16,
+    },
+    /// A transactional id the coordinator does not know (call `init_producer_id` first).
+    #[error("unknown transactional id `{0}`; initialize the producer first")]
+    TransactionalIdNotFound(String),
+    /// A transaction timeout out of the allowed range.
+    #[error("transaction timeout {millis} ms is not between 1 and {max} ms")]
+    InvalidTransactionTimeout {
+        /// The timeout asked for.
+        millis: u64,
+        /// The broker's maximum.
+        max: u64,
+    },
+    /// A committed-offsets request whose offsets wait on an open transaction (Kafka's
+    /// `UNSTABLE_OFFSET_COMMIT`, retriable).
+    #[error("group `{group}` has a pending transactional offset commit for {partition}; retry")]
+    UnstableOffsetCommit {
+        /// The group.
+        group: String,
+        /// The partition whose offset is pending.
+        partition: String,
+    },
+    /// A group request from a member the group does not know (expired or never joined).
+    #[error("group `{group}`: unknown member `{member_id}`")]
+    UnknownMemberId {
+        /// The group.
+        group: String,
+        /// The member.
+        member_id: String,
+    },
+    /// A group request from an older generation: the group rebalanced since (zombie fencing).
+    #[error("group `{group}`: generation {generation} is stale (current {current}); rejoin")]
+    IllegalGeneration {
+        /// The group.
+        group: String,
+        /// The generation sent.
+        generation: i32,
+        /// The group's generation.
+        current: i32,
+    },
+    /// The group is rebalancing: the member must fetch its new assignment.
+    #[error("group `{group}` is rebalancing; rejoin")]
+    RebalanceInProgress {
+        /// The group.
+        group: String,
+    },
     /// A client used in a way its state does not allow.
     #[error("{0}")]
     IllegalState(String),
@@ -217,11 +288,15 @@ impl Error {
     /// Whether the same request may succeed if sent again unchanged (Kafka's retriable errors).
     /// Idempotent producers retry these; everything else is returned to the caller.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, Self::Timeout { .. })
-            || matches!(self, Self::Io { source, .. } if matches!(
-                source.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-            ))
+        matches!(
+            self,
+            Self::Timeout { .. }
+                | Self::ConcurrentTransactions { .. }
+                | Self::UnstableOffsetCommit { .. }
+        ) || matches!(self, Self::Io { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+        ))
     }
 
     /// Whether this is a user error (bad name, unknown topic, bad config, out of range) rather

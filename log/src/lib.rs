@@ -33,13 +33,15 @@ pub mod batch;
 pub mod broker;
 pub mod client;
 pub mod error;
+pub mod group;
 pub mod storage;
 pub mod topic;
+pub mod txn;
 mod util;
 mod varint;
 
 pub use broker::{
-    Broker, BrokerConfig, FetchRequest, FetchedPartition, ListedOffset, OffsetSpec,
+    Acks, Broker, BrokerConfig, FetchRequest, FetchedPartition, ListedOffset, OffsetSpec,
     ProducerIdAndEpoch, TopicMetadata,
 };
 pub use client::{
@@ -49,4 +51,5 @@ pub use client::{
 pub use error::{Error, Result};
 pub use storage::{AppendOutcome, PartitionData, PartitionInfo};
 pub use topic::{FsyncPolicy, TopicConfig, TopicPartition, validate_topic_name};
+pub use txn::{AbortedTxn, ControlType, IsolationLevel, TxnState};
 pub use util::now_ms;

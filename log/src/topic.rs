@@ -69,6 +69,7 @@ impl fmt::Display for TopicPartition {
 /// | policy | survives a process crash (kill -9) | survives power loss |
 /// |---|---|---|
 /// | `always` | every acknowledged write | every acknowledged write |
+/// | `commit` | every acknowledged write | committed transactions, and non-transactional writes acknowledged with acks=all |
 /// | `interval:MS` | every acknowledged write | writes older than about MS ms |
 /// | `never` | every acknowledged write | only what the OS happened to write back; rolled segments are fsynced |
 ///
@@ -79,10 +80,14 @@ impl fmt::Display for TopicPartition {
 pub enum FsyncPolicy {
     /// fsync before each produce is acknowledged.
     Always,
+    /// fsync the partitions of a transaction before its commit point, and a
+    /// non-transactional produce before it is acknowledged when it asks for acks=all. The
+    /// default.
+    #[default]
+    Commit,
     /// fsync from a background thread every so often.
     Interval(Duration),
     /// Leave write-back to the OS.
-    #[default]
     Never,
 }
 
@@ -90,6 +95,7 @@ impl fmt::Display for FsyncPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Always => f.write_str("always"),
+            Self::Commit => f.write_str("commit"),
             Self::Interval(d) => write!(f, "interval:{}", d.as_millis()),
             Self::Never => f.write_str("never"),
         }
@@ -107,11 +113,12 @@ impl FromStr for FsyncPolicy {
         };
         match s {
             "always" => Ok(Self::Always),
+            "commit" => Ok(Self::Commit),
             "never" => Ok(Self::Never),
             _ => {
                 let ms = s
                     .strip_prefix("interval:")
-                    .ok_or_else(|| bad("expected always, never or interval:MS"))?;
+                    .ok_or_else(|| bad("expected always, commit, never or interval:MS"))?;
                 let ms: u64 = ms
                     .parse()
                     .map_err(|_| bad("interval:MS needs a whole number of milliseconds"))?;
@@ -183,7 +190,7 @@ impl Default for TopicConfig {
             segment_ms: 7 * DAY_MS,
             index_interval_bytes: 4096,
             max_message_bytes: (1 << 20) + 12,
-            fsync: FsyncPolicy::Never,
+            fsync: FsyncPolicy::Commit,
         }
     }
 }
@@ -289,7 +296,7 @@ mod tests {
 
     #[test]
     fn fsync_policy_round_trips_through_text() {
-        for text in ["always", "never", "interval:250"] {
+        for text in ["always", "commit", "never", "interval:250"] {
             let policy: FsyncPolicy = text.parse().unwrap_or(FsyncPolicy::Never);
             assert_eq!(policy.to_string(), text);
         }

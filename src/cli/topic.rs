@@ -17,7 +17,11 @@ pub enum TopicCommand {
     /// Create a topic.
     Create(CreateArgs),
     /// List the topics, one name per line, sorted.
-    List,
+    List {
+        /// Also list the broker's internal topics (__consumer_offsets, __transaction_state).
+        #[arg(long)]
+        include_internal: bool,
+    },
     /// Show a topic's settings and, per partition, its offsets and size on disk.
     #[command(
         after_help = "Columns: PARTITION, LOG-START (first offset still in the log), LOG-END (next \
@@ -85,13 +89,17 @@ pub fn run(data: &Path, cmd: TopicCommand) -> CliResult {
                 ))
             })
         }
-        TopicCommand::List => {
+        TopicCommand::List { include_internal } => {
             if !data.exists() {
                 return Ok(());
             }
             with_broker(data, Open::MustExist, |broker| {
                 let mut out = stdout();
-                for topic in broker.metadata() {
+                for topic in broker
+                    .metadata()
+                    .into_iter()
+                    .filter(|t| include_internal || !t.internal)
+                {
                     writeln!(out, "{}", topic.name).map_err(write_err)?;
                 }
                 out.flush().map_err(write_err)

@@ -6,6 +6,7 @@ use super::Broker;
 use crate::error::Result;
 use crate::storage::PartitionData;
 use crate::topic::TopicPartition;
+use crate::txn::IsolationLevel;
 
 /// A fetch of several partitions, as Kafka's Fetch request: wait up to `max_wait` until at
 /// least `min_bytes` are available, return at most `partition_max_bytes` per partition and
@@ -22,6 +23,8 @@ pub struct FetchRequest {
     pub max_bytes: usize,
     /// Upper bound per partition. Default 1 MiB.
     pub partition_max_bytes: usize,
+    /// read_committed (the default) or read_uncommitted.
+    pub isolation: IsolationLevel,
 }
 
 impl Default for FetchRequest {
@@ -32,6 +35,7 @@ impl Default for FetchRequest {
             max_wait: Duration::from_millis(500),
             max_bytes: 50 << 20,
             partition_max_bytes: 1 << 20,
+            isolation: IsolationLevel::ReadCommitted,
         }
     }
 }
@@ -55,6 +59,11 @@ impl FetchRequest {
     /// Sets the per-partition limit.
     pub fn with_partition_max_bytes(mut self, bytes: usize) -> Self {
         self.partition_max_bytes = bytes;
+        self
+    }
+    /// Sets the isolation level.
+    pub fn with_isolation(mut self, isolation: IsolationLevel) -> Self {
+        self.isolation = isolation;
         self
     }
     /// Sets the response limit.
@@ -110,7 +119,13 @@ impl Broker {
                 .iter()
                 .map(|(tp, offset)| {
                     let limit = request.partition_max_bytes.min(budget).max(1);
-                    let result = self.read(&tp.topic, tp.partition, *offset, limit);
+                    let result = self.read_isolated(
+                        &tp.topic,
+                        tp.partition,
+                        *offset,
+                        limit,
+                        request.isolation,
+                    );
                     match &result {
                         Ok(data) => {
                             total += data.records.len();

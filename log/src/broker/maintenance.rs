@@ -78,6 +78,10 @@ fn run(inner: Weak<Inner>, flag: Arc<StopFlag>, tick: Duration, retention_every:
                 }
             }
         }
+        if let Err(e) = broker.abort_expired_transactions() {
+            tracing::error!(error = %e, "aborting expired transactions failed");
+        }
+        broker.expire_group_members();
         if Instant::now() >= next_retention {
             next_retention = Instant::now() + retention_every;
             if let Err(e) = broker.run_retention() {

@@ -10,9 +10,11 @@
 //! ```
 
 mod fetch;
+mod groups;
 mod maintenance;
 mod pid;
 mod topics;
+mod txn;
 
 pub use fetch::{FetchRequest, FetchedPartition, ListedOffset, OffsetSpec};
 
@@ -27,8 +29,11 @@ use parking_lot::Mutex;
 
 use crate::batch::BatchHeader;
 use crate::error::{Error, Result};
+use crate::group::{GroupCoordinator, OFFSETS_TOPIC, OffsetStore};
+use crate::storage::Partition;
 use crate::storage::{AppendOutcome, PartitionData, PartitionInfo};
-use crate::topic::TopicConfig;
+use crate::topic::{FsyncPolicy, TopicConfig, TopicPartition};
+use crate::txn::{IsolationLevel, TXN_STATE_TOPIC, TxnCoordinator};
 use crate::util::AppendSignal;
 use pid::ProducerIdAllocator;
 use topics::TopicRegistry;
@@ -66,6 +71,16 @@ impl BrokerConfig {
     }
 }
 
+/// How much a produce waits for before it is acknowledged (Kafka's `acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Written to the log (acks=1). Under the `commit` policy, not fsynced.
+    Leader,
+    /// Written and, under the `commit` policy, fsynced (acks=all). The default.
+    #[default]
+    All,
+}
+
 /// A producer id and epoch, as `init_producer_id` returns them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerIdAndEpoch {
@@ -84,6 +99,9 @@ pub struct TopicMetadata {
     pub config: TopicConfig,
     /// One entry per partition, in order.
     pub partitions: Vec<PartitionInfo>,
+    /// Whether it is one of the broker's internal topics (`__transaction_state`,
+    /// `__consumer_offsets`).
+    pub internal: bool,
 }
 
 #[derive(Debug)]
@@ -92,6 +110,9 @@ pub(crate) struct Inner {
     config: BrokerConfig,
     topics: TopicRegistry,
     pids: Mutex<ProducerIdAllocator>,
+    txns: TxnCoordinator,
+    offsets: OffsetStore,
+    groups: GroupCoordinator,
     signal: Arc<AppendSignal>,
     closed: AtomicBool,
     maintenance: maintenance::Handle,
@@ -134,11 +155,20 @@ impl Broker {
         let signal = Arc::new(AppendSignal::default());
         let topics = TopicRegistry::open(&dir, Arc::clone(&signal))?;
         let pids = Mutex::new(ProducerIdAllocator::open(&meta)?);
+        let internal = TopicConfig::default()
+            .with_retention_ms(None)
+            .with_segment_bytes(64 << 20)
+            .with_fsync(FsyncPolicy::Always);
+        let txns = TxnCoordinator::load(internal_partition(&topics, TXN_STATE_TOPIC, &internal)?)?;
+        let offsets = OffsetStore::load(internal_partition(&topics, OFFSETS_TOPIC, &internal)?)?;
         let inner = Arc::new_cyclic(|weak| Inner {
             dir: dir.clone(),
             config: config.clone(),
             topics,
             pids,
+            txns,
+            offsets,
+            groups: GroupCoordinator::default(),
             signal,
             closed: AtomicBool::new(false),
             maintenance: maintenance::Handle::start(weak.clone(), &config),
@@ -187,6 +217,13 @@ impl Broker {
     /// Deletes a topic and its data (DeleteTopics).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_open()?;
+        if is_internal(name) {
+            return Err(Error::InvalidConfig {
+                key: "topic",
+                value: name.to_string(),
+                reason: "internal topics cannot be deleted".into(),
+            });
+        }
         self.inner.topics.delete(name)
     }
 
@@ -237,27 +274,56 @@ impl Broker {
         })
     }
 
-    /// Appends one v2 record batch to a partition (Produce). The batch is checked (CRC,
-    /// records, producer sequence); the returned offsets are where it landed, or where it
-    /// already was when it is a retry of an appended batch.
+    /// Appends one v2 record batch to a partition (Produce) with `acks=all`. The batch is
+    /// checked (CRC, records, producer sequence); the returned offsets are where it landed, or
+    /// where it already was when it is a retry of an appended batch.
     pub fn produce(&self, topic: &str, partition: i32, batch: Bytes) -> Result<AppendOutcome> {
-        self.check_open()?;
-        if let Ok(header) = BatchHeader::parse(&batch)
-            && header.has_producer_id()
-            && !self.inner.pids.lock().is_known(header.producer_id)
-        {
-            return Err(Error::UnknownProducerId {
-                producer_id: header.producer_id,
-            });
-        }
-        self.inner
-            .topics
-            .get(topic)?
-            .partition(partition)?
-            .append(batch)
+        self.produce_with_acks(topic, partition, batch, Acks::All)
     }
 
-    /// Reads whole batches from one partition, starting with the batch that holds `offset`.
+    /// Produce with an explicit `acks`. Under the `commit` fsync policy a non-transactional
+    /// batch with `acks=all` is fsynced before it is acknowledged. A transactional batch is
+    /// accepted only from the current epoch of a producer whose open transaction includes the
+    /// partition (KIP-890), and is appended under that transaction's lock.
+    pub fn produce_with_acks(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: Acks,
+    ) -> Result<AppendOutcome> {
+        self.check_open()?;
+        if is_internal(topic) {
+            return Err(Error::UnsupportedBatch {
+                topic: topic.to_string(),
+                partition,
+                reason: "internal topics are written by the broker only",
+            });
+        }
+        let target = self.inner.topics.get(topic)?.partition(partition)?;
+        let header = BatchHeader::parse(&batch).ok();
+        if let Some(h) = header.filter(|h| h.has_producer_id())
+            && !self.inner.pids.lock().is_known(h.producer_id)
+        {
+            return Err(Error::UnknownProducerId {
+                producer_id: h.producer_id,
+            });
+        }
+        match header.filter(|h| h.is_transactional() && h.has_producer_id()) {
+            Some(h) => {
+                let producer = ProducerIdAndEpoch {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                };
+                let tp = TopicPartition::new(topic, partition);
+                self.with_verified_txn(producer, &tp, || target.append(batch, acks))
+            }
+            None => target.append(batch, acks),
+        }
+    }
+
+    /// Reads whole batches from one partition, starting with the batch that holds `offset`,
+    /// up to the high watermark (read_uncommitted: open and aborted transactions included).
     pub fn read(
         &self,
         topic: &str,
@@ -265,12 +331,31 @@ impl Broker {
         offset: i64,
         max_bytes: usize,
     ) -> Result<PartitionData> {
+        self.read_isolated(
+            topic,
+            partition,
+            offset,
+            max_bytes,
+            IsolationLevel::ReadUncommitted,
+        )
+    }
+
+    /// Reads as [`read`](Self::read) does, at the given isolation level: read_committed stops
+    /// at the last stable offset and lists the aborted transactions in what it returns.
+    pub fn read_isolated(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+    ) -> Result<PartitionData> {
         self.check_open()?;
         self.inner
             .topics
             .get(topic)?
             .partition(partition)?
-            .read(offset, max_bytes)
+            .read(offset, max_bytes, isolation)
     }
 
     /// fsyncs one partition; returns the offset below which everything is durable.
@@ -319,6 +404,11 @@ impl Broker {
         &self.inner.signal
     }
 
+    /// The transaction coordinator's state.
+    pub fn transactions(&self) -> &TxnCoordinator {
+        &self.inner.txns
+    }
+
     pub(crate) fn topics(&self) -> &TopicRegistry {
         &self.inner.topics
     }
@@ -348,10 +438,28 @@ impl Drop for Inner {
     }
 }
 
+/// Partition 0 of an internal topic, created with `config` on first use.
+fn internal_partition(
+    topics: &TopicRegistry,
+    name: &str,
+    config: &TopicConfig,
+) -> Result<Arc<Partition>> {
+    if topics.get(name).is_err() {
+        topics.create(name, config.clone())?;
+    }
+    topics.get(name)?.partition(0)
+}
+
+/// Whether clients may not write to or delete `topic`.
+fn is_internal(topic: &str) -> bool {
+    topic == TXN_STATE_TOPIC || topic == OFFSETS_TOPIC
+}
+
 fn describe(topic: &topics::TopicState) -> TopicMetadata {
     TopicMetadata {
         name: topic.name.clone(),
         config: topic.config.read().clone(),
         partitions: topic.partitions.read().iter().map(|p| p.info()).collect(),
+        internal: is_internal(&topic.name),
     }
 }

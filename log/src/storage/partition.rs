@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
 
-use super::producer_state::{ProducerStates, SequenceCheck, SequenceError};
+use super::producer_state::ProducerStates;
 use super::segment::{ReadView, Segment};
-use crate::batch::{self, BatchError, RecordBatch};
+use crate::batch::{BatchError, RecordBatch};
 use crate::error::{Error, Result};
 use crate::topic::{FsyncPolicy, TopicConfig};
+use crate::txn::{AbortedTxn, IsolationLevel};
 use crate::util::{AppendSignal, now_ms};
 
 /// Where a produced batch landed.
@@ -33,12 +34,31 @@ pub struct AppendOutcome {
 /// Whole batches read from a partition, with its offsets at the time of the read.
 #[derive(Debug, Clone)]
 pub struct PartitionData {
-    /// Consecutive v2 batches; the first holds the offset asked for. May be empty.
+    /// Consecutive v2 batches; the first holds the offset asked for. May be empty. Under
+    /// read_committed none reaches the last stable offset.
     pub records: Bytes,
-    /// The high watermark: offsets below it are readable.
+    /// The high watermark: offsets below it are readable by read_uncommitted.
     pub high_watermark: i64,
+    /// The last stable offset: below it every transaction is decided.
+    pub last_stable_offset: i64,
     /// The first offset still in the log.
     pub log_start_offset: i64,
+    /// Under read_committed: the aborted transactions that overlap the returned batches,
+    /// whose records the reader must drop (control batches are dropped too).
+    pub aborted_transactions: Vec<AbortedTxn>,
+}
+
+/// The leading whole batches of `records` whose base offset is below `upper`.
+fn batches_below(mut records: Bytes, upper: i64) -> Bytes {
+    let mut keep = 0usize;
+    while let Ok(header) = crate::batch::BatchHeader::parse(&records[keep..]) {
+        if header.base_offset >= upper || keep + header.total_len() > records.len() {
+            break;
+        }
+        keep += header.total_len();
+    }
+    records.truncate(keep);
+    records
 }
 
 /// A partition's offsets and size.
@@ -53,6 +73,9 @@ pub struct PartitionInfo {
     /// Offsets below this are readable. On this single-node log every acknowledged append is
     /// committed, so it equals the log end offset.
     pub high_watermark: i64,
+    /// The first offset of the oldest open transaction, or the high watermark when none is
+    /// open: read_committed readers stop here.
+    pub last_stable_offset: i64,
     /// Offsets below this are known to be fsynced.
     pub durable_offset: i64,
     /// Bytes in all segments.
@@ -61,13 +84,24 @@ pub struct PartitionInfo {
     pub segments: usize,
 }
 
+/// A sealed segment whose data (and transaction index) still awaits fsync.
+#[derive(Debug)]
+pub(super) struct Unsynced {
+    pub(super) file: Arc<File>,
+    pub(super) base: i64,
+    /// The sealed segment's next offset: the recovery point once it is synced.
+    pub(super) next: i64,
+}
+
 #[derive(Debug)]
 pub(super) struct LogState {
     pub(super) segments: Vec<Segment>,
     pub(super) log_start: i64,
     pub(super) producers: ProducerStates,
     /// Sealed segments written since their last fsync.
-    pub(super) unsynced: Vec<(Arc<File>, i64)>,
+    pub(super) unsynced: Vec<Unsynced>,
+    /// Transactions aborted on this partition, in marker order.
+    pub(super) aborted: Vec<AbortedTxn>,
     pub(super) durable_offset: i64,
     pub(super) last_flush_ms: i64,
 }
@@ -77,12 +111,17 @@ impl LogState {
         // Invariant: a partition always has at least one segment.
         &self.segments[self.segments.len() - 1]
     }
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(super) fn active_mut(&mut self) -> &mut Segment {
         let last = self.segments.len() - 1;
         &mut self.segments[last]
     }
     pub(super) fn log_end(&self) -> i64 {
         self.active().next_offset
+    }
+    pub(super) fn last_stable_offset(&self) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .unwrap_or_else(|| self.log_end())
     }
 }
 
@@ -114,7 +153,7 @@ impl Partition {
         &self.dir
     }
 
-    fn invalid(&self, offset: i64, source: BatchError) -> Error {
+    pub(super) fn invalid(&self, offset: i64, source: BatchError) -> Error {
         Error::InvalidBatch {
             topic: self.topic.clone(),
             partition: self.id,
@@ -123,11 +162,11 @@ impl Partition {
         }
     }
 
-    fn io(&self, action: &'static str, source: std::io::Error) -> Error {
+    pub(super) fn io(&self, action: &'static str, source: std::io::Error) -> Error {
         Error::io(action, &self.dir, source)
     }
 
-    fn check_alive(&self) -> Result<()> {
+    pub(super) fn check_alive(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::UnknownTopic {
                 topic: self.topic.clone(),
@@ -136,160 +175,22 @@ impl Partition {
         Ok(())
     }
 
-    /// Appends one produced batch: checks its CRC, its records and its producer sequence,
-    /// assigns offsets, writes it and, under `fsync = always`, syncs it before returning.
-    pub fn append(&self, batch: Bytes) -> Result<AppendOutcome> {
-        self.check_alive()?;
-        let size = batch.len();
-        if size > self.config.max_message_bytes {
-            return Err(Error::RecordTooLarge {
-                topic: self.topic.clone(),
-                partition: self.id,
-                size,
-                max: self.config.max_message_bytes,
-            });
-        }
-        let checked = RecordBatch::parse(batch).map_err(|e| self.invalid(-1, e))?;
-        if checked.as_bytes().len() != size {
-            return Err(self.invalid(
-                -1,
-                BatchError::Inconsistent(format!(
-                    "{} bytes after the batch; send one batch per produce",
-                    size - checked.as_bytes().len()
-                )),
-            ));
-        }
-        let header = *checked.header();
-        if header.is_control() {
-            return Err(Error::UnsupportedBatch {
-                topic: self.topic.clone(),
-                partition: self.id,
-                reason: "control batches are written by the transaction coordinator, not by clients",
-            });
-        }
-        if header.is_transactional() {
-            return Err(Error::UnsupportedBatch {
-                topic: self.topic.clone(),
-                partition: self.id,
-                reason: "transactional batches need the transaction coordinator, which this broker does not have yet",
-            });
-        }
-        checked
-            .validate_records()
-            .map_err(|e| self.invalid(-1, e))?;
-        let mut bytes = match checked.as_bytes().clone().try_into_mut() {
-            Ok(unique) => unique,
-            Err(shared) => BytesMut::from(&shared[..]),
-        };
-
-        let mut state = self.state.lock();
-        self.check_alive()?;
-        if header.has_producer_id() {
-            match state.producers.check(&header) {
-                Ok(SequenceCheck::Append) => {}
-                Ok(SequenceCheck::Duplicate(meta)) => {
-                    tracing::debug!(topic = %self.topic, partition = self.id, producer_id = header.producer_id,
-                        base_sequence = header.base_sequence, offset = meta.first_offset, "duplicate batch acknowledged again");
-                    return Ok(AppendOutcome {
-                        base_offset: meta.first_offset,
-                        last_offset: meta.last_offset,
-                        duplicate: true,
-                        log_start_offset: state.log_start,
-                    });
-                }
-                Err(SequenceError::OutOfOrder { expected, received }) => {
-                    return Err(Error::OutOfOrderSequence {
-                        topic: self.topic.clone(),
-                        partition: self.id,
-                        producer_id: header.producer_id,
-                        expected,
-                        received,
-                    });
-                }
-                Err(SequenceError::Fenced {
-                    epoch,
-                    current_epoch,
-                }) => {
-                    return Err(Error::ProducerFenced {
-                        topic: self.topic.clone(),
-                        partition: self.id,
-                        producer_id: header.producer_id,
-                        epoch,
-                        current_epoch,
-                    });
-                }
-            }
-        }
-        let base_offset = state.log_end();
-        batch::set_base_offset(&mut bytes, base_offset);
-        bytes[12..16].copy_from_slice(&0i32.to_be_bytes()); // partition leader epoch
-        let mut header = header;
-        header.base_offset = base_offset;
-        let now = now_ms();
-        let active = state.active();
-        if active.is_full_for(size as u64, header.last_offset(), self.config.segment_bytes)
-            || (active.size > 0 && now - active.created_ms >= self.config.segment_ms)
-        {
-            self.roll(&mut state, base_offset)?;
-        }
-        let active = state.active_mut();
-        active
-            .append(&bytes, &header)
-            .map_err(|e| Error::io("appending to", active.log_path().to_path_buf(), e))?;
-        state.producers.update(&header);
-        let outcome = AppendOutcome {
-            base_offset,
-            last_offset: header.last_offset(),
-            duplicate: false,
-            log_start_offset: state.log_start,
-        };
-        if self.config.fsync == FsyncPolicy::Always {
-            let file = Arc::clone(state.active().file());
-            let unsynced = std::mem::take(&mut state.unsynced);
-            drop(state);
-            self.sync_files(unsynced, Some(&file), outcome.last_offset + 1)?;
-        } else {
-            drop(state);
-        }
-        self.signal.bump();
-        Ok(outcome)
-    }
-
-    /// Seals the active segment and starts a new one at `next_offset`, writing the sealed
-    /// segment's indexes and a producer-state snapshot at `next_offset`. The sealed segment is
-    /// fsynced later (by the maintenance thread or the next flush).
-    fn roll(&self, state: &mut LogState, next_offset: i64) -> Result<()> {
-        let sealed = state.active();
-        sealed
-            .write_indexes()
-            .map_err(|e| Error::io("writing indexes of", sealed.log_path().to_path_buf(), e))?;
-        state
-            .unsynced
-            .push((Arc::clone(sealed.file()), next_offset));
-        let snapshot = state.producers.encode_snapshot(next_offset);
-        let path = ProducerStates::snapshot_path(&self.dir, next_offset);
-        std::fs::write(&path, snapshot).map_err(|e| Error::io("writing snapshot", path, e))?;
-        super::partition_open::prune_snapshots(&self.dir, 3);
-        let segment = Segment::create(&self.dir, next_offset, self.config.index_interval_bytes)
-            .map_err(|e| self.io("creating a segment in", e))?;
-        tracing::debug!(topic = %self.topic, partition = self.id, base_offset = next_offset, "rolled segment");
-        state.segments.push(segment);
-        Ok(())
-    }
-
     /// fsyncs the given sealed segments and, if given, the active file; then records that
     /// everything below `up_to` is durable and moves the recovery point past the sealed ones.
-    fn sync_files(
+    pub(super) fn sync_files(
         &self,
-        sealed: Vec<(Arc<File>, i64)>,
+        sealed: Vec<Unsynced>,
         active: Option<&File>,
         up_to: i64,
     ) -> Result<()> {
         let mut recovery_point = None;
-        for (file, next) in &sealed {
-            file.sync_data()
+        for segment in &sealed {
+            segment
+                .file
+                .sync_data()
+                .and_then(|()| super::txn_index::sync(&self.dir, segment.base))
                 .map_err(|e| self.io("fsyncing a sealed segment in", e))?;
-            recovery_point = Some(*next);
+            recovery_point = Some(segment.next);
         }
         if let Some(active) = active {
             active.sync_data().map_err(|e| self.io("fsyncing", e))?;
@@ -337,19 +238,23 @@ impl Partition {
             return Ok(());
         }
         let sealed = std::mem::take(&mut state.unsynced);
-        let up_to = sealed
-            .last()
-            .map_or(state.durable_offset, |(_, next)| *next);
+        let up_to = sealed.last().map_or(state.durable_offset, |s| s.next);
         drop(state);
         self.sync_files(sealed, None, up_to)
     }
 
     /// Reads whole batches starting at the one holding `offset`, up to `max_bytes` (at least
-    /// one batch). An offset equal to the log end gives no data; one outside
+    /// one batch), below the high watermark (read_uncommitted) or the last stable offset
+    /// (read_committed). An offset equal to the log end gives no data; one outside
     /// `[log start, log end]` is `OffsetOutOfRange`.
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<PartitionData> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: IsolationLevel,
+    ) -> Result<PartitionData> {
         self.check_alive()?;
-        let (views, high_watermark, log_start_offset) = {
+        let (views, high_watermark, last_stable_offset, log_start_offset, aborted) = {
             let state = self.state.lock();
             let log_end = state.log_end();
             if offset < state.log_start || offset > log_end {
@@ -374,10 +279,27 @@ impl Partition {
                     limit: s.size,
                 })
                 .collect();
-            (views, log_end, state.log_start)
+            let lso = state.last_stable_offset();
+            // Aborted transactions that end at or after `offset` can cover returned records.
+            let aborted = match isolation {
+                IsolationLevel::ReadCommitted => {
+                    let from = state.aborted.partition_point(|a| a.last_offset < offset);
+                    state.aborted[from..]
+                        .iter()
+                        .filter(|a| a.first_offset < lso)
+                        .copied()
+                        .collect()
+                }
+                IsolationLevel::ReadUncommitted => Vec::new(),
+            };
+            (views, log_end, lso, state.log_start, aborted)
+        };
+        let upper = match isolation {
+            IsolationLevel::ReadCommitted => last_stable_offset,
+            IsolationLevel::ReadUncommitted => high_watermark,
         };
         let mut records = Bytes::new();
-        if offset < high_watermark {
+        if offset < upper {
             for view in &views {
                 records = view
                     .read_from(offset, max_bytes)
@@ -386,11 +308,18 @@ impl Partition {
                     break;
                 }
             }
+            records = batches_below(records, upper);
         }
+        let aborted_transactions = match records.is_empty() {
+            true => Vec::new(),
+            false => aborted,
+        };
         Ok(PartitionData {
             records,
             high_watermark,
+            last_stable_offset,
             log_start_offset,
+            aborted_transactions,
         })
     }
 
@@ -448,6 +377,7 @@ impl Partition {
             log_start_offset: state.log_start,
             log_end_offset: state.log_end(),
             high_watermark: state.log_end(),
+            last_stable_offset: state.last_stable_offset(),
             durable_offset: state.durable_offset,
             size_bytes: state.segments.iter().map(|s| s.size).sum(),
             segments: state.segments.len(),

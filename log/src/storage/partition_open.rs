@@ -17,8 +17,10 @@ use parking_lot::Mutex;
 use super::partition::{LogState, Partition};
 use super::producer_state::ProducerStates;
 use super::segment::{ReadView, Segment};
+use crate::batch::RecordBatch;
 use crate::error::{Error, Result};
 use crate::topic::TopicConfig;
+use crate::txn::{AbortedTxn, ControlType};
 use crate::util::{AppendSignal, now_ms, write_atomically};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -134,12 +136,14 @@ impl Partition {
                 .sync_data()
                 .map_err(io("fsyncing a recovered segment in"))?;
         }
-        let producers = restore_producers(dir, &segments, log_start, log_end)?;
+        let (producers, aborted) =
+            restore_state(dir, &segments, log_start, log_end, recovery_point)?;
         let state = LogState {
             segments,
             log_start,
             producers,
             unsynced: Vec::new(),
+            aborted,
             durable_offset: log_end,
             last_flush_ms: now_ms(),
         };
@@ -230,14 +234,18 @@ impl Partition {
     }
 }
 
-/// Producer state at `log_end`: the newest readable snapshot at or below it, then every batch
-/// header after the snapshot. Snapshots past the log end (left by a truncation) are removed.
-fn restore_producers(
+/// Producer and transaction state at `log_end`: the newest readable snapshot at or below the
+/// recovery point (everything before it is fsynced, transaction indexes included), then every
+/// batch after the snapshot, markers included. Aborted transactions whose marker precedes the
+/// snapshot come from the `.txnindex` files; the others from the replay, which also rewrites
+/// the indexes of the segments it read. Snapshots past the log end are removed.
+fn restore_state(
     dir: &Path,
     segments: &[Segment],
     log_start: i64,
     log_end: i64,
-) -> Result<ProducerStates> {
+    recovery_point: i64,
+) -> Result<(ProducerStates, Vec<AbortedTxn>)> {
     let snapshots =
         offsets_with_extension(dir, "snapshot").map_err(|e| Error::io("listing", dir, e))?;
     let mut restored: Option<(i64, ProducerStates)> = None;
@@ -248,6 +256,7 @@ fn restore_producers(
             continue;
         }
         if restored.is_none()
+            && offset <= recovery_point.max(log_start)
             && let Some(state) = std::fs::read(&path)
                 .ok()
                 .and_then(|b| ProducerStates::decode_snapshot(&b, offset))
@@ -256,25 +265,72 @@ fn restore_producers(
         }
     }
     let (from, mut producers) = restored.unwrap_or((log_start, ProducerStates::default()));
+    let mut aborted: Vec<AbortedTxn> = segments
+        .iter()
+        .flat_map(|s| super::txn_index::load(dir, s.base_offset))
+        .filter(|a| a.last_offset < from)
+        .collect();
     for seg in segments.iter().filter(|s| s.next_offset > from) {
-        let view = ReadView {
-            file: Arc::clone(seg.file()),
-            start: seg.position_hint(from),
-            limit: seg.size,
-        };
-        view.find(|h| {
-            if h.base_offset >= from {
-                producers.update(h);
-            }
-            false
-        })
-        .map_err(|e| {
-            Error::io(
-                "replaying producer state from",
-                seg.log_path().to_path_buf(),
-                e,
-            )
-        })?;
+        let replayed = replay_segment(seg, from, &mut producers)?;
+        let mut index: Vec<AbortedTxn> = super::txn_index::load(dir, seg.base_offset)
+            .into_iter()
+            .filter(|a| a.last_offset < from)
+            .collect();
+        index.extend(replayed.iter().copied());
+        super::txn_index::rewrite(dir, seg.base_offset, &index)
+            .map_err(|e| Error::io("rewriting the transaction index in", dir, e))?;
+        aborted.extend(replayed);
     }
-    Ok(producers)
+    aborted.sort_by_key(|a| a.last_offset);
+    aborted.dedup();
+    Ok((producers, aborted))
+}
+
+/// Re-applies every batch of `seg` at or after `from` to `producers`; returns the
+/// transactions aborted by markers in it.
+fn replay_segment(
+    seg: &Segment,
+    from: i64,
+    producers: &mut ProducerStates,
+) -> Result<Vec<AbortedTxn>> {
+    let view = ReadView {
+        file: Arc::clone(seg.file()),
+        start: seg.position_hint(from),
+        limit: seg.size,
+    };
+    let io = |e| {
+        Error::io(
+            "replaying producer state from",
+            seg.log_path().to_path_buf(),
+            e,
+        )
+    };
+    let mut headers = Vec::new();
+    view.find(|h| {
+        if h.base_offset >= from {
+            headers.push(*h);
+        }
+        false
+    })
+    .map_err(io)?;
+    let mut aborted = Vec::new();
+    for header in headers {
+        if !header.is_control() {
+            producers.update(&header);
+            continue;
+        }
+        let bytes = view.read_from(header.base_offset, 0).map_err(io)?;
+        let kind = RecordBatch::parse(bytes)
+            .and_then(|b| crate::txn::control_type(&b))
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        let first = producers.complete_txn(header.producer_id, header.producer_epoch);
+        if let (ControlType::Abort, Some(first_offset)) = (kind, first) {
+            aborted.push(AbortedTxn {
+                producer_id: header.producer_id,
+                first_offset,
+                last_offset: header.base_offset,
+            });
+        }
+    }
+    Ok(aborted)
 }

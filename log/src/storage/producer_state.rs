@@ -4,7 +4,7 @@
 //! persists as `<offset>.snapshot` files so that a restart need only re-scan the log after the
 //! newest snapshot.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,8 @@ pub(crate) struct BatchMetadata {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMetadata>,
+    /// Offset of the first record of the producer's open transaction on this partition.
+    txn_first_offset: Option<i64>,
 }
 
 /// The verdict on an incoming idempotent batch.
@@ -50,6 +52,8 @@ pub(crate) enum SequenceError {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions as (first offset, producer id): the first is the last stable offset.
+    ongoing: BTreeSet<(i64, i64)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -108,15 +112,26 @@ impl ProducerStates {
         }
     }
 
-    /// Records a batch that is now in the log (on append and on the recovery re-scan).
+    /// Records a data batch that is now in the log (on append and on the recovery re-scan).
+    /// A transactional batch opens the producer's transaction here if none is open.
     pub(crate) fn update(&mut self, header: &BatchHeader) {
-        if !header.has_producer_id() {
+        if !header.has_producer_id() || header.is_control() {
             return;
         }
         let entry = self.producers.entry(header.producer_id).or_default();
         if header.producer_epoch != entry.epoch {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
+        }
+        if header.base_sequence < 0 {
+            // Written by the broker on the producer's behalf (transactional offsets): part of
+            // the transaction, not of the producer's sequence.
+            if header.is_transactional() && entry.txn_first_offset.is_none() {
+                entry.txn_first_offset = Some(header.base_offset);
+                self.ongoing
+                    .insert((header.base_offset, header.producer_id));
+            }
+            return;
         }
         entry.batches.push_back(BatchMetadata {
             first_seq: header.base_sequence,
@@ -127,6 +142,42 @@ impl ProducerStates {
         while entry.batches.len() > MAX_BATCHES_PER_PRODUCER {
             entry.batches.pop_front();
         }
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+            self.ongoing
+                .insert((header.base_offset, header.producer_id));
+        }
+    }
+
+    /// Records a transaction marker (control batch) now in the log: closes the producer's
+    /// open transaction and returns its first offset, if one was open. A marker from a newer
+    /// epoch (the coordinator bumped it) resets the producer's sequences.
+    pub(crate) fn complete_txn(&mut self, producer_id: i64, epoch: i16) -> Option<i64> {
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        let first = entry.txn_first_offset.take()?;
+        self.ongoing.remove(&(first, producer_id));
+        Some(first)
+    }
+
+    /// The current epoch of a producer, if it wrote here.
+    pub(crate) fn epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// Whether the producer has an open transaction on this partition.
+    pub(crate) fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.txn_first_offset.is_some())
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset, if any is open.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|&(offset, _)| offset)
     }
 
     /// The snapshot file for `offset` in `dir`.
@@ -143,7 +194,7 @@ impl ProducerStates {
             .collect();
         producers.sort_by_key(|(pid, _)| *pid);
         let body = SnapshotBody {
-            version: 1,
+            version: 2,
             offset,
             producers,
         };
@@ -164,11 +215,17 @@ impl ProducerStates {
         }
         let (body, _): (SnapshotBody, _) =
             bincode::serde::decode_from_slice(payload, bincode::config::standard()).ok()?;
-        if body.version != 1 || body.offset != offset {
+        if body.version != 2 || body.offset != offset {
             return None;
         }
+        let ongoing = body
+            .producers
+            .iter()
+            .filter_map(|(pid, e)| e.txn_first_offset.map(|first| (first, *pid)))
+            .collect();
         Some(Self {
             producers: body.producers.into_iter().collect(),
+            ongoing,
         })
     }
 }

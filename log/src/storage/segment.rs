@@ -296,7 +296,8 @@ impl Segment {
 
     /// Removes the files of the segment at `base` in `dir`, whichever exist.
     pub(crate) fn remove_files(dir: &Path, base: i64) -> io::Result<()> {
-        for path in Self::paths(dir, base) {
+        let [log, index, timeindex] = Self::paths(dir, base);
+        for path in [log, index, timeindex, super::txn_index::path(dir, base)] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -1,0 +1,122 @@
+//! Consumer-group RPCs on the broker: join, sync, heartbeat, leave, offset commit and fetch,
+//! and the listing and description of groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::Broker;
+use crate::error::{Error, Result};
+use crate::group::{GroupAssignment, GroupDescription};
+use crate::topic::TopicPartition;
+
+impl Broker {
+    /// Partition counts of `topics`; a topic that does not exist (yet) counts 0.
+    fn partition_counts(&self, topics: &BTreeSet<String>) -> Result<BTreeMap<String, i32>> {
+        Ok(topics
+            .iter()
+            .map(|t| (t.clone(), self.partition_count(t).unwrap_or(0)))
+            .collect())
+    }
+
+    /// JoinGroup: adds a member (a new one when `member_id` is `None`) subscribed to `topics`
+    /// and rebalances; returns the member's id, the new generation and its partitions.
+    pub fn join_group(
+        &self,
+        group: &str,
+        member_id: Option<&str>,
+        topics: &[String],
+        session_timeout: Duration,
+    ) -> Result<GroupAssignment> {
+        self.check_open()?;
+        if group.is_empty() {
+            return Err(Error::InvalidConfig {
+                key: "group.id",
+                value: String::new(),
+                reason: "a group id must not be empty".into(),
+            });
+        }
+        let timeout = session_timeout.as_millis() as i64;
+        self.inner
+            .groups
+            .join(group, member_id, topics, timeout, |t| {
+                self.partition_counts(t)
+            })
+    }
+
+    /// SyncGroup: the member's partitions in the group's current generation.
+    pub fn sync_group(&self, group: &str, member_id: &str) -> Result<GroupAssignment> {
+        self.check_open()?;
+        self.inner.groups.sync(group, member_id)
+    }
+
+    /// Heartbeat: keeps the member's session alive; `RebalanceInProgress` when the group has
+    /// moved past `generation` (the member then calls `sync_group`).
+    pub fn heartbeat(&self, group: &str, member_id: &str, generation: i32) -> Result<()> {
+        self.check_open()?;
+        self.inner
+            .groups
+            .heartbeat(group, member_id, generation, |t| self.partition_counts(t))
+    }
+
+    /// LeaveGroup: removes the member and rebalances the others.
+    pub fn leave_group(&self, group: &str, member_id: &str) -> Result<()> {
+        self.check_open()?;
+        self.inner
+            .groups
+            .leave(group, member_id, |t| self.partition_counts(t))
+    }
+
+    /// Removes members whose session timed out (the maintenance thread calls this).
+    pub(crate) fn expire_group_members(&self) -> usize {
+        self.inner
+            .groups
+            .expire(crate::util::now_ms(), |t| self.partition_counts(t))
+    }
+
+    /// OffsetCommit: commits offsets for `group` outside any transaction. A member of a stale
+    /// generation is refused; generation -1 with an empty member id is a standalone consumer.
+    pub fn offset_commit(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        self.check_open()?;
+        self.inner
+            .groups
+            .check_generation(group, generation, member_id)?;
+        self.inner.offsets.commit(group, offsets)
+    }
+
+    /// OffsetFetch: `group`'s committed offsets for `partitions` (all when empty).
+    /// `require_stable` makes a pending transactional commit `UnstableOffsetCommit`.
+    pub fn offset_fetch(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        require_stable: bool,
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        self.check_open()?;
+        self.inner.offsets.fetch(group, partitions, require_stable)
+    }
+
+    /// Groups with members or committed offsets, sorted.
+    pub fn list_groups(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.inner.offsets.groups().into_iter().collect();
+        names.extend(self.inner.groups.names());
+        names.into_iter().collect()
+    }
+
+    /// A group's members and assignment (empty when it has no members).
+    pub fn describe_group(&self, group: &str) -> GroupDescription {
+        self.inner
+            .groups
+            .describe(group)
+            .unwrap_or(GroupDescription {
+                group: group.to_string(),
+                generation: 0,
+                members: Vec::new(),
+            })
+    }
+}

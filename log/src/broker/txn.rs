@@ -1,0 +1,382 @@
+//! The transaction protocol on the broker (DESIGN §2.5; Kafka's KIP-98, KIP-447, KIP-890):
+//! `init_transactions`, `add_partitions_to_txn`, `add_offsets_to_txn`,
+//! `txn_offset_commit` and `end_txn`, the two-phase end with markers, and the sweep that
+//! aborts transactions past their timeout.
+//!
+//! Epochs follow KIP-890 part 2: a transaction runs at epoch E; its markers are written at
+//! E + 1 and the producer continues at E + 1, so a produce or an `end_txn` delayed from an
+//! earlier transaction carries an old epoch and is fenced everywhere. A retried `end_txn`
+//! (same kind, epoch E, the transaction already complete at E + 1) is answered again.
+
+use std::time::Duration;
+
+use super::{Broker, ProducerIdAndEpoch};
+use crate::error::{Error, Result};
+use crate::topic::{FsyncPolicy, TopicPartition};
+use crate::txn::coordinator::TxnMeta;
+use crate::txn::{ControlType, MAX_TXN_TIMEOUT_MS, TxnDescription, TxnState};
+use crate::util::now_ms;
+
+impl Broker {
+    /// InitProducerId for a transactional id: a new id gets a producer id at epoch 0; a known
+    /// one first finishes (Prepare*) or aborts (Ongoing) its open transaction, then gets the
+    /// next epoch, which fences every older instance of the producer.
+    pub fn init_transactions(
+        &self,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<ProducerIdAndEpoch> {
+        self.check_open()?;
+        let timeout_ms = timeout.as_millis() as u64;
+        if timeout_ms == 0 || timeout_ms > MAX_TXN_TIMEOUT_MS {
+            return Err(Error::InvalidTransactionTimeout {
+                millis: timeout_ms,
+                max: MAX_TXN_TIMEOUT_MS,
+            });
+        }
+        if transactional_id.is_empty() {
+            return Err(Error::InvalidTxnState(
+                "the transactional id is empty".into(),
+            ));
+        }
+        let txns = &self.inner.txns;
+        let Some(shared) = txns.get(transactional_id) else {
+            let meta = TxnMeta {
+                transactional_id: transactional_id.to_string(),
+                producer_id: self.inner.pids.lock().allocate()?,
+                epoch: 0,
+                state: TxnState::Empty,
+                partitions: Default::default(),
+                timeout_ms,
+                txn_start_ms: 0,
+            };
+            txns.persist(&meta)?;
+            let id = ProducerIdAndEpoch {
+                producer_id: meta.producer_id,
+                epoch: meta.epoch,
+            };
+            txns.insert(meta);
+            return Ok(id);
+        };
+        let mut m = shared.lock();
+        let old_pid = m.producer_id;
+        match m.state {
+            TxnState::PrepareCommit => self.write_markers(&mut m, ControlType::Commit)?,
+            TxnState::PrepareAbort => self.write_markers(&mut m, ControlType::Abort)?,
+            TxnState::Ongoing | TxnState::PrepareEpochFence => {
+                tracing::info!(
+                    transactional_id,
+                    "fencing the previous producer and aborting its transaction"
+                );
+                m.move_to(TxnState::PrepareAbort)?;
+                txns.persist(&m)?;
+                self.write_markers(&mut m, ControlType::Abort)?;
+            }
+            TxnState::Empty
+            | TxnState::CompleteCommit
+            | TxnState::CompleteAbort
+            | TxnState::Dead => {}
+        }
+        self.bump_epoch(&mut m)?;
+        m.state = TxnState::Empty;
+        m.timeout_ms = timeout_ms;
+        txns.persist(&m)?;
+        if m.producer_id != old_pid {
+            txns.rebind_producer(old_pid, m.producer_id, &shared);
+        }
+        Ok(ProducerIdAndEpoch {
+            producer_id: m.producer_id,
+            epoch: m.epoch,
+        })
+    }
+
+    /// The next epoch, or a new producer id at epoch 0 when the epoch is exhausted.
+    fn bump_epoch(&self, m: &mut TxnMeta) -> Result<()> {
+        if m.epoch >= i16::MAX - 1 {
+            m.producer_id = self.inner.pids.lock().allocate()?;
+            m.epoch = 0;
+        } else {
+            m.epoch += 1;
+        }
+        Ok(())
+    }
+
+    /// Checks that a request comes from the id's current producer and epoch.
+    fn check_producer(m: &TxnMeta, id: ProducerIdAndEpoch) -> Result<()> {
+        if m.producer_id != id.producer_id || m.epoch != id.epoch {
+            return Err(Error::TxnProducerFenced {
+                transactional_id: m.transactional_id.clone(),
+                producer_id: id.producer_id,
+                epoch: id.epoch,
+                current_epoch: m.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    fn txn(&self, transactional_id: &str) -> Result<std::sync::Arc<parking_lot::Mutex<TxnMeta>>> {
+        self.check_open()?;
+        self.inner
+            .txns
+            .get(transactional_id)
+            .ok_or_else(|| Error::TransactionalIdNotFound(transactional_id.to_string()))
+    }
+
+    /// AddPartitionsToTxn: enlists partitions in the producer's transaction, opening it if
+    /// none is open. The record is fsynced before the call returns, so a crash can never
+    /// leave transactional data the coordinator does not know to abort.
+    pub fn add_partitions_to_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
+    ) -> Result<()> {
+        let shared = self.txn(transactional_id)?;
+        let mut m = shared.lock();
+        Self::check_producer(&m, producer)?;
+        if m.state.is_preparing() {
+            return Err(Error::ConcurrentTransactions {
+                transactional_id: transactional_id.to_string(),
+            });
+        }
+        for tp in partitions {
+            self.inner.topics.get(&tp.topic)?.partition(tp.partition)?;
+        }
+        let opening = m.state != TxnState::Ongoing;
+        let new: Vec<&TopicPartition> = partitions
+            .iter()
+            .filter(|p| !m.partitions.contains(*p))
+            .collect();
+        if !opening && new.is_empty() {
+            return Ok(());
+        }
+        if opening {
+            m.move_to(TxnState::Ongoing)?;
+            m.txn_start_ms = now_ms();
+            m.partitions.clear();
+        }
+        m.partitions.extend(new.into_iter().cloned());
+        self.inner.txns.persist(&m)
+    }
+
+    /// AddOffsetsToTxn: enlists the `__consumer_offsets` partition of `group`.
+    pub fn add_offsets_to_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group: &str,
+    ) -> Result<()> {
+        let partition = self.inner.offsets.partition_for(group);
+        self.add_partitions_to_txn(transactional_id, producer, &[partition])
+    }
+
+    /// TxnOffsetCommit: writes `group`'s offsets inside the transaction. They become the
+    /// group's committed offsets when the transaction commits and vanish if it aborts. A
+    /// member of a stale generation is refused (KIP-447 zombie fencing); generation -1 with
+    /// an empty member id is a standalone (assign-mode) consumer.
+    pub fn txn_offset_commit(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        let shared = self.txn(transactional_id)?;
+        let m = shared.lock();
+        Self::check_producer(&m, producer)?;
+        let offsets_partition = self.inner.offsets.partition_for(group);
+        if m.state != TxnState::Ongoing || !m.partitions.contains(&offsets_partition) {
+            return Err(Error::InvalidTxnState(format!(
+                "transactional id `{transactional_id}` must add offsets for group `{group}` to an open transaction first"
+            )));
+        }
+        self.inner
+            .groups
+            .check_generation(group, generation, member_id)?;
+        self.inner.offsets.commit_transactional(
+            producer.producer_id,
+            producer.epoch,
+            group,
+            offsets,
+        )
+    }
+
+    /// EndTxn: commits or aborts the open transaction. PrepareCommit / PrepareAbort is
+    /// written durably first (under the `commit` and `always` policies the enlisted
+    /// partitions are fsynced before it: this is the commit point), then a marker goes to
+    /// every enlisted partition, then Complete*. Returns the producer's next epoch.
+    pub fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        commit: bool,
+    ) -> Result<ProducerIdAndEpoch> {
+        let shared = self.txn(transactional_id)?;
+        let mut m = shared.lock();
+        let kind = if commit {
+            ControlType::Commit
+        } else {
+            ControlType::Abort
+        };
+        let done = if commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        if m.producer_id == producer.producer_id
+            && m.state == done
+            && i32::from(m.epoch) == i32::from(producer.epoch) + 1
+        {
+            // A retry of the end that already happened.
+            return Ok(ProducerIdAndEpoch {
+                producer_id: m.producer_id,
+                epoch: m.epoch,
+            });
+        }
+        Self::check_producer(&m, producer)?;
+        match m.state {
+            TxnState::Ongoing => {}
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                return Err(Error::ConcurrentTransactions {
+                    transactional_id: transactional_id.to_string(),
+                });
+            }
+            other => {
+                return Err(Error::InvalidTxnState(format!(
+                    "transactional id `{transactional_id}` has no open transaction to end (state {other:?})"
+                )));
+            }
+        }
+        if commit {
+            self.flush_enlisted(&m, |policy| {
+                matches!(policy, FsyncPolicy::Commit | FsyncPolicy::Always)
+            })?;
+        }
+        m.move_to(if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        })?;
+        self.inner.txns.persist(&m)?;
+        self.write_markers(&mut m, kind)?;
+        Ok(ProducerIdAndEpoch {
+            producer_id: m.producer_id,
+            epoch: m.epoch,
+        })
+    }
+
+    /// fsyncs the enlisted partitions whose topic policy `wanted` accepts.
+    fn flush_enlisted(&self, m: &TxnMeta, wanted: impl Fn(FsyncPolicy) -> bool) -> Result<()> {
+        for tp in &m.partitions {
+            let Ok(topic) = self.inner.topics.get(&tp.topic) else {
+                continue;
+            };
+            if wanted(topic.config.read().fsync) {
+                topic.partition(tp.partition)?.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Second phase of the end, from Prepare*: a marker at the next epoch on every enlisted
+    /// partition (fsynced, so a Complete* record never outlives its markers), the group
+    /// offsets applied or dropped, then Complete* at the next epoch.
+    fn write_markers(&self, m: &mut TxnMeta, kind: ControlType) -> Result<()> {
+        let marker_epoch = m.epoch.saturating_add(1);
+        let offsets_topic = crate::group::OFFSETS_TOPIC;
+        for tp in &m.partitions {
+            let partition = match self
+                .inner
+                .topics
+                .get(&tp.topic)
+                .and_then(|t| t.partition(tp.partition))
+            {
+                Ok(p) => p,
+                Err(Error::UnknownTopic { .. } | Error::UnknownPartition { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            partition.append_marker(m.producer_id, marker_epoch, kind, 0)?;
+            partition.flush()?;
+            if tp.topic == offsets_topic {
+                self.inner.offsets.complete_txn(m.producer_id, kind);
+            }
+        }
+        self.bump_epoch(m)?;
+        m.move_to(match kind {
+            ControlType::Commit => TxnState::CompleteCommit,
+            ControlType::Abort => TxnState::CompleteAbort,
+        })?;
+        m.partitions.clear();
+        self.inner.txns.persist(m)?;
+        tracing::debug!(transactional_id = %m.transactional_id, ?kind, epoch = m.epoch, "transaction ended");
+        Ok(())
+    }
+
+    /// Aborts every transaction open longer than its timeout, fencing its producer (its
+    /// epoch moves on). Also finishes any Prepare* left by a crash. Returns how many it
+    /// aborted.
+    pub fn abort_expired_transactions(&self) -> Result<usize> {
+        let now = now_ms();
+        let mut aborted = 0;
+        for shared in self.inner.txns.all() {
+            let mut m = shared.lock();
+            match m.state {
+                TxnState::Ongoing if now - m.txn_start_ms > m.timeout_ms as i64 => {
+                    tracing::warn!(transactional_id = %m.transactional_id, "transaction timed out; aborting and fencing its producer");
+                    m.move_to(TxnState::PrepareAbort)?;
+                    self.inner.txns.persist(&m)?;
+                    self.write_markers(&mut m, ControlType::Abort)?;
+                    aborted += 1;
+                }
+                TxnState::PrepareCommit => self.write_markers(&mut m, ControlType::Commit)?,
+                TxnState::PrepareAbort => self.write_markers(&mut m, ControlType::Abort)?,
+                _ => {}
+            }
+        }
+        Ok(aborted)
+    }
+
+    /// The coordinator's view of a transactional id.
+    pub fn describe_transaction(&self, transactional_id: &str) -> Result<TxnDescription> {
+        self.inner
+            .txns
+            .describe(transactional_id)
+            .ok_or_else(|| Error::TransactionalIdNotFound(transactional_id.to_string()))
+    }
+
+    /// KIP-890 verification of a transactional batch before it is appended: the producer's
+    /// current epoch must have `tp` in its open transaction. Runs `append` under the
+    /// transactional id's lock, so no marker can slip in between the check and the write.
+    pub(crate) fn with_verified_txn<T>(
+        &self,
+        producer: ProducerIdAndEpoch,
+        tp: &TopicPartition,
+        append: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let Some(shared) = self.inner.txns.by_producer(producer.producer_id) else {
+            return Err(Error::InvalidTxnState(format!(
+                "producer {} has no transactional id; call init_transactions",
+                producer.producer_id
+            )));
+        };
+        let m = shared.lock();
+        if m.epoch != producer.epoch {
+            return Err(Error::ProducerFenced {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                producer_id: producer.producer_id,
+                epoch: producer.epoch,
+                current_epoch: m.epoch,
+            });
+        }
+        if m.state != TxnState::Ongoing || !m.partitions.contains(tp) {
+            return Err(Error::InvalidTxnState(format!(
+                "{tp} was not added to the open transaction of `{}` (epoch {})",
+                m.transactional_id, m.epoch
+            )));
+        }
+        append()
+    }
+}

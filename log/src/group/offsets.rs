@@ -1,0 +1,249 @@
+//! Committed offsets of consumer groups (DESIGN §2.6), in memory and in the internal topic
+//! `__consumer_offsets`. A plain commit is visible at once; a transactional one (written
+//! with the producer's id inside its transaction) stays pending until the transaction's
+//! marker: a commit marker makes it visible, an abort marker drops it. On open the topic is
+//! replayed with the same rules, so offsets of transactions still open stay pending.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{BatchBuilder, split_batches};
+use crate::error::{Error, Result};
+use crate::storage::Partition;
+use crate::topic::TopicPartition;
+use crate::txn::{ControlType, IsolationLevel, control_type};
+use crate::util::now_ms;
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OffsetKey {
+    group: String,
+    partition: TopicPartition,
+}
+
+#[derive(Debug, Default)]
+struct OffsetState {
+    committed: HashMap<String, BTreeMap<TopicPartition, i64>>,
+    /// Transactional commits waiting for their marker, by producer id.
+    pending: HashMap<i64, Vec<(String, TopicPartition, i64)>>,
+}
+
+impl OffsetState {
+    fn apply(&mut self, group: String, partition: TopicPartition, offset: i64) {
+        self.committed
+            .entry(group)
+            .or_default()
+            .insert(partition, offset);
+    }
+
+    fn complete(&mut self, producer_id: i64, kind: ControlType) {
+        let Some(pending) = self.pending.remove(&producer_id) else {
+            return;
+        };
+        if kind == ControlType::Commit {
+            for (group, partition, offset) in pending {
+                self.apply(group, partition, offset);
+            }
+        }
+    }
+}
+
+/// The offset store of a broker.
+#[derive(Debug)]
+pub struct OffsetStore {
+    log: Arc<Partition>,
+    state: Mutex<OffsetState>,
+}
+
+fn encode_key(group: &str, partition: &TopicPartition) -> Result<Vec<u8>> {
+    let key = OffsetKey {
+        group: group.to_string(),
+        partition: partition.clone(),
+    };
+    bincode::serde::encode_to_vec(&key, bincode::config::standard())
+        .map_err(|e| Error::IllegalState(format!("encoding an offset key: {e}")))
+}
+
+impl OffsetStore {
+    /// Replays `log` (partition 0 of `__consumer_offsets`).
+    pub(crate) fn load(log: Arc<Partition>) -> Result<Self> {
+        let mut state = OffsetState::default();
+        let mut offset = log.info().log_start_offset;
+        let invalid = |offset, source| Error::InvalidBatch {
+            topic: OFFSETS_TOPIC.into(),
+            partition: 0,
+            offset,
+            source,
+        };
+        loop {
+            let data = log.read(offset, 1 << 20, IsolationLevel::ReadUncommitted)?;
+            if data.records.is_empty() {
+                break;
+            }
+            for batch in split_batches(data.records).map_err(|e| invalid(offset, e))? {
+                let header = *batch.header();
+                offset = batch.last_offset() + 1;
+                if header.is_control() {
+                    let kind = control_type(&batch).map_err(|e| invalid(header.base_offset, e))?;
+                    state.complete(header.producer_id, kind);
+                    continue;
+                }
+                for record in batch
+                    .records()
+                    .map_err(|e| invalid(header.base_offset, e))?
+                {
+                    let record = record.map_err(|e| invalid(header.base_offset, e))?;
+                    let (Some(key), Some(value)) = (record.key, record.value) else {
+                        continue;
+                    };
+                    let Ok((key, _)) = bincode::serde::decode_from_slice::<OffsetKey, _>(
+                        &key,
+                        bincode::config::standard(),
+                    ) else {
+                        continue;
+                    };
+                    let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) else {
+                        continue;
+                    };
+                    let committed = i64::from_be_bytes(bytes);
+                    if header.is_transactional() {
+                        state.pending.entry(header.producer_id).or_default().push((
+                            key.group,
+                            key.partition,
+                            committed,
+                        ));
+                    } else {
+                        state.apply(key.group, key.partition, committed);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            log,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The partition of `__consumer_offsets` that holds `group`'s commits.
+    pub fn partition_for(&self, _group: &str) -> TopicPartition {
+        TopicPartition::new(OFFSETS_TOPIC, self.log.id())
+    }
+
+    fn batch(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+        producer: Option<(i64, i16)>,
+    ) -> Result<bytes::Bytes> {
+        let mut builder = BatchBuilder::new();
+        if let Some((producer_id, epoch)) = producer {
+            builder = builder
+                .with_producer(producer_id, epoch, -1)
+                .with_transactional(true);
+        }
+        let now = now_ms();
+        for (partition, offset) in offsets {
+            let key = encode_key(group, partition)?;
+            builder.append(now, Some(&key), Some(&offset.to_be_bytes()), &[]);
+        }
+        builder.build().map_err(|source| Error::InvalidBatch {
+            topic: OFFSETS_TOPIC.into(),
+            partition: 0,
+            offset: -1,
+            source,
+        })
+    }
+
+    /// Commits offsets outside a transaction: written, then visible.
+    pub(crate) fn commit(&self, group: &str, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.log
+            .append(self.batch(group, offsets, None)?, crate::broker::Acks::All)?;
+        let mut state = self.state.lock();
+        for (partition, offset) in offsets {
+            state.apply(group.to_string(), partition.clone(), *offset);
+        }
+        Ok(())
+    }
+
+    /// Writes offsets inside producer `producer_id`'s transaction; they stay pending until
+    /// [`complete_txn`](Self::complete_txn).
+    pub(crate) fn commit_transactional(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.log
+            .append_unsequenced(self.batch(group, offsets, Some((producer_id, epoch)))?)?;
+        self.state
+            .lock()
+            .pending
+            .entry(producer_id)
+            .or_default()
+            .extend(
+                offsets
+                    .iter()
+                    .map(|(p, o)| (group.to_string(), p.clone(), *o)),
+            );
+        Ok(())
+    }
+
+    /// Applies or drops a producer's pending offsets once its marker is written.
+    pub(crate) fn complete_txn(&self, producer_id: i64, kind: ControlType) {
+        self.state.lock().complete(producer_id, kind);
+    }
+
+    /// The committed offsets of `group` for `partitions` (all of its partitions when empty).
+    /// With `require_stable`, a partition whose offset waits on an open transaction is
+    /// `UnstableOffsetCommit` (retriable), as Kafka's read_committed consumers ask for.
+    pub fn fetch(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+        require_stable: bool,
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let state = self.state.lock();
+        if require_stable {
+            for pending in state.pending.values() {
+                if let Some((_, p, _)) = pending.iter().find(|(g, p, _)| {
+                    g == group && (partitions.is_empty() || partitions.contains(p))
+                }) {
+                    return Err(Error::UnstableOffsetCommit {
+                        group: group.to_string(),
+                        partition: p.to_string(),
+                    });
+                }
+            }
+        }
+        let committed = state.committed.get(group);
+        Ok(if partitions.is_empty() {
+            committed
+                .map(|c| c.iter().map(|(p, o)| (p.clone(), Some(*o))).collect())
+                .unwrap_or_default()
+        } else {
+            partitions
+                .iter()
+                .map(|p| (p.clone(), committed.and_then(|c| c.get(p)).copied()))
+                .collect()
+        })
+    }
+
+    /// Every group with committed offsets, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.state.lock().committed.keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+}
