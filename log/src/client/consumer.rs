@@ -13,7 +13,9 @@ use bytes::Bytes;
 use crate::batch::{Header, split_batches};
 use crate::broker::{Broker, FetchRequest, OffsetSpec};
 use crate::error::{Error, Result};
+use crate::storage::PartitionData;
 use crate::topic::TopicPartition;
+use crate::txn::IsolationLevel;
 
 /// Where to start when a partition has no position or its position is out of range
 /// (`auto.offset.reset`).
@@ -39,6 +41,8 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: usize,
     /// Bytes per fetch (`fetch.max.bytes`). Default 50 MiB.
     pub fetch_max_bytes: usize,
+    /// `isolation.level`: read_committed (the default) or read_uncommitted.
+    pub isolation: IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -48,6 +52,7 @@ impl Default for ConsumerConfig {
             max_poll_records: 500,
             max_partition_fetch_bytes: 1 << 20,
             fetch_max_bytes: 50 << 20,
+            isolation: IsolationLevel::ReadCommitted,
         }
     }
 }
@@ -61,6 +66,11 @@ impl ConsumerConfig {
     /// Sets `max.poll.records`.
     pub fn with_max_poll_records(mut self, n: usize) -> Self {
         self.max_poll_records = n.max(1);
+        self
+    }
+    /// Sets `isolation.level`.
+    pub fn with_isolation(mut self, isolation: IsolationLevel) -> Self {
+        self.isolation = isolation;
         self
     }
     /// Sets `max.partition.fetch.bytes`.
@@ -229,7 +239,8 @@ impl Consumer {
             let mut request = FetchRequest::default()
                 .with_max_wait(deadline.saturating_duration_since(Instant::now()))
                 .with_partition_max_bytes(self.config.max_partition_fetch_bytes)
-                .with_max_bytes(self.config.fetch_max_bytes);
+                .with_max_bytes(self.config.fetch_max_bytes)
+                .with_isolation(self.config.isolation);
             for (tp, _) in self.assignment.clone() {
                 let position = match self.positions.get(&tp) {
                     Some(&p) => p,
@@ -240,7 +251,7 @@ impl Consumer {
             for fetched in self.broker.fetch(&request) {
                 let tp = fetched.partition;
                 match fetched.result {
-                    Ok(data) => self.absorb(&tp, fetched.fetch_offset, data.records)?,
+                    Ok(data) => self.absorb(&tp, fetched.fetch_offset, data)?,
                     Err(e @ Error::OffsetOutOfRange { .. }) => {
                         self.reset_position(&tp, Some(e))?;
                     }
@@ -253,9 +264,16 @@ impl Consumer {
         }
     }
 
-    /// Decodes fetched batches into the buffer and moves the position past them.
-    fn absorb(&mut self, tp: &TopicPartition, fetch_offset: i64, records: Bytes) -> Result<()> {
-        if records.is_empty() {
+    /// Decodes fetched batches into the buffer and moves the position past them. Control
+    /// batches (transaction markers) are never returned, and under read_committed neither is
+    /// a transactional batch of a producer whose transaction was aborted over its offsets.
+    fn absorb(
+        &mut self,
+        tp: &TopicPartition,
+        fetch_offset: i64,
+        data: PartitionData,
+    ) -> Result<()> {
+        if data.records.is_empty() {
             return Ok(());
         }
         let topic = self
@@ -270,9 +288,21 @@ impl Consumer {
             offset,
             source,
         };
+        let aborted = |pid: i64, offset: i64| {
+            data.aborted_transactions.iter().any(|a| {
+                a.producer_id == pid && a.first_offset <= offset && offset <= a.last_offset
+            })
+        };
         let mut next = fetch_offset;
-        for batch in split_batches(records).map_err(|e| invalid(fetch_offset, e))? {
-            let base = batch.base_offset();
+        for batch in split_batches(data.records).map_err(|e| invalid(fetch_offset, e))? {
+            let header = *batch.header();
+            next = next.max(batch.last_offset() + 1);
+            if header.is_control()
+                || (header.is_transactional() && aborted(header.producer_id, header.base_offset))
+            {
+                continue;
+            }
+            let base = header.base_offset;
             for record in batch.records().map_err(|e| invalid(base, e))? {
                 let record = record.map_err(|e| invalid(base, e))?;
                 if record.offset < fetch_offset {
@@ -288,7 +318,6 @@ impl Consumer {
                     headers: record.headers,
                 });
             }
-            next = next.max(batch.last_offset() + 1);
         }
         self.positions.insert(tp.clone(), next);
         Ok(())
