@@ -45,8 +45,9 @@ pub use broker::{
     ProducerIdAndEpoch, TopicMetadata,
 };
 pub use client::{
-    Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, OffsetReset, Producer,
-    ProducerConfig, ProducerRecord, RecordMetadata, murmur2, partition_for_key,
+    Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupMetadata, OffsetReset, Producer,
+    ProducerConfig, ProducerRecord, RebalanceListener, RecordMetadata, TxnErrorKind, murmur2,
+    partition_for_key,
 };
 pub use error::{Error, Result};
 pub use storage::{AppendOutcome, PartitionData, PartitionInfo};

@@ -14,6 +14,13 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `now + wait`, or about a century from now when that overflows (`Duration::MAX`).
+pub(crate) fn deadline_after(wait: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// A counter bumped on every append, which long-polling fetches wait on. Appends pay one
 /// atomic increment, and take the lock only when a fetch is waiting.
 #[derive(Debug, Default)]

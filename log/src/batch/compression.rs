@@ -93,25 +93,34 @@ impl Compression {
         }
     }
 
-    /// Decompresses a batch body.
+    /// Decompresses a batch body, refusing one that expands past [`MAX_DECOMPRESSED`]
+    /// (a decompression bomb must not exhaust the broker's memory).
     pub(crate) fn decompress(self, compressed: &[u8]) -> Result<Vec<u8>, BatchError> {
-        let mut out = Vec::with_capacity(compressed.len() * 3);
+        let mut out = Vec::with_capacity(compressed.len().saturating_mul(3).min(MAX_DECOMPRESSED));
+        let limit = MAX_DECOMPRESSED as u64 + 1;
         match self {
             Self::None => out.extend_from_slice(compressed),
             Self::Lz4 => {
                 lz4_flex::frame::FrameDecoder::new(compressed)
+                    .take(limit)
                     .read_to_end(&mut out)
                     .map_err(|e| self.error(e))?;
             }
             Self::Zstd => {
                 zstd::stream::read::Decoder::new(compressed)
-                    .and_then(|mut d| d.read_to_end(&mut out))
+                    .and_then(|d| d.take(limit).read_to_end(&mut out))
                     .map_err(|e| self.error(e))?;
             }
             Self::Gzip | Self::Snappy => {
                 return Err(BatchError::UnsupportedCompression(self.name()));
             }
         }
+        if out.len() > MAX_DECOMPRESSED {
+            return Err(self.error(format!("records expand past {MAX_DECOMPRESSED} bytes")));
+        }
         Ok(out)
     }
 }
+
+/// The most bytes a compressed batch may expand to (64 MiB).
+pub const MAX_DECOMPRESSED: usize = 64 << 20;

@@ -108,7 +108,7 @@ impl Broker {
     /// Fetch: reads each partition from its offset, waiting up to `max_wait` for `min_bytes`.
     /// Errors are per partition, as in Kafka's response.
     pub fn fetch(&self, request: &FetchRequest) -> Vec<FetchedPartition> {
-        let deadline = Instant::now() + request.max_wait;
+        let deadline = crate::util::deadline_after(request.max_wait);
         loop {
             let seen = self.signal().current();
             let mut budget = request.max_bytes;

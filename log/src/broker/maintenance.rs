@@ -56,7 +56,7 @@ impl Handle {
 }
 
 fn run(inner: Weak<Inner>, flag: Arc<StopFlag>, tick: Duration, retention_every: Duration) {
-    let mut next_retention = Instant::now() + retention_every;
+    let mut next_retention = crate::util::deadline_after(retention_every);
     loop {
         {
             let mut stopped = flag.stopped.lock();
@@ -83,7 +83,7 @@ fn run(inner: Weak<Inner>, flag: Arc<StopFlag>, tick: Duration, retention_every:
         }
         broker.expire_group_members();
         if Instant::now() >= next_retention {
-            next_retention = Instant::now() + retention_every;
+            next_retention = crate::util::deadline_after(retention_every);
             if let Err(e) = broker.run_retention() {
                 tracing::error!(error = %e, "retention failed");
             }

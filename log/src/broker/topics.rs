@@ -110,6 +110,10 @@ impl TopicRegistry {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
+            config.validate().map_err(|e| Error::CorruptMetadata {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             let mut partitions = Vec::with_capacity(config.partitions as usize);
             for p in 0..config.partitions {
                 let dir = partition_dir(data_dir, name, p);

@@ -40,7 +40,7 @@ impl Broker {
             ));
         }
         let txns = &self.inner.txns;
-        let Some(shared) = txns.get(transactional_id) else {
+        let (shared, created) = txns.get_or_create(transactional_id, || {
             let meta = TxnMeta {
                 transactional_id: transactional_id.to_string(),
                 producer_id: self.inner.pids.lock().allocate()?,
@@ -51,13 +51,15 @@ impl Broker {
                 txn_start_ms: 0,
             };
             txns.persist(&meta)?;
-            let id = ProducerIdAndEpoch {
-                producer_id: meta.producer_id,
-                epoch: meta.epoch,
-            };
-            txns.insert(meta);
-            return Ok(id);
-        };
+            Ok(meta)
+        })?;
+        if created {
+            let m = shared.lock();
+            return Ok(ProducerIdAndEpoch {
+                producer_id: m.producer_id,
+                epoch: m.epoch,
+            });
+        }
         let mut m = shared.lock();
         let old_pid = m.producer_id;
         match m.state {

@@ -134,6 +134,21 @@ pub(crate) struct AccState {
     pub(crate) progress_waiters: usize,
     /// The first batch failure since the last `flush`, which that `flush` reports.
     pub(crate) first_failure: Option<(TopicPartition, Arc<Error>)>,
+    /// The producer id and epoch batches are stamped with (idempotent or transactional).
+    pub(crate) identity: Option<crate::broker::ProducerIdAndEpoch>,
+    /// The open transaction, for a transactional producer.
+    pub(crate) txn: Option<OpenTxn>,
+}
+
+/// The client side of an open transaction.
+#[derive(Debug, Default)]
+pub(crate) struct OpenTxn {
+    /// Partitions already added to it at the coordinator.
+    pub(crate) added: std::collections::BTreeSet<TopicPartition>,
+    /// Whether group offsets were added.
+    pub(crate) offsets_added: bool,
+    /// The first failure inside it: the transaction can then only be aborted.
+    pub(crate) failed: Option<Arc<Error>>,
 }
 
 impl AccState {
@@ -151,7 +166,7 @@ impl AccState {
                 let Some(batch) = &batches.open[p] else {
                     continue;
                 };
-                let deadline = batch.created + linger;
+                let deadline = batch.created.checked_add(linger).unwrap_or(now);
                 if everything || deadline <= now {
                     batches.close(topic, p as i32, &mut self.ready);
                 } else {

@@ -43,6 +43,13 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: usize,
     /// `isolation.level`: read_committed (the default) or read_uncommitted.
     pub isolation: IsolationLevel,
+    /// The consumer group (`group.id`), needed by `subscribe` and offset commits.
+    pub group_id: Option<String>,
+    /// A member that sends no heartbeat for this long is removed (`session.timeout.ms`).
+    /// Default 45 s.
+    pub session_timeout: Duration,
+    /// How often `poll` sends a heartbeat (`heartbeat.interval.ms`). Default 3 s.
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -53,6 +60,9 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1 << 20,
             fetch_max_bytes: 50 << 20,
             isolation: IsolationLevel::ReadCommitted,
+            group_id: None,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
         }
     }
 }
@@ -66,6 +76,21 @@ impl ConsumerConfig {
     /// Sets `max.poll.records`.
     pub fn with_max_poll_records(mut self, n: usize) -> Self {
         self.max_poll_records = n.max(1);
+        self
+    }
+    /// Sets `group.id`.
+    pub fn with_group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+    /// Sets `session.timeout.ms`.
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+    /// Sets `heartbeat.interval.ms`.
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
         self
     }
     /// Sets `isolation.level`.
@@ -102,11 +127,13 @@ pub struct ConsumerRecord {
 /// A consumer of assigned partitions. Not shared between threads: one per thread, as Kafka's.
 #[derive(Debug)]
 pub struct Consumer {
-    broker: Broker,
-    config: ConsumerConfig,
-    assignment: Vec<(TopicPartition, Arc<str>)>,
-    positions: HashMap<TopicPartition, i64>,
-    buffer: VecDeque<ConsumerRecord>,
+    pub(super) broker: Broker,
+    pub(super) config: ConsumerConfig,
+    pub(super) assignment: Vec<(TopicPartition, Arc<str>)>,
+    pub(super) positions: HashMap<TopicPartition, i64>,
+    pub(super) buffer: VecDeque<ConsumerRecord>,
+    /// Set while subscribed to a group.
+    pub(super) membership: Option<super::consumer_group::Membership>,
 }
 
 impl Consumer {
@@ -118,12 +145,23 @@ impl Consumer {
             assignment: Vec::new(),
             positions: HashMap::new(),
             buffer: VecDeque::new(),
+            membership: None,
         }
     }
 
-    /// Replaces the assignment. Every partition must exist. Positions of partitions kept
+    /// Replaces the assignment (manual mode; not while subscribed). Every partition must exist. Positions of partitions kept
     /// are kept; new ones start per `auto_offset_reset` unless sought.
     pub fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        if self.membership.is_some() {
+            return Err(Error::IllegalState(
+                "this consumer is subscribed to a group; unsubscribe before assigning".into(),
+            ));
+        }
+        self.set_assignment(partitions)
+    }
+
+    /// Sets the partitions polled, keeping the positions of those kept.
+    pub(super) fn set_assignment(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
         for tp in &partitions {
             let count = self.broker.partition_count(&tp.topic)?;
             if !(0..count).contains(&tp.partition) {
@@ -134,8 +172,12 @@ impl Consumer {
                 });
             }
         }
+        // Buffered records go back to the log: each partition resumes at its first one.
+        for record in std::mem::take(&mut self.buffer).into_iter().rev() {
+            let tp = TopicPartition::new(record.topic.as_ref(), record.partition);
+            self.positions.insert(tp, record.offset);
+        }
         self.positions.retain(|tp, _| partitions.contains(tp));
-        self.buffer.clear();
         self.assignment = partitions
             .into_iter()
             .map(|tp| {
@@ -189,7 +231,11 @@ impl Consumer {
             .map_or(-1, |l| l.offset))
     }
 
-    fn reset_position(&mut self, tp: &TopicPartition, out_of_range: Option<Error>) -> Result<i64> {
+    pub(super) fn reset_position(
+        &mut self,
+        tp: &TopicPartition,
+        out_of_range: Option<Error>,
+    ) -> Result<i64> {
         let offset = match self.config.auto_offset_reset {
             OffsetReset::Earliest => self.listed(tp, OffsetSpec::Earliest)?,
             OffsetReset::Latest => self.listed(tp, OffsetSpec::Latest)?,
@@ -227,8 +273,9 @@ impl Consumer {
     /// Returns the next records, waiting up to `timeout` when none are there yet. An empty
     /// result means nothing arrived in time.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::util::deadline_after(timeout);
         loop {
+            self.maybe_heartbeat()?;
             if !self.buffer.is_empty() {
                 let n = self.buffer.len().min(self.config.max_poll_records);
                 return Ok(self.buffer.drain(..n).collect());

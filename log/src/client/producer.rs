@@ -26,7 +26,7 @@ use bytes::Bytes;
 use super::accumulator::{Accumulator, BatchCompletion, OpenBatch};
 use super::partitioner::partition_for_key;
 use crate::batch::{BatchBuilder, Compression, Header};
-use crate::broker::Broker;
+use crate::broker::{Acks, Broker};
 use crate::error::{Error, Result};
 use crate::topic::TopicPartition;
 use crate::util::now_ms;
@@ -52,6 +52,14 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// How long a topic's partition count is cached (`metadata.max.age.ms`). Default 5 min.
     pub metadata_max_age: Duration,
+    /// What a produce waits for (`acks`). Default all: under the `commit` fsync policy a
+    /// non-transactional batch is fsynced before it is acknowledged.
+    pub acks: Acks,
+    /// Makes the producer transactional (`transactional.id`); call `init_transactions`.
+    pub transactional_id: Option<String>,
+    /// How long a transaction may stay open before the broker aborts it
+    /// (`transaction.timeout.ms`). Default 60 s.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -66,6 +74,9 @@ impl Default for ProducerConfig {
             retries: 10,
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
+            acks: Acks::All,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -94,6 +105,21 @@ impl ProducerConfig {
     /// Sets the compression codec.
     pub fn with_compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self
+    }
+    /// Sets `acks`.
+    pub fn with_acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+    /// Makes the producer transactional with this `transactional.id`.
+    pub fn with_transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+    /// Sets `transaction.timeout.ms`.
+    pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
         self
     }
     /// Sets `retries`.
@@ -223,23 +249,20 @@ impl Future for DeliveryFuture {
 /// The producer. Cheap to share by reference across threads; `close` (or drop) flushes.
 #[derive(Debug)]
 pub struct Producer {
-    broker: Broker,
-    config: ProducerConfig,
-    acc: Arc<Accumulator>,
+    pub(super) broker: Broker,
+    pub(super) config: ProducerConfig,
+    pub(super) acc: Arc<Accumulator>,
     sender: Option<JoinHandle<()>>,
 }
 
 impl Producer {
     /// Starts a producer on `broker`; with idempotence it first gets a producer id.
     pub fn new(broker: &Broker, config: ProducerConfig) -> Result<Self> {
-        let identity = if config.idempotence {
-            Some(broker.init_producer_id()?)
-        } else {
-            None
-        };
         let acc = Arc::new(Accumulator::default());
-        let sender =
-            super::sender::Sender::new(broker.clone(), config.clone(), Arc::clone(&acc), identity);
+        if config.transactional_id.is_none() && config.idempotence {
+            acc.state.lock().identity = Some(broker.init_producer_id()?);
+        }
+        let sender = super::sender::Sender::new(broker.clone(), config.clone(), Arc::clone(&acc));
         let thread = std::thread::Builder::new()
             .name("sluice-producer".into())
             .spawn(move || sender.run())
@@ -280,24 +303,36 @@ impl Producer {
         if state.closed {
             return Err(Error::Closed("producer"));
         }
+        if self.config.transactional_id.is_some() && state.txn.is_none() {
+            return Err(Error::IllegalState(
+                "a transactional producer sends only between begin_transaction and commit or abort"
+                    .into(),
+            ));
+        }
         if state.buffered_bytes > 0 && state.buffered_bytes + estimate > self.config.buffer_memory {
-            let deadline = Instant::now() + self.config.max_block;
-            while state.buffered_bytes > 0
+            let deadline = crate::util::deadline_after(self.config.max_block);
+            // Lingering batches are sent now rather than waited for.
+            state.flushing += 1;
+            self.acc.work.notify_one();
+            let mut timed_out = false;
+            while !timed_out
+                && state.buffered_bytes > 0
                 && state.buffered_bytes + estimate > self.config.buffer_memory
             {
                 state.progress_waiters += 1;
-                let timed_out = self
+                timed_out = self
                     .acc
                     .progress
                     .wait_until(&mut state, deadline)
                     .timed_out();
                 state.progress_waiters -= 1;
-                if timed_out {
-                    return Err(Error::Timeout {
-                        what: "buffer memory (the sender is behind)",
-                        millis: self.config.max_block.as_millis() as u64,
-                    });
-                }
+            }
+            state.flushing -= 1;
+            if timed_out {
+                return Err(Error::Timeout {
+                    what: "buffer memory (the sender is behind)",
+                    millis: self.config.max_block.as_millis() as u64,
+                });
             }
         }
         let state = &mut *state;
@@ -408,12 +443,14 @@ impl Producer {
         let Some(thread) = self.sender.take() else {
             return Ok(());
         };
-        self.flush()?;
+        // The thread is stopped whatever the flush says, so it never outlives the producer.
+        let flushed = self.flush();
         self.acc.state.lock().closed = true;
         self.acc.work.notify_one();
         thread
             .join()
-            .map_err(|_| Error::IllegalState("the producer's sender thread panicked".into()))
+            .map_err(|_| Error::IllegalState("the producer's sender thread panicked".into()))?;
+        flushed
     }
 }
 

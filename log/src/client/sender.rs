@@ -21,23 +21,21 @@ pub(super) struct Sender {
     broker: Broker,
     config: ProducerConfig,
     acc: Arc<Accumulator>,
-    identity: Option<ProducerIdAndEpoch>,
+    transactional_id: Option<String>,
     sequences: HashMap<TopicPartition, i32>,
+    /// The identity `sequences` belong to; a new epoch restarts them at 0.
+    sequences_for: Option<ProducerIdAndEpoch>,
 }
 
 impl Sender {
-    pub(super) fn new(
-        broker: Broker,
-        config: ProducerConfig,
-        acc: Arc<Accumulator>,
-        identity: Option<ProducerIdAndEpoch>,
-    ) -> Self {
+    pub(super) fn new(broker: Broker, config: ProducerConfig, acc: Arc<Accumulator>) -> Self {
         Self {
             broker,
+            transactional_id: config.transactional_id.clone(),
             config,
             acc,
-            identity,
             sequences: HashMap::new(),
+            sequences_for: None,
         }
     }
 
@@ -74,6 +72,9 @@ impl Sender {
                 batch.completion.complete(result);
                 let mut state = self.acc.state.lock();
                 if let Some(e) = failure {
+                    if let Some(txn) = state.txn.as_mut() {
+                        txn.failed.get_or_insert_with(|| Arc::clone(&e));
+                    }
                     state.first_failure.get_or_insert((batch.partition, e));
                 }
                 state.buffered_bytes -= bytes;
@@ -92,18 +93,48 @@ impl Sender {
         }
     }
 
-    /// Produces one batch with retries; returns its base offset.
+    /// Produces one batch with retries; returns its base offset. A transactional producer
+    /// first adds the partition to its open transaction (once per transaction).
     fn send(
         &mut self,
         partition: TopicPartition,
         builder: crate::batch::BatchBuilder,
     ) -> Result<i64, Error> {
         let count = builder.record_count();
-        let (builder, base_sequence) = match self.identity {
+        let (identity, needs_add) = {
+            let state = self.acc.state.lock();
+            let needs_add = match (&self.transactional_id, &state.txn) {
+                (Some(_), Some(txn)) => !txn.added.contains(&partition),
+                (Some(_), None) => {
+                    return Err(Error::IllegalState(
+                        "a transactional producer sends only inside a transaction".into(),
+                    ));
+                }
+                (None, _) => false,
+            };
+            (state.identity, needs_add)
+        };
+        if identity != self.sequences_for {
+            self.sequences.clear();
+            self.sequences_for = identity;
+        }
+        if let (true, Some(id), Some(txn_id)) = (needs_add, identity, &self.transactional_id) {
+            self.with_retries(&partition, || {
+                self.broker
+                    .add_partitions_to_txn(txn_id, id, std::slice::from_ref(&partition))
+            })?;
+            if let Some(txn) = self.acc.state.lock().txn.as_mut() {
+                txn.added.insert(partition.clone());
+            }
+        }
+        let transactional = self.transactional_id.is_some();
+        let (builder, base_sequence) = match identity {
             Some(id) => {
                 let seq = self.sequences.get(&partition).copied().unwrap_or(0);
                 (
-                    builder.with_producer(id.producer_id, id.epoch, seq),
+                    builder
+                        .with_producer(id.producer_id, id.epoch, seq)
+                        .with_transactional(transactional),
                     Some(seq),
                 )
             }
@@ -117,10 +148,12 @@ impl Sender {
         })?;
         let mut attempt = 0;
         loop {
-            match self
-                .broker
-                .produce(&partition.topic, partition.partition, bytes.clone())
-            {
+            match self.broker.produce_with_acks(
+                &partition.topic,
+                partition.partition,
+                bytes.clone(),
+                self.config.acks,
+            ) {
                 Ok(outcome) => {
                     if let Some(base) = base_sequence {
                         self.sequences
@@ -134,8 +167,23 @@ impl Sender {
                     std::thread::sleep(self.config.retry_backoff);
                 }
                 Err(e) => {
-                    if e.is_retriable() || matches!(e, Error::OutOfOrderSequence { .. }) {
-                        // The batch may or may not be in the log: start over as a new producer.
+                    // Only errors raised before anything is written prove the batch is not in
+                    // the log, so that its sequence may be used again. After any other (an
+                    // fsync that failed after the write, a retriable error retried out) the
+                    // batch may be there: an idempotent producer starts over with a new id.
+                    let before_write = matches!(
+                        e,
+                        Error::InvalidBatch { .. }
+                            | Error::RecordTooLarge { .. }
+                            | Error::UnsupportedBatch { .. }
+                            | Error::UnknownTopic { .. }
+                            | Error::UnknownPartition { .. }
+                            | Error::InvalidTxnState(_)
+                            | Error::ProducerFenced { .. }
+                            | Error::UnknownProducerId { .. }
+                            | Error::Closed(_)
+                    );
+                    if !before_write {
                         self.reset_identity();
                     }
                     return Err(e);
@@ -144,8 +192,37 @@ impl Sender {
         }
     }
 
+    /// Runs a coordinator request, retrying retriable errors (`ConcurrentTransactions`).
+    fn with_retries(
+        &self,
+        partition: &TopicPartition,
+        mut request: impl FnMut() -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut attempt = 0;
+        loop {
+            match request() {
+                Err(e) if e.is_retriable() && attempt < self.config.retries => {
+                    attempt += 1;
+                    tracing::debug!(%partition, attempt, error = %e, "coordinator busy; retrying");
+                    std::thread::sleep(
+                        self.config
+                            .retry_backoff
+                            .min(std::time::Duration::from_millis(10)),
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// After an ambiguous failure an idempotent producer starts over with a new producer id;
+    /// a transactional one cannot (its transaction must be aborted instead).
     fn reset_identity(&mut self) {
-        if self.identity.is_none() {
+        if self.transactional_id.is_some() {
+            return;
+        }
+        let mut state = self.acc.state.lock();
+        if state.identity.is_none() {
             return;
         }
         match self.broker.init_producer_id() {
@@ -154,8 +231,7 @@ impl Sender {
                     producer_id = id.producer_id,
                     "idempotent producer state reset"
                 );
-                self.identity = Some(id);
-                self.sequences.clear();
+                state.identity = Some(id);
             }
             Err(e) => tracing::error!(error = %e, "could not get a new producer id"),
         }

@@ -224,10 +224,12 @@ impl Partition {
                         first_offset,
                         last_offset: base_offset,
                     };
+                    // In memory first: readers must never see the aborted records, even if
+                    // the index write below fails (recovery rebuilds the index).
+                    state.aborted.push(aborted);
                     let segment_base = state.active().base_offset;
                     super::txn_index::append(&self.dir, segment_base, &aborted)
                         .map_err(|e| self.io("writing the transaction index in", e))?;
-                    state.aborted.push(aborted);
                 }
             }
         }
@@ -254,6 +256,11 @@ impl Partition {
     /// fsynced later (by the maintenance thread or the next flush).
     fn roll(&self, state: &mut LogState, next_offset: i64) -> Result<()> {
         let sealed = state.active();
+        // Nothing but whole batches stays in a sealed segment.
+        sealed
+            .file()
+            .set_len(sealed.size)
+            .map_err(|e| Error::io("sealing", sealed.log_path().to_path_buf(), e))?;
         sealed
             .write_indexes()
             .map_err(|e| Error::io("writing indexes of", sealed.log_path().to_path_buf(), e))?;

@@ -195,7 +195,9 @@ impl Partition {
         if let Some(active) = active {
             active.sync_data().map_err(|e| self.io("fsyncing", e))?;
         }
-        if let Some(point) = recovery_point {
+        if let Some(point) = recovery_point
+            && !self.deleted.load(Ordering::Acquire)
+        {
             super::partition_open::write_recovery_point(&self.dir, point)
                 .map_err(|e| self.io("writing the recovery point in", e))?;
         }
@@ -223,6 +225,9 @@ impl Partition {
     /// has passed with data not yet durable.
     pub(crate) fn flush_if_due(&self, now: i64) -> Result<()> {
         let mut state = self.state.lock();
+        if self.deleted.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let interval_due = match self.config.fsync {
             FsyncPolicy::Interval(every) => {
                 state.durable_offset < state.log_end()

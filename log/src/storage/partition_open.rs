@@ -101,13 +101,26 @@ impl Partition {
                 seg.delete_files().map_err(io("removing a segment in"))?;
                 continue;
             }
-            let truncated = recovered.truncated.is_some();
+            if let Some(prev) = segments.last()
+                && seg.base_offset > prev.next_offset
+            {
+                // A hole (the predecessor lost its tail): nothing after it can be trusted.
+                tracing::warn!(dir = %dir.display(), base, after = prev.next_offset,
+                    "segment does not follow its predecessor; removing it and all later ones");
+                for &later in &bases[i..] {
+                    Segment::remove_files(dir, later).map_err(io("removing a segment in"))?;
+                }
+                break;
+            }
+            let cut = recovered.truncated.is_some();
             if let Some((bytes, reason)) = recovered.truncated {
                 tracing::warn!(topic, partition = id, segment = %seg.log_path().display(), bytes, %reason,
                     "truncated a torn or corrupt tail");
             }
+            // A cut that still ends where the next segment starts only removed stray bytes.
+            let joins_next = next_base.is_some_and(|next| seg.next_offset == next);
             segments.push(seg);
-            if truncated {
+            if cut && !joins_next {
                 for &later in &bases[i + 1..] {
                     tracing::warn!(
                         topic,
@@ -170,6 +183,9 @@ impl Partition {
     /// kept. The active segment is never deleted. Returns how many segments went.
     pub fn apply_retention(&self, now: i64) -> Result<usize> {
         let mut state = self.state.lock();
+        if self.deleted.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(0);
+        }
         let mut total: u64 = state.segments.iter().map(|s| s.size).sum();
         let mut doomed = 0;
         for seg in &state.segments[..state.segments.len() - 1] {
@@ -193,11 +209,13 @@ impl Partition {
         let gone: Vec<Segment> = state.segments.drain(..doomed).collect();
         state.log_start = state.segments[0].base_offset;
         let log_start = state.log_start;
-        drop(state);
+        // Under the lock, so a concurrent delete and re-create of the topic cannot lose
+        // files of the new partition to this one's retention.
         for seg in &gone {
             seg.delete_files()
                 .map_err(|e| Error::io("deleting", seg.log_path().to_path_buf(), e))?;
         }
+        drop(state);
         tracing::info!(topic = %self.topic, partition = self.id, segments = doomed, log_start, "retention deleted segments");
         Ok(doomed)
     }

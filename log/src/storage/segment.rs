@@ -191,7 +191,13 @@ impl Segment {
             (Some(offset_index), Some(time_index))
                 if size > 0
                     && time_index.max_timestamp().is_some()
-                    && Self::index_points_at_batches(&file, base, &offset_index) =>
+                    && Self::index_points_at_batches(
+                        &file,
+                        base,
+                        next_offset,
+                        &offset_index,
+                        size,
+                    ) =>
             {
                 let mut seg = Self::empty(file, log, base, index_interval);
                 seg.size = size;
@@ -213,14 +219,37 @@ impl Segment {
     }
 
     /// Whether the index's newest entry points at the start of the batch it names (a stale
-    /// index from another version of the file would not).
-    fn index_points_at_batches(file: &File, base: i64, index: &OffsetIndex) -> bool {
+    /// index from another version of the file would not), and the batches from there on end
+    /// exactly at the end of the file (no stray bytes after the last batch) with offsets
+    /// ending just before `next_offset`.
+    fn index_points_at_batches(
+        file: &File,
+        base: i64,
+        next_offset: i64,
+        index: &OffsetIndex,
+        size: u64,
+    ) -> bool {
         let Some((relative, position)) = index.last() else {
             return false;
         };
         let mut buf = [0u8; HEADER_LEN];
-        file.read_exact_at(&mut buf, u64::from(position)).is_ok()
-            && BatchHeader::parse(&buf).is_ok_and(|h| h.base_offset == base + i64::from(relative))
+        let mut pos = u64::from(position);
+        let mut expected = base + i64::from(relative);
+        while pos < size {
+            let Ok(header) = file
+                .read_exact_at(&mut buf, pos)
+                .map_err(|_| ())
+                .and_then(|()| BatchHeader::parse(&buf).map_err(|_| ()))
+            else {
+                return false;
+            };
+            if header.base_offset != expected || pos + header.total_len() as u64 > size {
+                return false;
+            }
+            expected = header.next_offset();
+            pos += header.total_len() as u64;
+        }
+        pos == size && expected == next_offset
     }
 
     /// Updates offsets, timestamps and the sparse indexes for a batch just placed at the end.
@@ -245,8 +274,13 @@ impl Segment {
     }
 
     /// Appends a batch whose base offset has been assigned.
+    /// Appends a batch whose base offset has been assigned. On a failed write, whatever part
+    /// of it reached the file is cut off again, so no stray bytes follow the valid batches.
     pub(crate) fn append(&mut self, batch: &[u8], header: &BatchHeader) -> io::Result<()> {
-        self.file.write_all_at(batch, self.size)?;
+        if let Err(e) = self.file.write_all_at(batch, self.size) {
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.track(header);
         Ok(())
     }

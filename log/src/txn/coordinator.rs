@@ -167,6 +167,26 @@ impl TxnCoordinator {
         shared
     }
 
+    /// The lock of `transactional_id`, created by `make` (which also persists it) when the
+    /// id is new; the map stays locked meanwhile, so two first inits cannot both create it.
+    /// The flag says whether it was created.
+    pub(crate) fn get_or_create(
+        &self,
+        transactional_id: &str,
+        make: impl FnOnce() -> Result<TxnMeta>,
+    ) -> Result<(Arc<Mutex<TxnMeta>>, bool)> {
+        let mut ids = self.ids.lock();
+        if let Some(existing) = ids.get(transactional_id) {
+            return Ok((Arc::clone(existing), false));
+        }
+        let meta = make()?;
+        let pid = meta.producer_id;
+        let shared = Arc::new(Mutex::new(meta));
+        ids.insert(transactional_id.to_string(), Arc::clone(&shared));
+        self.by_producer.lock().insert(pid, Arc::clone(&shared));
+        Ok((shared, true))
+    }
+
     /// Points a new producer id (after epoch exhaustion) at the id's state.
     pub(crate) fn rebind_producer(&self, old: i64, new: i64, meta: &Arc<Mutex<TxnMeta>>) {
         let mut by_producer = self.by_producer.lock();
