@@ -5,6 +5,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+#[path = "cli/group.rs"]
+mod group;
+#[path = "cli/txn.rs"]
+mod txn;
+
 fn command(data: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.arg("--data")
@@ -106,7 +111,20 @@ fn topic_create_list_describe_alter_delete_round_trip() {
     ));
     assert!(out.contains("Created topic orders"), "{out}");
     ok(run(&data, &["topic", "create", "audit"]));
-    assert_eq!(ok(run(&data, &["topic", "list"])), "audit\norders\n");
+    ok(run(
+        &data,
+        &["topic", "create", "changelog", "--cleanup", "compact"],
+    ));
+    assert_eq!(
+        ok(run(&data, &["topic", "list"])),
+        "audit\nchangelog\norders\n"
+    );
+    let changelog = ok(run(&data, &["topic", "describe", "changelog"]));
+    assert!(
+        changelog.contains("cleanup.policy=compact delete.retention.ms=86400000"),
+        "{changelog}"
+    );
+    ok(run(&data, &["topic", "delete", "changelog"]));
 
     let describe = ok(run(&data, &["topic", "describe", "orders"]));
     assert!(describe.contains("Topic: orders"), "{describe}");
@@ -117,15 +135,19 @@ fn topic_create_list_describe_alter_delete_round_trip() {
     let rows = partition_rows(&describe);
     assert_eq!(rows.len(), 3, "{describe}");
     for (p, row) in rows.iter().enumerate() {
-        // partition, log start, log end, high watermark, durable, size, segments
-        assert_eq!(row.len(), 7, "{describe}");
+        // partition, log start, log end, high watermark, last stable, durable, size, segments
+        assert_eq!(row.len(), 8, "{describe}");
         assert_eq!(row[0], p as i64);
-        assert_eq!(&row[1..4], &[0, 0, 0]);
-        assert_eq!(row[6], 1);
+        assert_eq!(&row[1..5], &[0, 0, 0, 0]);
+        assert_eq!(row[7], 1);
     }
     let audit = ok(run(&data, &["topic", "describe", "audit"]));
+    assert!(audit.contains("cleanup.policy=delete"), "{audit}");
     assert!(audit.contains("retention.ms=604800000"), "{audit}");
-    assert!(audit.contains("Fsync: never"), "{audit}");
+    assert!(
+        audit.contains("Fsync: commit"),
+        "the default policy: {audit}"
+    );
 
     let out = ok(run(
         &data,
@@ -222,6 +244,8 @@ fn unknown_topics_and_bad_values_are_user_errors() {
     assert!(message.contains("segment_bytes"), "{message}");
     let message = user_error(run(&data, &["topic", "create", "f", "--retention-ms", "0"]));
     assert!(message.contains("retention_ms"), "{message}");
+    let message = user_error(run(&data, &["topic", "create", "f", "--cleanup", "shred"]));
+    assert!(message.contains("cleanup"), "{message}");
     let message = user_error(run_with_input(
         &data,
         &["produce", "t", "--partition", "2"],
@@ -670,6 +694,10 @@ fn help_texts_describe_the_commands() {
         &["consume", "--help"],
         &["perf", "produce", "--help"],
         &["perf", "consume", "--help"],
+        &["group", "--help"],
+        &["group", "list", "--help"],
+        &["group", "describe", "--help"],
+        &["group", "reset-offsets", "--help"],
     ] {
         let help = ok(run(dir.path(), args));
         assert!(help.contains("Usage: sluice"), "{args:?}: {help}");
@@ -677,4 +705,31 @@ fn help_texts_describe_the_commands() {
     let consume = ok(run(dir.path(), &["consume", "--help"]));
     assert!(consume.contains("--timeout-ms"), "{consume}");
     assert!(consume.contains("empty string"), "{consume}");
+    for flag in [
+        "--group",
+        "--isolation",
+        "read_committed",
+        "read_uncommitted",
+    ] {
+        assert!(consume.contains(flag), "{flag}: {consume}");
+    }
+    let perf = ok(run(dir.path(), &["perf", "produce", "--help"]));
+    for flag in [
+        "--transactional",
+        "--txn-records",
+        "--commit-interval-ms",
+        "commit_ms",
+    ] {
+        assert!(perf.contains(flag), "{flag}: {perf}");
+    }
+    let perf = ok(run(dir.path(), &["perf", "consume", "--help"]));
+    assert!(perf.contains("--isolation"), "{perf}");
+    let reset = ok(run(dir.path(), &["group", "reset-offsets", "--help"]));
+    for flag in ["--to-earliest", "--to-latest", "--to-offset", "no active"] {
+        assert!(reset.contains(flag), "{flag}: {reset}");
+    }
+    let create = ok(run(dir.path(), &["topic", "create", "--help"]));
+    assert!(create.contains("commit"), "{create}");
+    let describe = ok(run(dir.path(), &["topic", "describe", "--help"]));
+    assert!(describe.contains("LAST-STABLE"), "{describe}");
 }

@@ -1,6 +1,7 @@
 //! `sluice consume TOPIC`: prints records to stdout one per line, as Kafka's console
 //! consumer, from the log end (default), the log start or a given offset, until a record
-//! count or an idle timeout is reached.
+//! count or an idle timeout is reached. With `--group` it is a member of a consumer group:
+//! it starts at the group's committed offsets and commits what it printed.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -14,6 +15,8 @@ use sluice_log::{
 };
 
 use super::error::{CliError, CliResult};
+use super::group::validate_group;
+use super::isolation::{self, Isolation};
 use super::output::{Out, stdout, write_err};
 use super::{Open, with_broker};
 
@@ -25,20 +28,28 @@ fields as asked for. A null key or a null value (tombstone) prints as an empty s
 that are not UTF-8 print as U+FFFD. Without --from-beginning or --offset only records written \
 after the start are shown.
 
+With --group G the consumer joins group G, which assigns it the topic's partitions. Each \
+partition starts at the group's committed offset; a partition the group has no offset for \
+starts at the log end, or at the log start with --from-beginning. After printing the records \
+of each poll, and on exit, the consumer commits the offset after the last record printed, so \
+the next `consume --group G` carries on where this one stopped (see `sluice group`).
+
 Examples:
   sluice consume orders --from-beginning --print-key --print-offset
-  sluice consume orders --partition 2 --offset 100 --max-records 10")]
+  sluice consume orders --partition 2 --offset 100 --max-records 10
+  sluice consume orders --group billing --from-beginning")]
 pub struct ConsumeArgs {
     /// The topic to read.
     pub topic: String,
-    /// Start at the first record still in each partition instead of the log end.
+    /// Start at the first record still in each partition instead of the log end. With
+    /// --group, only partitions the group has no committed offset for start there.
     #[arg(long, conflicts_with = "offset")]
     pub from_beginning: bool,
-    /// Read only this partition (default: every partition of the topic).
+    /// Read only this partition (default: every partition of the topic). Not with --group.
     #[arg(long, value_name = "P")]
     pub partition: Option<i32>,
     /// Start at this offset of the partition given with --partition. An offset outside the
-    /// partition's [log start, log end] is an error.
+    /// partition's [log start, log end] is an error. Not with --group.
     #[arg(long, value_name = "O", value_parser = value_parser!(i64).range(0..))]
     pub offset: Option<i64>,
     /// Exit after printing this many records.
@@ -56,20 +67,65 @@ pub struct ConsumeArgs {
     /// Exit when no record has arrived for this many milliseconds; 0 waits forever.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pub timeout_ms: u64,
+    /// Consume as a member of consumer group G: start at the group's committed offsets and
+    /// commit the offsets of the records printed (after each poll and on exit).
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    #[arg(long, value_name = "LEVEL", value_enum, default_value_t, help = isolation::HELP)]
+    pub isolation: Isolation,
 }
 
 /// Runs `consume`.
 pub fn run(data: &Path, args: &ConsumeArgs) -> CliResult {
     validate_topic_name(&args.topic)?;
+    if let Some(group) = &args.group {
+        validate_group(group)?;
+        if args.partition.is_some() || args.offset.is_some() {
+            return Err(CliError::Usage(
+                "--group cannot be used with --partition or --offset: the group assigns the partitions and each starts at the group's committed offset (use `sluice group reset-offsets` to move them)".into(),
+            ));
+        }
+    }
     if args.offset.is_some() && args.partition.is_none() {
         return Err(CliError::Usage(
             "--offset needs --partition: an offset belongs to one partition".into(),
         ));
     }
-    with_broker(data, Open::MustExist, |broker| consume(broker, args))
+    with_broker(data, Open::MustExist, |broker| {
+        let mut consumer = match &args.group {
+            Some(group) => subscribed(broker, args, group)?,
+            None => assigned(broker, args)?,
+        };
+        let result = print_records(&mut consumer, args);
+        // Leave the group whatever happened; the first error wins.
+        let left = match args.group {
+            Some(_) => consumer.unsubscribe().map_err(CliError::from),
+            None => Ok(()),
+        };
+        result.and(left)
+    })
 }
 
-fn consume(broker: &Broker, args: &ConsumeArgs) -> CliResult {
+/// A consumer in `group`, subscribed to the topic.
+fn subscribed(broker: &Broker, args: &ConsumeArgs, group: &str) -> CliResult<Consumer> {
+    // Fail on an unknown topic rather than wait for it to appear.
+    broker.partition_count(&args.topic)?;
+    let reset = if args.from_beginning {
+        OffsetReset::Earliest
+    } else {
+        OffsetReset::Latest
+    };
+    let config = ConsumerConfig::default()
+        .with_group_id(group)
+        .with_auto_offset_reset(reset)
+        .with_isolation(args.isolation.into());
+    let mut consumer = Consumer::new(broker, config);
+    consumer.subscribe(&[args.topic.as_str()], ())?;
+    Ok(consumer)
+}
+
+/// A consumer assigned the partitions asked for, at the position asked for.
+fn assigned(broker: &Broker, args: &ConsumeArgs) -> CliResult<Consumer> {
     let count = broker.partition_count(&args.topic)?;
     let partitions: Vec<TopicPartition> = match args.partition {
         Some(p) if (0..count).contains(&p) => vec![TopicPartition::new(args.topic.as_str(), p)],
@@ -92,10 +148,10 @@ fn consume(broker: &Broker, args: &ConsumeArgs) -> CliResult {
     } else {
         OffsetReset::Earliest
     };
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default().with_auto_offset_reset(reset),
-    );
+    let config = ConsumerConfig::default()
+        .with_auto_offset_reset(reset)
+        .with_isolation(args.isolation.into());
+    let mut consumer = Consumer::new(broker, config);
     consumer.assign(partitions.clone())?;
     for tp in &partitions {
         match args.offset {
@@ -104,12 +160,18 @@ fn consume(broker: &Broker, args: &ConsumeArgs) -> CliResult {
             None => consumer.seek_to_end(tp)?,
         }
     }
+    Ok(consumer)
+}
 
+/// The poll loop: prints records until --max-records or the idle timeout. In a group it
+/// commits after each poll's records are printed and flushed, and once more at the end.
+fn print_records(consumer: &mut Consumer, args: &ConsumeArgs) -> CliResult {
+    let commit = args.group.is_some();
     let idle_limit = (args.timeout_ms > 0).then(|| Duration::from_millis(args.timeout_ms));
     let mut out = stdout();
     let mut printed = 0u64;
     let mut last_record = Instant::now();
-    'poll: while args.max_records.is_none_or(|max| printed < max) {
+    while args.max_records.is_none_or(|max| printed < max) {
         let wait = match idle_limit {
             Some(limit) => {
                 let left = limit.saturating_sub(last_record.elapsed());
@@ -125,17 +187,39 @@ fn consume(broker: &Broker, args: &ConsumeArgs) -> CliResult {
             continue;
         }
         last_record = Instant::now();
-        for record in &records {
-            if args.max_records.is_some_and(|max| printed >= max) {
-                break 'poll;
-            }
+        let room = args.max_records.map_or(usize::MAX, |max| {
+            usize::try_from(max - printed).unwrap_or(usize::MAX)
+        });
+        let shown = records.len().min(room);
+        for record in &records[..shown] {
             write_record(&mut out, record, args).map_err(write_err)?;
-            printed += 1;
         }
+        printed += shown as u64;
         out.flush().map_err(write_err)?;
+        if commit {
+            // Records returned but not printed are read again by the group's next consumer.
+            rewind(consumer, &records[shown..])?;
+            consumer.commit_sync()?;
+        }
     }
     out.flush().map_err(write_err)?;
+    if commit {
+        consumer.commit_sync()?;
+    }
     tracing::info!(topic = %args.topic, records = printed, "consumed");
+    Ok(())
+}
+
+/// Moves each partition of `unprinted` back to its first record there.
+fn rewind(consumer: &mut Consumer, unprinted: &[ConsumerRecord]) -> CliResult {
+    let mut done: Vec<i32> = Vec::new();
+    for record in unprinted {
+        if !done.contains(&record.partition) {
+            done.push(record.partition);
+            let tp = TopicPartition::new(record.topic.as_ref(), record.partition);
+            consumer.seek(&tp, record.offset)?;
+        }
+    }
     Ok(())
 }
 

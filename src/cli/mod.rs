@@ -1,9 +1,11 @@
 //! The command line: the top-level parser (`sluice [--data DIR] COMMAND`), opening and closing
 //! the data directory's embedded broker, and dispatch to the subcommands in [`topic`],
-//! [`produce`], [`consume`] and [`perf`].
+//! [`produce`], [`consume`], [`group`] and [`perf`].
 
 pub mod consume;
 pub mod error;
+pub mod group;
+pub mod isolation;
 pub mod output;
 pub mod perf;
 pub mod produce;
@@ -30,7 +32,10 @@ Examples:
   sluice topic create orders --partitions 3
   printf 'k1:hello\\nk2:world\\n' | sluice produce orders --key-separator : --print-offsets
   sluice consume orders --from-beginning --print-key --print-offset
+  sluice consume orders --group billing --from-beginning
+  sluice group describe billing
   sluice perf produce --topic bench --records 1000000 --record-size 100
+  sluice perf produce --topic bench --records 1000000 --record-size 100 --transactional --txn-records 1000
 
 Logs go to stderr at level warn; set RUST_LOG (e.g. RUST_LOG=info) for more.
 User errors (bad names, unknown topics, invalid values) exit with code 2, failures with 1.";
@@ -71,8 +76,12 @@ pub enum Command {
     Topic(topic::TopicCommand),
     /// Write one record per line of stdin to a topic.
     Produce(produce::ProduceArgs),
-    /// Print a topic's records to stdout, one per line.
+    /// Print a topic's records to stdout, one per line (alone or in a consumer group).
     Consume(consume::ConsumeArgs),
+    /// List and describe consumer groups (members, committed offsets, lag) and reset their
+    /// offsets.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Benchmarks: print one JSON line of figures each.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
@@ -85,6 +94,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Topic(cmd) => topic::run(data, cmd),
         Command::Produce(args) => produce::run(data, &args),
         Command::Consume(args) => consume::run(data, &args),
+        Command::Group(cmd) => group::run(data, cmd),
         Command::Perf(cmd) => perf::run(data, cmd),
     }
 }

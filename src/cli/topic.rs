@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use clap::{Args, Subcommand};
+use sluice_log::topic::CleanupPolicy;
 use sluice_log::{Broker, FsyncPolicy, TopicConfig, TopicMetadata, validate_topic_name};
 
 use super::error::{CliError, CliResult};
@@ -25,8 +26,10 @@ pub enum TopicCommand {
     /// Show a topic's settings and, per partition, its offsets and size on disk.
     #[command(
         after_help = "Columns: PARTITION, LOG-START (first offset still in the log), LOG-END (next \
-offset to be written), HIGH-WATERMARK (offsets below it are readable), DURABLE (offsets below it \
-are fsynced), SIZE-BYTES (all segments), SEGMENTS."
+offset to be written), HIGH-WATERMARK (offsets below it are readable), LAST-STABLE (the last \
+stable offset: the first offset of the oldest open transaction, or the high watermark when none \
+is open; read_committed consumers read up to it), DURABLE (offsets below it are fsynced), \
+SIZE-BYTES (all segments), SEGMENTS. Offsets count transaction markers too."
     )]
     Describe {
         /// The topic.
@@ -55,6 +58,12 @@ pub struct CreateArgs {
     /// Number of partitions; can be raised later with `topic alter`, never lowered.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub partitions: i32,
+    /// What happens to old records (cleanup.policy): `delete` removes whole old segments by
+    /// age and size (--retention-ms, --retention-bytes); `compact` keeps the newest record of
+    /// every key instead, for changelogs and tables (tombstones, records with a null value,
+    /// are dropped a day after they are written), and ignores the retention flags.
+    #[arg(long, value_name = "POLICY", default_value = "delete")]
+    pub cleanup: String,
     /// Delete sealed segments whose newest record is older than this (retention.ms); -1 keeps
     /// records forever. Default: 7 days.
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
@@ -66,10 +75,12 @@ pub struct CreateArgs {
     /// Roll to a new segment file at this size (segment.bytes), 1024 to 4294967295. Default: 1 GiB.
     #[arg(long, value_name = "B")]
     pub segment_bytes: Option<u64>,
-    /// When appended data is fsynced: `always` (before each acknowledgement), `interval:MS`
-    /// (in the background every MS ms) or `never` (left to the OS). Every policy survives a
-    /// process crash; only fsynced data survives power loss.
-    #[arg(long, value_name = "POLICY", default_value = "never")]
+    /// When appended data is fsynced: `always` (before each acknowledgement), `commit` (a
+    /// transaction's partitions before its commit, and a non-transactional write before its
+    /// acks=all acknowledgement), `interval:MS` (in the background every MS ms) or `never`
+    /// (left to the OS). Every policy survives a process crash; only fsynced data survives
+    /// power loss.
+    #[arg(long, value_name = "POLICY", default_value = "commit")]
     pub fsync: String,
 }
 
@@ -145,8 +156,10 @@ fn plural(n: i32) -> &'static str {
 /// Builds the topic config from the flags; the log validates the ranges.
 fn config_from(args: &CreateArgs) -> CliResult<TopicConfig> {
     let fsync: FsyncPolicy = args.fsync.parse()?;
+    let cleanup: CleanupPolicy = args.cleanup.parse()?;
     let mut config = TopicConfig::default()
         .with_partitions(args.partitions)
+        .with_cleanup(cleanup)
         .with_fsync(fsync);
     if let Some(ms) = args.retention_ms {
         config = config.with_retention_ms((ms != -1).then_some(ms));
@@ -178,9 +191,18 @@ fn describe(topic: &TopicMetadata) -> String {
     let retention_bytes = c
         .retention_bytes
         .map_or("unlimited".to_string(), |b| b.to_string());
+    let cleanup = match c.cleanup {
+        CleanupPolicy::Delete => format!(
+            "cleanup.policy=delete retention.ms={retention_ms} retention.bytes={retention_bytes}"
+        ),
+        CleanupPolicy::Compact => format!(
+            "cleanup.policy=compact delete.retention.ms={}",
+            c.delete_retention_ms
+        ),
+    };
     let mut text = format!(
         "Topic: {}  Partitions: {}  Fsync: {}\n\
-         Config: retention.ms={retention_ms} retention.bytes={retention_bytes} \
+         Config: {cleanup} \
          segment.bytes={} segment.ms={} index.interval.bytes={} max.message.bytes={}\n",
         topic.name,
         topic.partitions.len(),
@@ -195,6 +217,7 @@ fn describe(topic: &TopicMetadata) -> String {
         "LOG-START",
         "LOG-END",
         "HIGH-WATERMARK",
+        "LAST-STABLE",
         "DURABLE",
         "SIZE-BYTES",
         "SEGMENTS",
@@ -206,6 +229,7 @@ fn describe(topic: &TopicMetadata) -> String {
             p.log_start_offset.to_string(),
             p.log_end_offset.to_string(),
             p.high_watermark.to_string(),
+            p.last_stable_offset.to_string(),
             p.durable_offset.to_string(),
             p.size_bytes.to_string(),
             p.segments.to_string(),

@@ -10,6 +10,7 @@ use sluice_log::{Broker, Consumer, ConsumerConfig, TopicPartition, validate_topi
 
 use super::{Progress, Throughput};
 use crate::cli::error::{CliError, CliResult};
+use crate::cli::isolation::{self, Isolation};
 use crate::cli::output::print_line;
 use crate::cli::{Open, with_broker};
 
@@ -24,7 +25,9 @@ const MAX_POLL_RECORDS: usize = 64 * 1024;
 Output: one JSON line, e.g.
   {\"records\":1000000,\"bytes\":100000000,\"seconds\":0.2,\"records_per_sec\":5000000.0,\"mb_per_sec\":500.0}
 bytes is the sum of the value lengths; MB is 10^6 bytes. Fails at once if the topic holds fewer \
-than N records, and after 10 s without a new record.")]
+than N records, and after 10 s without a new record. Transaction markers, and under \
+read_committed aborted transactions, are not records: a topic written by `perf produce \
+--transactional` holds exactly the records sent.")]
 pub struct PerfConsumeArgs {
     /// The topic to read.
     #[arg(long, value_name = "T")]
@@ -40,6 +43,8 @@ pub struct PerfConsumeArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_partition_fetch_bytes: usize,
+    #[arg(long, value_name = "LEVEL", value_enum, default_value_t, help = isolation::HELP)]
+    pub isolation: Isolation,
 }
 
 /// Runs `perf consume`.
@@ -54,10 +59,15 @@ pub fn run(data: &Path, args: &PerfConsumeArgs) -> CliResult {
 /// Runs the benchmark and returns its JSON line.
 fn consume(broker: &Broker, args: &PerfConsumeArgs) -> CliResult<String> {
     let meta = broker.topic_metadata(&args.topic)?;
+    // An upper bound: markers and aborted records take offsets too.
+    let readable = |p: &sluice_log::PartitionInfo| match args.isolation {
+        Isolation::ReadCommitted => p.last_stable_offset,
+        Isolation::ReadUncommitted => p.high_watermark,
+    };
     let available: i64 = meta
         .partitions
         .iter()
-        .map(|p| p.high_watermark - p.log_start_offset)
+        .map(|p| readable(p) - p.log_start_offset)
         .sum();
     if available < args.records as i64 {
         return Err(CliError::Usage(format!(
@@ -67,7 +77,8 @@ fn consume(broker: &Broker, args: &PerfConsumeArgs) -> CliResult<String> {
     }
     let config = ConsumerConfig::default()
         .with_max_partition_fetch_bytes(args.max_partition_fetch_bytes)
-        .with_max_poll_records(MAX_POLL_RECORDS);
+        .with_max_poll_records(MAX_POLL_RECORDS)
+        .with_isolation(args.isolation.into());
     let mut consumer = Consumer::new(broker, config);
     let partitions: Vec<TopicPartition> = meta
         .partitions

@@ -4,6 +4,7 @@
 
 pub mod consume;
 pub mod produce;
+pub mod txn;
 
 use std::io::Write;
 use std::path::Path;
@@ -17,7 +18,8 @@ use super::output::json_number;
 /// The `perf` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PerfCommand {
-    /// Send N records of B bytes as fast as possible; report throughput and latency.
+    /// Send N records of B bytes as fast as possible, optionally in transactions; report
+    /// throughput and latency.
     Produce(produce::PerfProduceArgs),
     /// Read N records from the start of every partition of a topic; report throughput.
     Consume(consume::PerfConsumeArgs),
@@ -99,19 +101,26 @@ impl Throughput {
 
 /// The `"latency_ms":{"p50":..,"p99":..,"max":..}` field from samples (`null` without any).
 pub fn latency_json(samples: &mut [Duration]) -> String {
-    if samples.is_empty() {
-        return "\"latency_ms\":null".to_string();
+    match json_percentiles(samples) {
+        Some((p50, p99, max)) => format!(
+            "\"latency_ms\":{{\"p50\":{p50},\"p99\":{p99},\"max\":{max},\"samples\":{}}}",
+            samples.len()
+        ),
+        None => "\"latency_ms\":null".to_string(),
     }
+}
+
+/// The p50, p99 and maximum of samples as JSON numbers of milliseconds; `None` without
+/// samples. Sorts the samples.
+pub fn json_percentiles(samples: &mut [Duration]) -> Option<(String, String, String)> {
     samples.sort_unstable();
+    let max = samples.last().copied()?;
     let ms = |d: Duration| json_number(d.as_secs_f64() * 1e3, 3);
-    let max = samples.last().copied().unwrap_or_default();
-    format!(
-        "\"latency_ms\":{{\"p50\":{},\"p99\":{},\"max\":{},\"samples\":{}}}",
+    Some((
         ms(percentile(samples, 50.0)),
         ms(percentile(samples, 99.0)),
         ms(max),
-        samples.len()
-    )
+    ))
 }
 
 /// The nearest-rank percentile of sorted, non-empty samples.
