@@ -303,7 +303,7 @@ pub fn check(history: &History, end: &FinalState) -> Vec<Anomaly> {
         }
     }
     for (p, o) in &expected {
-        if !unknown.contains(p) && end.group_offsets.get(p).is_none() {
+        if !unknown.contains(p) && !end.group_offsets.contains_key(p) {
             out.push(anomaly(
                 "wrong group offsets",
                 format!("partition {p}: offset {o} of a committed transaction is missing"),

@@ -1,0 +1,250 @@
+//! The same checker on truly concurrent clients: threads run transactional producers (some
+//! killed and replaced mid-transaction, so zombies race their successors), a plain
+//! idempotent producer and read_committed / read_uncommitted readers at once, on one broker.
+//! The history is merged from per-thread logs in the order of a shared sequence counter.
+
+mod checker;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use checker::{Event, FinalState, History, Outcome, check, render};
+use sluice::log::{
+    Broker, BrokerConfig, Consumer, ConsumerConfig, IsolationLevel, Producer, ProducerConfig,
+    ProducerRecord, TopicConfig, TopicPartition,
+};
+
+const PARTITIONS: i32 = 3;
+
+#[derive(Default)]
+struct Log {
+    seq: AtomicU64,
+    events: Mutex<Vec<(u64, Event)>>,
+}
+
+impl Log {
+    fn push(&self, event: Event) {
+        let at = self.seq.fetch_add(1, Ordering::SeqCst);
+        self.events.lock().expect("log lock").push((at, event));
+    }
+}
+
+fn tp(p: i32) -> TopicPartition {
+    TopicPartition::new("c", p)
+}
+
+fn read_all(broker: &Broker, isolation: IsolationLevel) -> Vec<(i32, i64, String)> {
+    let mut consumer = Consumer::new(broker, ConsumerConfig::default().with_isolation(isolation));
+    consumer
+        .assign((0..PARTITIONS).map(tp).collect())
+        .expect("assign");
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 3 {
+        let records = consumer.poll(Duration::from_millis(10)).expect("poll");
+        if records.is_empty() {
+            idle += 1;
+        }
+        out.extend(records.into_iter().map(|r| {
+            (
+                r.partition,
+                r.offset,
+                String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned(),
+            )
+        }));
+    }
+    out
+}
+
+fn txn_worker(broker: Broker, log: Arc<Log>, worker: u64, rounds: u64) {
+    let id = format!("worker-{worker}");
+    let config = ProducerConfig::default()
+        .with_transactional_id(id)
+        .with_linger_ms(0);
+    let mut producer = Producer::new(&broker, config.clone()).expect("producer");
+    producer.init_transactions().expect("init");
+    for round in 0..rounds {
+        let txn = worker * 1_000_000 + round;
+        producer.begin_transaction().expect("begin");
+        let mut sent = Vec::new();
+        for i in 0..(1 + round % 4) {
+            let p = ((round + i) % PARTITIONS as u64) as i32;
+            let value = format!("w{worker}-t{round}-{i}");
+            sent.push((
+                p,
+                value.clone(),
+                producer
+                    .send(ProducerRecord::new("c", value).with_partition(p))
+                    .expect("send"),
+            ));
+        }
+        match round % 5 {
+            // Killed mid-transaction: a new instance takes over; the zombie then tries to commit.
+            4 => {
+                let _ = producer.flush();
+                for (p, value, d) in sent {
+                    if d.wait().is_ok() {
+                        log.push(Event::TxnWrite {
+                            txn,
+                            partition: p,
+                            value,
+                        });
+                    }
+                }
+                let successor = Producer::new(&broker, config.clone()).expect("producer");
+                successor.init_transactions().expect("init");
+                log.push(Event::CommitAsked { txn });
+                let zombie = producer.commit_transaction();
+                log.push(Event::Ended {
+                    txn,
+                    outcome: if zombie.is_ok() {
+                        Outcome::Committed
+                    } else {
+                        Outcome::Aborted
+                    },
+                });
+                producer = successor;
+            }
+            r => {
+                let commit = r != 2;
+                if commit {
+                    log.push(Event::CommitAsked { txn });
+                }
+                let ended = if commit {
+                    producer.commit_transaction()
+                } else {
+                    producer.abort_transaction()
+                };
+                for (p, value, d) in sent {
+                    if d.wait().is_ok() {
+                        log.push(Event::TxnWrite {
+                            txn,
+                            partition: p,
+                            value,
+                        });
+                    }
+                }
+                let outcome = match ended {
+                    Ok(()) if commit => Outcome::Committed,
+                    Ok(()) => Outcome::Aborted,
+                    Err(_) => Outcome::Unknown,
+                };
+                log.push(Event::Ended { txn, outcome });
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_clients_keep_every_guarantee() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(
+        dir.path(),
+        BrokerConfig::default().with_flush_check_interval(Duration::from_millis(10)),
+    )
+    .expect("open");
+    broker
+        .create_topic(
+            "c",
+            TopicConfig::default()
+                .with_partitions(PARTITIONS)
+                .with_segment_bytes(8192),
+        )
+        .expect("create");
+    let log = Arc::new(Log::default());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3u32)
+        .map(|r| {
+            let (broker, log, stop) = (broker.clone(), Arc::clone(&log), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let committed = r != 2;
+                let isolation = if committed {
+                    IsolationLevel::ReadCommitted
+                } else {
+                    IsolationLevel::ReadUncommitted
+                };
+                let mut consumer =
+                    Consumer::new(&broker, ConsumerConfig::default().with_isolation(isolation));
+                consumer
+                    .assign((0..PARTITIONS).map(tp).collect())
+                    .expect("assign");
+                while !stop.load(Ordering::SeqCst) {
+                    let records = consumer.poll(Duration::from_millis(5)).expect("poll");
+                    if !records.is_empty() {
+                        let records = records
+                            .into_iter()
+                            .map(|rec| {
+                                (
+                                    rec.partition,
+                                    rec.offset,
+                                    String::from_utf8_lossy(&rec.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect();
+                        log.push(Event::Poll {
+                            reader: r,
+                            committed,
+                            records,
+                        });
+                    }
+                }
+            })
+        })
+        .collect();
+    let plain = {
+        let (broker, log) = (broker.clone(), Arc::clone(&log));
+        std::thread::spawn(move || {
+            let producer = Producer::new(&broker, ProducerConfig::default().with_linger_ms(0))
+                .expect("producer");
+            for i in 0..1000 {
+                let p = i % PARTITIONS;
+                let value = format!("plain-{i}");
+                if producer
+                    .send(ProducerRecord::new("c", value.clone()).with_partition(p))
+                    .and_then(|d| d.wait())
+                    .is_ok()
+                {
+                    log.push(Event::PlainWrite {
+                        partition: p,
+                        value,
+                    });
+                }
+            }
+        })
+    };
+    let workers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let (broker, log) = (broker.clone(), Arc::clone(&log));
+            std::thread::spawn(move || txn_worker(broker, log, w, 150))
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    plain.join().expect("plain");
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    let mut events = std::mem::take(&mut *log.events.lock().expect("lock"));
+    events.sort_by_key(|(at, _)| *at);
+    let history = History {
+        events: events.into_iter().map(|(_, e)| e).collect(),
+    };
+    let end = FinalState {
+        committed: read_all(&broker, IsolationLevel::ReadCommitted),
+        uncommitted: read_all(&broker, IsolationLevel::ReadUncommitted),
+        group_offsets: Default::default(),
+    };
+    let anomalies = check(&history, &end);
+    assert!(anomalies.is_empty(), "{anomalies:#?}\n{}", render(&history));
+    let info = broker.topic_metadata("c").expect("meta");
+    assert!(
+        info.partitions
+            .iter()
+            .all(|p| p.last_stable_offset == p.high_watermark)
+    );
+}
