@@ -1,5 +1,5 @@
-//! Topic names, per-topic configuration and the durability policy, with their validation and
-//! their persisted (JSON) form.
+//! Topic names, per-topic configuration, the durability policy and the cleanup policy, with
+//! their validation and their persisted (JSON) form.
 
 use std::fmt;
 use std::str::FromStr;
@@ -144,6 +144,59 @@ impl<'de> Deserialize<'de> for FsyncPolicy {
     }
 }
 
+/// What happens to old data of a topic (Kafka's `cleanup.policy`).
+///
+/// `delete` removes whole sealed segments by age and size (`retention_ms`,
+/// `retention_bytes`); `compact` keeps the newest record of every key instead (changelogs,
+/// `__consumer_offsets`), drops tombstones after `delete_retention_ms` and removes the data
+/// of aborted transactions. Retention does not apply to compacted topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Delete old segments by time and size. The default.
+    #[default]
+    Delete,
+    /// Keep the newest record per key.
+    Compact,
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Delete => f.write_str("delete"),
+            Self::Compact => f.write_str("compact"),
+        }
+    }
+}
+
+impl FromStr for CleanupPolicy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "delete" => Ok(Self::Delete),
+            "compact" => Ok(Self::Compact),
+            _ => Err(Error::InvalidConfig {
+                key: "cleanup",
+                value: s.to_string(),
+                reason: "expected delete or compact".to_string(),
+            }),
+        }
+    }
+}
+
+impl Serialize for CleanupPolicy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CleanupPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A topic's settings; Kafka's names in brackets. Build with `Default` and the `with_*`
 /// methods.
 ///
@@ -160,10 +213,16 @@ impl<'de> Deserialize<'de> for FsyncPolicy {
 pub struct TopicConfig {
     /// Number of partitions; can only grow.
     pub partitions: i32,
-    /// Delete sealed segments whose newest record is older than this (`retention.ms`);
-    /// `None` keeps them forever. Default 7 days.
+    /// Delete old segments or compact the log (`cleanup.policy`). Default delete.
+    pub cleanup: CleanupPolicy,
+    /// Under `compact`: how long a tombstone (a record with a null value) stays readable
+    /// before compaction may drop it, counted from its batch's newest timestamp
+    /// (`delete.retention.ms`). Default 1 day.
+    pub delete_retention_ms: i64,
+    /// Under `delete`: delete sealed segments whose newest record is older than this
+    /// (`retention.ms`); `None` keeps them forever. Default 7 days.
     pub retention_ms: Option<i64>,
-    /// Delete the oldest sealed segments while a partition is larger than this
+    /// Under `delete`: delete the oldest sealed segments while a partition is larger than this
     /// (`retention.bytes`); `None` for no limit (the default).
     pub retention_bytes: Option<u64>,
     /// Roll to a new segment at this size (`segment.bytes`). Default 1 GiB.
@@ -184,6 +243,8 @@ impl Default for TopicConfig {
     fn default() -> Self {
         Self {
             partitions: 1,
+            cleanup: CleanupPolicy::Delete,
+            delete_retention_ms: DAY_MS,
             retention_ms: Some(7 * DAY_MS),
             retention_bytes: None,
             segment_bytes: 1 << 30,
@@ -199,6 +260,16 @@ impl TopicConfig {
     /// Sets the partition count.
     pub fn with_partitions(mut self, partitions: i32) -> Self {
         self.partitions = partitions;
+        self
+    }
+    /// Sets the cleanup policy.
+    pub fn with_cleanup(mut self, cleanup: CleanupPolicy) -> Self {
+        self.cleanup = cleanup;
+        self
+    }
+    /// Sets how long tombstones survive compaction.
+    pub fn with_delete_retention_ms(mut self, ms: i64) -> Self {
+        self.delete_retention_ms = ms;
         self
     }
     /// Sets time retention (`None`: forever).
@@ -253,6 +324,13 @@ impl TopicConfig {
                 "must be at least 1",
             );
         }
+        if self.delete_retention_ms < 0 {
+            return bad(
+                "delete_retention_ms",
+                self.delete_retention_ms.to_string(),
+                "must be at least 0",
+            );
+        }
         if let Some(ms) = self.retention_ms
             && ms < 1
         {
@@ -302,5 +380,34 @@ mod tests {
         }
         assert!("interval:0".parse::<FsyncPolicy>().is_err());
         assert!("sometimes".parse::<FsyncPolicy>().is_err());
+    }
+
+    #[test]
+    fn cleanup_policy_round_trips_and_old_configs_load() {
+        for text in ["delete", "compact"] {
+            let policy: CleanupPolicy = text.parse().unwrap_or_default();
+            assert_eq!(policy.to_string(), text);
+        }
+        assert!("compact,delete".parse::<CleanupPolicy>().is_err());
+        let config = TopicConfig::default()
+            .with_cleanup(CleanupPolicy::Compact)
+            .with_delete_retention_ms(0);
+        let json = serde_json::to_string(&config).unwrap_or_default();
+        assert!(json.contains("\"cleanup\":\"compact\""), "{json}");
+        let back: Option<TopicConfig> = serde_json::from_str(&json).ok();
+        assert_eq!(back, Some(config));
+        // A config written before compaction existed.
+        let old: Option<TopicConfig> = serde_json::from_str(r#"{"partitions":2}"#).ok();
+        let old = old.unwrap_or_default();
+        assert_eq!(
+            (old.partitions, old.cleanup, old.delete_retention_ms),
+            (2, CleanupPolicy::Delete, DAY_MS)
+        );
+        assert!(
+            TopicConfig::default()
+                .with_delete_retention_ms(-1)
+                .validate()
+                .is_err()
+        );
     }
 }

@@ -6,8 +6,8 @@ use bytes::Bytes;
 
 use super::{
     ATTRIBUTES_OFFSET, BatchError, CONTROL_BIT, CRC_OFFSET, Compression, HEADER_LEN, Header,
-    LOG_OVERHEAD, MAGIC, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, TRANSACTIONAL_BIT,
-    compute_crc,
+    LOG_OVERHEAD, MAGIC, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT, TimestampType, compute_crc,
 };
 use crate::varint;
 
@@ -30,9 +30,15 @@ pub struct BatchBuilder {
     base_sequence: i32,
     transactional: bool,
     control: bool,
+    timestamp_type: TimestampType,
     base_timestamp: i64,
     max_timestamp: i64,
     count: i32,
+    base_offset: i64,
+    /// `lastOffsetDelta` to write instead of `count - 1` (compacted batches).
+    last_offset_delta: Option<i32>,
+    /// The next offset delta [`append`](Self::append) uses.
+    next_delta: i32,
 }
 
 impl Default for BatchBuilder {
@@ -59,9 +65,13 @@ impl BatchBuilder {
             base_sequence: NO_SEQUENCE,
             transactional: false,
             control: false,
+            timestamp_type: TimestampType::CreateTime,
             base_timestamp: 0,
             max_timestamp: -1,
             count: 0,
+            base_offset: 0,
+            last_offset_delta: None,
+            next_delta: 0,
         }
     }
 
@@ -89,6 +99,36 @@ impl BatchBuilder {
     /// Sets the control attribute bit (transaction markers).
     pub fn with_control(mut self, control: bool) -> Self {
         self.control = control;
+        self
+    }
+
+    /// Sets the timestamp type bit. Under `LogAppendTime` readers give every record the
+    /// batch's max timestamp.
+    pub fn with_timestamp_type(mut self, timestamp_type: TimestampType) -> Self {
+        self.timestamp_type = timestamp_type;
+        self
+    }
+
+    /// Sets the base offset written by [`build`](Self::build) (default 0, which the log
+    /// overwrites on append). Used when the log rewrites a stored batch (compaction).
+    pub fn with_base_offset(mut self, base_offset: i64) -> Self {
+        self.base_offset = base_offset;
+        self
+    }
+
+    /// Sets `lastOffsetDelta` instead of deriving it from the record count: a compacted batch
+    /// keeps its original last offset although records before it were removed, and a batch
+    /// may be left with no records at all. Covered by the CRC, so it must be set before
+    /// [`build`](Self::build).
+    pub fn with_last_offset_delta(mut self, last_offset_delta: i32) -> Self {
+        self.last_offset_delta = Some(last_offset_delta);
+        self
+    }
+
+    /// Raises the batch's `maxTimestamp` to at least `timestamp` (for a batch left without
+    /// records, whose timestamps would otherwise be lost).
+    pub fn with_max_timestamp(mut self, timestamp: i64) -> Self {
+        self.max_timestamp = self.max_timestamp.max(timestamp);
         self
     }
 
@@ -133,9 +173,25 @@ impl BatchBuilder {
             + headers
     }
 
-    /// Appends a record with the given timestamp (ms), key, value and headers.
+    /// Appends a record with the given timestamp (ms), key, value and headers, at the offset
+    /// delta after the previous record's.
     pub fn append(
         &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) {
+        self.append_at(self.next_delta, timestamp, key, value, headers);
+    }
+
+    /// Appends a record at `offset_delta` from the base offset. Deltas must rise from record
+    /// to record but may skip values, as in a compacted batch (v2 allows the gaps); set
+    /// [`with_last_offset_delta`](Self::with_last_offset_delta) when the batch's last offset
+    /// lies past its last record.
+    pub fn append_at(
+        &mut self,
+        offset_delta: i32,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
@@ -144,7 +200,6 @@ impl BatchBuilder {
         if self.count == 0 {
             self.base_timestamp = timestamp;
         }
-        let offset_delta = self.count;
         let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
         let field_len = |b: Option<&[u8]>| match b {
             Some(b) => varint::len_i32(b.len() as i32) + b.len(),
@@ -174,10 +229,11 @@ impl BatchBuilder {
         }
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.count += 1;
+        self.next_delta = offset_delta.saturating_add(1);
     }
 
-    /// Finishes the batch: compresses the records if asked, fills the header (base offset 0,
-    /// which the log overwrites) and computes the CRC.
+    /// Finishes the batch: compresses the records if asked, fills the header (base offset 0
+    /// unless set, which the log overwrites on append) and computes the CRC.
     pub fn build(self) -> Result<Bytes, BatchError> {
         let mut buf = if self.compression == Compression::None {
             self.buf
@@ -195,13 +251,19 @@ impl BatchBuilder {
         if self.control {
             attributes |= CONTROL_BIT;
         }
+        if self.timestamp_type == TimestampType::LogAppendTime {
+            attributes |= TIMESTAMP_TYPE_BIT;
+        }
+        let last_offset_delta = self
+            .last_offset_delta
+            .unwrap_or_else(|| (self.next_delta - 1).max(0));
         let batch_length = (buf.len() - LOG_OVERHEAD) as i32;
-        buf[0..8].copy_from_slice(&0i64.to_be_bytes());
+        buf[0..8].copy_from_slice(&self.base_offset.to_be_bytes());
         buf[8..12].copy_from_slice(&batch_length.to_be_bytes());
         buf[12..16].copy_from_slice(&(-1i32).to_be_bytes());
         buf[16] = MAGIC as u8;
         buf[ATTRIBUTES_OFFSET..23].copy_from_slice(&attributes.to_be_bytes());
-        buf[23..27].copy_from_slice(&(self.count - 1).max(0).to_be_bytes());
+        buf[23..27].copy_from_slice(&last_offset_delta.to_be_bytes());
         buf[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
         buf[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
         buf[43..51].copy_from_slice(&self.producer_id.to_be_bytes());
@@ -221,5 +283,42 @@ fn put_nullable(buf: &mut Vec<u8>, bytes: Option<&[u8]>) {
             buf.extend_from_slice(b);
         }
         None => varint::put_i32(buf, -1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::RecordBatch;
+
+    #[test]
+    fn a_batch_with_offset_gaps_keeps_its_last_offset_and_a_valid_crc() {
+        let mut b = BatchBuilder::new()
+            .with_compression(Compression::Lz4)
+            .with_producer(9, 2, 40)
+            .with_base_offset(100)
+            .with_last_offset_delta(7);
+        b.append_at(2, 1_000, Some(b"a"), Some(b"1"), &[]);
+        b.append_at(5, 1_005, Some(b"b"), None, &[]);
+        let bytes = b.build().unwrap_or_default();
+        let batch = RecordBatch::parse(bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((batch.base_offset(), batch.last_offset()), (100, 107));
+        assert_eq!(batch.record_count(), 2);
+        assert_eq!(batch.header().last_sequence(), 47);
+        let offsets: Vec<(i64, i64)> = batch
+            .records()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|r| r.map(|r| (r.offset, r.timestamp)).unwrap_or((-1, -1)))
+            .collect();
+        assert_eq!(offsets, [(102, 1_000), (105, 1_005)]);
+
+        let empty = BatchBuilder::new()
+            .with_last_offset_delta(3)
+            .with_max_timestamp(77)
+            .build()
+            .unwrap_or_default();
+        let empty = RecordBatch::parse(empty).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((empty.record_count(), empty.last_offset()), (0, 3));
+        assert_eq!(empty.header().max_timestamp, 77);
     }
 }

@@ -1,7 +1,7 @@
 //! The broker's maintenance thread: fsyncs sealed segments in the background (so a roll never
-//! stalls a producer), honours `fsync = interval:MS`, and runs retention every
-//! `retention_check_interval`. It holds only a weak reference, so dropping the last broker
-//! handle ends it.
+//! stalls a producer), honours `fsync = interval:MS`, and runs retention (`cleanup = delete`
+//! topics) and compaction (`cleanup = compact` topics) every `retention_check_interval`. It
+//! holds only a weak reference, so dropping the last broker handle ends it.
 
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -86,6 +86,9 @@ fn run(inner: Weak<Inner>, flag: Arc<StopFlag>, tick: Duration, retention_every:
             next_retention = crate::util::deadline_after(retention_every);
             if let Err(e) = broker.run_retention() {
                 tracing::error!(error = %e, "retention failed");
+            }
+            if let Err(e) = broker.run_compaction() {
+                tracing::error!(error = %e, "compaction failed");
             }
         }
     }

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC, OffsetStore};
 use crate::storage::Partition;
 use crate::storage::{AppendOutcome, PartitionData, PartitionInfo};
-use crate::topic::{FsyncPolicy, TopicConfig, TopicPartition};
+use crate::topic::{CleanupPolicy, FsyncPolicy, TopicConfig, TopicPartition};
 use crate::txn::{IsolationLevel, TXN_STATE_TOPIC, TxnCoordinator};
 use crate::util::AppendSignal;
 use pid::ProducerIdAllocator;
@@ -41,7 +41,8 @@ use topics::TopicRegistry;
 /// Broker-wide settings. Build with `Default` and the `with_*` methods.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// How often retention runs (`log.retention.check.interval.ms`). Default 5 minutes.
+    /// How often retention and compaction run (`log.retention.check.interval.ms`). Default
+    /// 5 minutes.
     pub retention_check_interval: Duration,
     /// How often the maintenance thread looks for data to fsync (sealed segments, and
     /// `interval:MS` topics whose interval has passed). Default 50 ms; an `interval` shorter
@@ -155,7 +156,10 @@ impl Broker {
         let signal = Arc::new(AppendSignal::default());
         let topics = TopicRegistry::open(&dir, Arc::clone(&signal))?;
         let pids = Mutex::new(ProducerIdAllocator::open(&meta)?);
+        // Both internal topics are keyed (transactional id; group and partition) and read
+        // back from the log start on open, so compaction keeps exactly what a reload needs.
         let internal = TopicConfig::default()
+            .with_cleanup(CleanupPolicy::Compact)
             .with_retention_ms(None)
             .with_segment_bytes(64 << 20)
             .with_fsync(FsyncPolicy::Always);
@@ -373,7 +377,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Runs retention on every partition now; returns how many segments were deleted.
+    /// Runs retention on every partition of a `cleanup = delete` topic now; returns how many
+    /// segments were deleted.
     pub fn run_retention(&self) -> Result<usize> {
         let now = crate::util::now_ms();
         let mut deleted = 0;
@@ -384,6 +389,35 @@ impl Broker {
             }
         }
         Ok(deleted)
+    }
+
+    /// Compacts every partition of every `cleanup = compact` topic now (and of the internal
+    /// topics, whatever config an older data directory gave them); returns how many segments
+    /// were rewritten. A partition that fails is logged and skipped; the first error is
+    /// returned after the others were compacted. The maintenance thread does this every
+    /// `retention_check_interval`.
+    pub fn run_compaction(&self) -> Result<usize> {
+        self.check_open()?;
+        let now = crate::util::now_ms();
+        let mut rewritten = 0;
+        let mut first_error = None;
+        for topic in self.inner.topics.all() {
+            let compacted = topic.config.read().cleanup == CleanupPolicy::Compact;
+            if !compacted && !is_internal(&topic.name) {
+                continue;
+            }
+            let partitions: Vec<_> = topic.partitions.read().clone();
+            for partition in partitions {
+                match partition.compact(now) {
+                    Ok(stats) => rewritten += stats.segments_rewritten,
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = partition.id(), error = %e, "compaction failed");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(rewritten), Err)
     }
 
     /// Closes the broker cleanly: stops the maintenance thread, writes indexes and producer

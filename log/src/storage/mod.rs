@@ -1,7 +1,9 @@
-//! On-disk storage of partitions: segments and their indexes, producer state, recovery and
-//! retention (DESIGN §2.2-§2.4, §2.7).
+//! On-disk storage of partitions: segments and their indexes, producer state, recovery,
+//! retention and compaction (DESIGN §2.2-§2.4, §2.7).
 
 mod append;
+mod compaction;
+mod compaction_rewrite;
 mod index;
 mod partition;
 mod partition_open;
@@ -9,5 +11,6 @@ mod producer_state;
 mod segment;
 mod txn_index;
 
+pub use compaction::CompactionStats;
 pub use partition::{AppendOutcome, Partition, PartitionData, PartitionInfo};
 pub use producer_state::MAX_BATCHES_PER_PRODUCER;

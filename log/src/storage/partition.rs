@@ -1,6 +1,8 @@
 //! One partition's log: an ordered run of segments, the last one active. It assigns offsets,
-//! enforces idempotence, rolls segments, serves reads and applies retention. All mutation is
-//! under one lock; reads take a [`ReadView`] under the lock and do their I/O without it.
+//! enforces idempotence, rolls segments, serves reads and applies retention (compaction is in
+//! `compaction.rs`). All mutation is under one lock; reads take a [`ReadView`] under the lock
+//! and do their I/O without it. Offsets within sealed segments may have gaps once compacted:
+//! a read returns the first batch that ends at or after the offset asked for.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,9 @@ pub struct Partition {
     pub(super) state: Mutex<LogState>,
     pub(super) signal: Arc<AppendSignal>,
     pub(super) deleted: AtomicBool,
+    /// Held for a whole compaction, so two never run on one partition at once; remembers
+    /// what the last pass left, so a pass with nothing new to do is skipped.
+    pub(super) cleaner: Mutex<Option<super::compaction::Checkpoint>>,
 }
 
 impl Partition {

@@ -33,7 +33,7 @@ pub(super) fn write_recovery_point(dir: &Path, offset: i64) -> std::io::Result<(
     )
 }
 
-fn read_recovery_point(dir: &Path) -> i64 {
+pub(super) fn read_recovery_point(dir: &Path) -> i64 {
     std::fs::read_to_string(dir.join(RECOVERY_POINT_FILE))
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -41,7 +41,7 @@ fn read_recovery_point(dir: &Path) -> i64 {
 }
 
 /// Offsets of the files in `dir` with the given extension, sorted.
-fn offsets_with_extension(dir: &Path, ext: &str) -> std::io::Result<Vec<i64>> {
+pub(super) fn offsets_with_extension(dir: &Path, ext: &str) -> std::io::Result<Vec<i64>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -79,6 +79,17 @@ impl Partition {
     ) -> Result<Self> {
         let io = |action: &'static str| move |e| Error::io(action, dir, e);
         std::fs::create_dir_all(dir).map_err(io("creating"))?;
+        // A compaction interrupted before its rename: the `.log` beside it is intact.
+        for base in offsets_with_extension(dir, "cleaned").map_err(io("listing"))? {
+            tracing::warn!(
+                topic,
+                partition = id,
+                base,
+                "removing an unfinished compaction output"
+            );
+            std::fs::remove_file(Segment::cleaned_path(dir, base))
+                .map_err(io("removing a compaction leftover in"))?;
+        }
         let bases = offsets_with_extension(dir, "log").map_err(io("listing"))?;
         let recovery_point = read_recovery_point(dir);
         let interval = config.index_interval_bytes;
@@ -89,7 +100,8 @@ impl Partition {
                 Some(next) if next <= recovery_point => {
                     Segment::open_sealed(dir, base, next, interval)
                 }
-                _ => Segment::recover(dir, base, interval, |_| {}),
+                // A segment below the recovery point may have been compacted (gaps).
+                _ => Segment::recover(dir, base, interval, base < recovery_point, |_| {}),
             }
             .map_err(io("recovering a segment in"))?;
             let seg = recovered.segment;
@@ -175,13 +187,18 @@ impl Partition {
             state: Mutex::new(state),
             signal,
             deleted: AtomicBool::new(false),
+            cleaner: Mutex::new(None),
         })
     }
 
     /// Deletes sealed segments past `retention_ms` (by their newest record) or beyond
     /// `retention_bytes`, oldest first, and moves the log start offset to the first segment
-    /// kept. The active segment is never deleted. Returns how many segments went.
+    /// kept. The active segment is never deleted. Returns how many segments went. Does
+    /// nothing on a `cleanup = compact` topic, which is compacted instead.
     pub fn apply_retention(&self, now: i64) -> Result<usize> {
+        if self.config.cleanup == crate::topic::CleanupPolicy::Compact {
+            return Ok(0);
+        }
         let mut state = self.state.lock();
         if self.deleted.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(0);

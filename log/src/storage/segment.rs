@@ -4,8 +4,12 @@
 //! (`pwrite`) before the append returns, so a process crash keeps it; only fsynced bytes
 //! survive power loss. A torn or corrupt tail is found by [`Segment::recover`], which checks
 //! every batch's length, offsets and CRC-32C and truncates the file at the first bad one.
-//! Sealed segments are never written again; their index files are written when they are
+//! Sealed segments are never appended to again; their index files are written when they are
 //! sealed and checked (and rebuilt if they do not fit the log) when they are opened.
+//! Compaction replaces a sealed segment whole: it writes `<base>.cleaned`, fsyncs it and
+//! renames it over `<base>.log` ([`Segment::create_cleaned`], [`Segment::install_cleaned`]).
+//! A compacted segment has gaps between its batches' offsets; only segments below the
+//! recovery point (fsynced, hence trusted) may have them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
@@ -92,11 +96,14 @@ impl Segment {
 
     /// Opens a segment, checking every batch from the start: length, offsets, CRC. The file
     /// is truncated at the first torn or corrupt batch and the indexes are rebuilt.
-    /// `visit` sees each valid batch's header.
+    /// `allow_gaps` accepts a batch starting past where the previous one ended (a compacted
+    /// segment; pass it only for segments below the recovery point); otherwise each batch must
+    /// start exactly there. `visit` sees each valid batch's header.
     pub(crate) fn recover(
         dir: &Path,
         base: i64,
         index_interval: u64,
+        allow_gaps: bool,
         mut visit: impl FnMut(&BatchHeader),
     ) -> io::Result<Recovered> {
         let [log, _, _] = Self::paths(dir, base);
@@ -131,10 +138,15 @@ impl Segment {
                 ));
                 break;
             }
-            // Offsets are contiguous (no compaction yet), so a batch must start exactly where
-            // the previous one ended: this also catches a damaged `baseOffset`, which the CRC
-            // does not cover.
-            if header.base_offset != seg.next_offset || header.last_offset_delta < 0 {
+            // Outside compacted segments offsets are contiguous, so a batch must start exactly
+            // where the previous one ended: this also catches a damaged `baseOffset`, which the
+            // CRC does not cover. Compaction leaves gaps; offsets still rise.
+            let follows = if allow_gaps {
+                header.base_offset >= seg.next_offset
+            } else {
+                header.base_offset == seg.next_offset
+            };
+            if !follows || header.last_offset_delta < 0 {
                 bad = Some(format!(
                     "batch offsets {}..={} do not follow {}",
                     header.base_offset,
@@ -213,15 +225,15 @@ impl Segment {
             _ => {
                 tracing::info!(segment = %log.display(), "index files missing or stale; rebuilding");
                 drop(file);
-                Self::recover(dir, base, index_interval, |_| {})
+                Self::recover(dir, base, index_interval, true, |_| {})
             }
         }
     }
 
     /// Whether the index's newest entry points at the start of the batch it names (a stale
     /// index from another version of the file would not), and the batches from there on end
-    /// exactly at the end of the file (no stray bytes after the last batch) with offsets
-    /// ending just before `next_offset`.
+    /// exactly at the end of the file (no stray bytes after the last batch) with rising
+    /// offsets (a trusted segment may have been compacted) ending just before `next_offset`.
     fn index_points_at_batches(
         file: &File,
         base: i64,
@@ -243,7 +255,13 @@ impl Segment {
             else {
                 return false;
             };
-            if header.base_offset != expected || pos + header.total_len() as u64 > size {
+            let first = pos == u64::from(position);
+            let fits = if first {
+                header.base_offset == expected
+            } else {
+                header.base_offset >= expected
+            };
+            if !fits || header.last_offset_delta < 0 || pos + header.total_len() as u64 > size {
                 return false;
             }
             expected = header.next_offset();
@@ -282,6 +300,53 @@ impl Segment {
             return Err(e);
         }
         self.track(header);
+        Ok(())
+    }
+
+    /// The file compaction writes the new version of the segment at `base` into.
+    pub(crate) fn cleaned_path(dir: &Path, base: i64) -> PathBuf {
+        dir.join(format!("{}.cleaned", file_stem(base)))
+    }
+
+    /// Creates (truncating) `<base>.cleaned`, an empty segment that compaction fills with
+    /// [`append`](Self::append) and then installs with [`install_cleaned`](Self::install_cleaned).
+    pub(crate) fn create_cleaned(dir: &Path, base: i64, index_interval: u64) -> io::Result<Self> {
+        let path = Self::cleaned_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        Ok(Self::empty(file, path, base, index_interval))
+    }
+
+    /// Removes the index files of the segment at `base`, so that a crash between here and
+    /// the rename of a cleaned file can never pair the new log with stale indexes (open
+    /// rebuilds missing ones).
+    pub(crate) fn remove_index_files(dir: &Path, base: i64) -> io::Result<()> {
+        let [_, index, timeindex] = Self::paths(dir, base);
+        for path in [index, timeindex] {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames this cleaned segment's file (already fsynced) over `<base>.log`: an atomic
+    /// replacement. The caller fsyncs the directory. Readers of the old file keep reading the
+    /// old inode.
+    pub(crate) fn install_cleaned(&mut self) -> io::Result<()> {
+        let dir = self
+            .log_path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .to_path_buf();
+        let [log, _, _] = Self::paths(&dir, self.base_offset);
+        std::fs::rename(&self.log_path, &log)?;
+        self.log_path = log;
         Ok(())
     }
 
