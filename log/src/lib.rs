@@ -51,6 +51,6 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use storage::{AppendOutcome, PartitionData, PartitionInfo};
-pub use topic::{FsyncPolicy, TopicConfig, TopicPartition, validate_topic_name};
+pub use topic::{CleanupPolicy, FsyncPolicy, TopicConfig, TopicPartition, validate_topic_name};
 pub use txn::{AbortedTxn, ControlType, IsolationLevel, TxnState};
 pub use util::now_ms;

@@ -66,7 +66,7 @@ fn holds_only_log_files(dir: &Path) -> bool {
         path.is_file()
             && (matches!(
                 ext,
-                Some("log" | "index" | "timeindex" | "snapshot" | "txnindex" | "tmp")
+                Some("log" | "index" | "timeindex" | "snapshot" | "txnindex" | "tmp" | "cleaned")
             ) || path.file_name().is_some_and(|n| n == "recovery-point"))
     })
 }
