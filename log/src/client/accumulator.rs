@@ -130,8 +130,10 @@ pub(crate) struct AccState {
     pub(crate) flushing: usize,
     pub(crate) closed: bool,
     pub(crate) sender_waiting: bool,
-    /// Callers blocked in `send` (for memory) or in `flush`.
-    pub(crate) progress_waiters: usize,
+    /// Callers of `send` blocked for memory.
+    pub(crate) memory_waiters: usize,
+    /// Callers blocked in `flush` (and so in `commit_transaction`).
+    pub(crate) flush_waiters: usize,
     /// The first batch failure since the last `flush`, which that `flush` reports.
     pub(crate) first_failure: Option<(TopicPartition, Arc<Error>)>,
     /// The producer id and epoch batches are stamped with (idempotent or transactional).

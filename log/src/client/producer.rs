@@ -319,13 +319,13 @@ impl Producer {
                 && state.buffered_bytes > 0
                 && state.buffered_bytes + estimate > self.config.buffer_memory
             {
-                state.progress_waiters += 1;
+                state.memory_waiters += 1;
                 timed_out = self
                     .acc
                     .progress
                     .wait_until(&mut state, deadline)
                     .timed_out();
-                state.progress_waiters -= 1;
+                state.memory_waiters -= 1;
             }
             state.flushing -= 1;
             if timed_out {
@@ -418,11 +418,11 @@ impl Producer {
         let mut state = self.acc.state.lock();
         state.flushing += 1;
         self.acc.work.notify_one();
-        state.progress_waiters += 1;
+        state.flush_waiters += 1;
         while state.incomplete > 0 {
             self.acc.progress.wait(&mut state);
         }
-        state.progress_waiters -= 1;
+        state.flush_waiters -= 1;
         state.flushing -= 1;
         match state.first_failure.take() {
             Some((partition, source)) => Err(Error::Delivery {

@@ -79,12 +79,12 @@ impl Sender {
                 }
                 state.buffered_bytes -= bytes;
                 state.incomplete -= 1;
-                // Wake blocked callers only when a flush may be done or a quarter of the
-                // buffer is free again, not after every batch: that saves a futex wake-up per
-                // batch when `send` is faster than the log.
+                // Wake a flush only when everything is done, and a `send` blocked for memory
+                // only when a quarter of the buffer is free again: not after every batch,
+                // which would cost a futex wake-up per batch.
                 let buffer = self.config.buffer_memory;
-                let wake = state.progress_waiters > 0
-                    && (state.incomplete == 0 || state.buffered_bytes + buffer / 4 <= buffer);
+                let wake = (state.flush_waiters > 0 && state.incomplete == 0)
+                    || (state.memory_waiters > 0 && state.buffered_bytes + buffer / 4 <= buffer);
                 drop(state);
                 if wake {
                     self.acc.progress.notify_all();

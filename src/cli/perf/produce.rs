@@ -64,6 +64,10 @@ pub struct PerfProduceArgs {
     /// How long the producer waits to fill a batch (linger.ms).
     #[arg(long, value_name = "MS", default_value_t = ProducerConfig::default().linger.as_millis() as u64)]
     pub linger_ms: u64,
+    /// Bytes the producer may buffer before `send` blocks (buffer.memory). Under
+    /// --transactional every commit first drains this buffer, so it bounds commit latency.
+    #[arg(long, value_name = "B", default_value_t = ProducerConfig::default().buffer_memory)]
+    pub buffer_bytes: usize,
     /// Partitions of the topic when it has to be created [default: 1]. Records go to one
     /// partition a batch at a time, in turn (as Kafka's sticky partitioner does).
     #[arg(long, value_name = "N")]
@@ -168,7 +172,8 @@ fn produce(
     let before = log_end_total(broker, &args.topic)?;
     let mut config = ProducerConfig::default()
         .with_batch_size(args.batch_bytes)
-        .with_linger_ms(args.linger_ms);
+        .with_linger_ms(args.linger_ms)
+        .with_buffer_memory(args.buffer_bytes);
     if let Some(every) = every {
         let interval = match every {
             CommitEvery::Interval(d) => d,
