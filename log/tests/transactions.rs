@@ -444,3 +444,51 @@ fn transaction_state_survives_a_restart() {
     assert_eq!(info.last_stable_offset, info.high_watermark);
     assert!(values(&broker, "t", 0, IsolationLevel::ReadCommitted).is_empty());
 }
+
+/// Under `fsync = never` a commit's marker is not fsynced. A power loss that keeps the
+/// transaction's data but takes its marker must not leave it hanging: the coordinator
+/// writes the marker again when the broker opens.
+#[test]
+fn a_marker_lost_to_power_loss_is_written_again_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = tempfile::tempdir().expect("tempdir");
+    {
+        let broker = common::quiet_broker(dir.path());
+        broker
+            .create_topic("n", TopicConfig::default().with_fsync(FsyncPolicy::Never))
+            .expect("create");
+        let id = broker
+            .init_transactions("p", Duration::from_secs(60))
+            .expect("init");
+        let n0 = TopicPartition::new("n", 0);
+        broker
+            .add_partitions_to_txn("p", id, std::slice::from_ref(&n0))
+            .expect("add");
+        broker
+            .produce("n", 0, txn_batch(id, 0, &["kept"]))
+            .expect("produce");
+        assert_eq!(
+            broker.flush_partition("n", 0).expect("flush"),
+            1,
+            "the data is on disk"
+        );
+        broker.end_txn("p", id, true).expect("commit");
+        assert_eq!(
+            broker.topic_metadata("n").expect("meta").partitions[0].durable_offset,
+            1
+        );
+        common::copy_dir(dir.path(), image.path());
+    }
+    // Power loss: the unsynced marker at offset 1 is gone.
+    common::cut_to_offset(&image.path().join("n-0"), 1);
+    let broker = common::quiet_broker(image.path());
+    let info = broker.topic_metadata("n").expect("meta").partitions[0];
+    assert_eq!(
+        info.last_stable_offset, info.high_watermark,
+        "the transaction is not left hanging"
+    );
+    assert_eq!(
+        values(&broker, "n", 0, IsolationLevel::ReadCommitted),
+        vec!["kept"]
+    );
+}

@@ -7,7 +7,9 @@
 //! - duplicate: a record appears twice in the log or in one reader's polls;
 //! - lost write: an acknowledged non-transactional record, or a record of a committed
 //!   transaction, is missing from the final log;
-//! - inconsistent offsets: one partition offset read with two different values;
+//! - inconsistent offsets: one partition offset read with two different values (for
+//!   read_uncommitted reads, only records acknowledged as durable: a power loss may undo an
+//!   open or aborted transaction's records and reuse their offsets);
 //! - non-monotonic poll: a reader (assign mode) went back on a partition;
 //! - torn transaction: a committed transaction's records (across partitions) or its offset
 //!   commit are visible only in part at the end;
@@ -59,7 +61,9 @@ pub enum Event {
         records: Vec<(i32, i64, Value)>,
     },
     /// A reader was re-created (after a crash): its positions restart from where it was.
-    ReaderRestarted { reader: u32 },
+    /// After a power loss a read_uncommitted reader may have read records that were never
+    /// durable (of open or aborted transactions) and are gone: its view starts over.
+    ReaderRestarted { reader: u32, after_power_loss: bool },
     /// A fault was injected.
     Fault { what: String },
 }
@@ -151,19 +155,35 @@ pub fn check(history: &History, end: &FinalState) -> Vec<Anomaly> {
     let mut positions: HashMap<(u32, i32), i64> = HashMap::new();
     let mut seen_by: HashMap<u32, BTreeSet<&str>> = HashMap::new();
     let mut at_offset: HashMap<(i32, i64), &str> = HashMap::new();
+    let mut uncommitted_readers: BTreeSet<u32> = BTreeSet::new();
     for (i, e) in history.events.iter().enumerate() {
         match e {
-            Event::ReaderRestarted { reader } => {
-                // Positions carry over: a restarted reader resumes where it stopped.
-                let _ = reader;
+            Event::ReaderRestarted {
+                reader,
+                after_power_loss: true,
+            } if uncommitted_readers.contains(reader) => {
+                positions.retain(|(r, _), _| r != reader);
+                seen_by.remove(reader);
             }
             Event::Poll {
                 reader,
                 committed,
                 records,
             } => {
+                if !committed {
+                    uncommitted_readers.insert(*reader);
+                }
                 for (p, o, v) in records {
-                    if let Some(prev) = at_offset.insert((*p, *o), v)
+                    // A read_uncommitted read of a record nobody acknowledged as durable (an
+                    // open or aborted transaction's) may be undone by a power loss, and its
+                    // offset reused: only durable records must keep their offsets.
+                    let durable = *committed
+                        || plain.iter().any(|(_, w)| *w == v.as_str())
+                        || txn_of
+                            .get(v.as_str())
+                            .is_some_and(|t| outcome_of(*t) == Outcome::Committed);
+                    if durable
+                        && let Some(prev) = at_offset.insert((*p, *o), v)
                         && prev != v
                     {
                         out.push(anomaly(

@@ -91,13 +91,30 @@ impl Workload {
         self.client = client_producer(&self.broker);
         self.plain = Producer::new(&self.broker, ProducerConfig::default().with_linger_ms(0))
             .expect("plain producer");
+        let log_ends: Vec<i64> = self
+            .broker
+            .topic_metadata(TOPIC)
+            .expect("metadata")
+            .partitions
+            .iter()
+            .map(|p| p.log_end_offset)
+            .collect();
         for r in 0..self.readers.len() {
-            let (id, committed, positions) = {
+            let (id, committed, mut positions) = {
                 let reader = &self.readers[r];
                 (reader.id, reader.committed, reader.positions.clone())
             };
+            // A read_uncommitted reader may be past what survived: it resumes at the end.
+            for (p, position) in positions.iter_mut() {
+                if let Some(&end) = log_ends.get(*p as usize) {
+                    *position = (*position).min(end);
+                }
+            }
             self.readers[r] = new_reader(&self.broker, id, committed, positions);
-            self.history.push(Event::ReaderRestarted { reader: id });
+            self.history.push(Event::ReaderRestarted {
+                reader: id,
+                after_power_loss: power_loss,
+            });
         }
         drop(old);
         self.members.clear();

@@ -178,8 +178,16 @@ impl Broker {
             maintenance: maintenance::Handle::start(weak.clone(), &config),
             lock: Mutex::new(Some(lock)),
         });
+        let broker = Self { inner };
+        let redriven = broker.redrive_markers()?;
+        if redriven > 0 {
+            tracing::warn!(
+                markers = redriven,
+                "wrote transaction markers lost in a crash again"
+            );
+        }
         tracing::info!(dir = %dir.display(), "broker opened");
-        Ok(Self { inner })
+        Ok(broker)
     }
 
     /// The data directory.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{Broker, ProducerIdAndEpoch};
 use crate::error::{Error, Result};
 use crate::topic::{FsyncPolicy, TopicPartition};
-use crate::txn::coordinator::TxnMeta;
+use crate::txn::coordinator::{MAX_UNSYNCED_MARKERS, TxnMeta, UnsyncedMarker};
 use crate::txn::{ControlType, MAX_TXN_TIMEOUT_MS, TxnDescription, TxnState};
 use crate::util::now_ms;
 
@@ -49,6 +49,7 @@ impl Broker {
                 partitions: Default::default(),
                 timeout_ms,
                 txn_start_ms: 0,
+                unsynced_markers: Default::default(),
             };
             txns.persist(&meta)?;
             Ok(meta)
@@ -283,8 +284,10 @@ impl Broker {
     }
 
     /// Second phase of the end, from Prepare*: a marker at the next epoch on every enlisted
-    /// partition (fsynced, so a Complete* record never outlives its markers), the group
-    /// offsets applied or dropped, then Complete* at the next epoch.
+    /// partition, the group offsets applied or dropped, then Complete* at the next epoch.
+    /// Under `commit` and `always` the marker is fsynced, so Complete* never outlives it;
+    /// under `never` and `interval` it is remembered until it is on disk, and
+    /// `redrive_markers` writes it again on open if a power loss took it.
     fn write_markers(&self, m: &mut TxnMeta, kind: ControlType) -> Result<()> {
         let marker_epoch = m.epoch.saturating_add(1);
         let offsets_topic = crate::group::OFFSETS_TOPIC;
@@ -299,8 +302,32 @@ impl Broker {
                 Err(Error::UnknownTopic { .. } | Error::UnknownPartition { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            partition.append_marker(m.producer_id, marker_epoch, kind, 0)?;
-            partition.flush()?;
+            let offset = partition.append_marker(m.producer_id, marker_epoch, kind, 0)?;
+            let policy = self
+                .inner
+                .topics
+                .get(&tp.topic)
+                .map(|t| t.config.read().fsync);
+            if matches!(policy, Ok(FsyncPolicy::Commit | FsyncPolicy::Always)) {
+                // The commit's data is on disk already; its marker joins it.
+                partition.flush()?;
+            } else {
+                // The topic promises nothing for power loss: remember the marker instead,
+                // so a power loss that takes it cannot leave the transaction hanging.
+                let durable = partition.info().durable_offset;
+                let unsynced = m.unsynced_markers.entry(tp.clone()).or_default();
+                unsynced.retain(|marker| marker.offset >= durable);
+                unsynced.push(UnsyncedMarker {
+                    producer_id: m.producer_id,
+                    epoch: marker_epoch,
+                    commit: kind == ControlType::Commit,
+                    offset,
+                });
+                if unsynced.len() > MAX_UNSYNCED_MARKERS {
+                    partition.flush()?;
+                    unsynced.clear();
+                }
+            }
             if tp.topic == offsets_topic {
                 self.inner.offsets.complete_txn(m.producer_id, kind);
             }
@@ -314,6 +341,57 @@ impl Broker {
         self.inner.txns.persist(m)?;
         tracing::debug!(transactional_id = %m.transactional_id, ?kind, epoch = m.epoch, "transaction ended");
         Ok(())
+    }
+
+    /// On open: writes again every remembered marker that its partition lost (the
+    /// transaction is still open there at the epoch just below the marker's), and finishes
+    /// any Prepare* a crash interrupted. Returns how many markers were written again.
+    pub(crate) fn redrive_markers(&self) -> Result<usize> {
+        let mut written = 0;
+        for shared in self.inner.txns.all() {
+            let mut m = shared.lock();
+            let remembered: Vec<_> = m
+                .unsynced_markers
+                .iter()
+                .map(|(tp, list)| (tp.clone(), list.clone()))
+                .collect();
+            for (tp, list) in remembered {
+                let Ok(partition) = self
+                    .inner
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|t| t.partition(tp.partition))
+                else {
+                    continue;
+                };
+                for marker in list {
+                    let Some(open_epoch) = partition.open_txn_epoch(marker.producer_id) else {
+                        continue;
+                    };
+                    if i32::from(marker.epoch) != i32::from(open_epoch) + 1 {
+                        continue;
+                    }
+                    let kind = if marker.commit {
+                        ControlType::Commit
+                    } else {
+                        ControlType::Abort
+                    };
+                    tracing::warn!(%tp, producer_id = marker.producer_id, epoch = marker.epoch, ?kind,
+                        "writing a transaction marker lost in a crash again");
+                    partition.append_marker(marker.producer_id, marker.epoch, kind, 0)?;
+                    if tp.topic == crate::group::OFFSETS_TOPIC {
+                        self.inner.offsets.complete_txn(marker.producer_id, kind);
+                    }
+                    written += 1;
+                }
+            }
+            match m.state {
+                TxnState::PrepareCommit => self.write_markers(&mut m, ControlType::Commit)?,
+                TxnState::PrepareAbort => self.write_markers(&mut m, ControlType::Abort)?,
+                _ => {}
+            }
+        }
+        Ok(written)
     }
 
     /// Aborts every transaction open longer than its timeout, fencing its producer (its

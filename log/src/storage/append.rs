@@ -184,6 +184,17 @@ impl Partition {
         Ok(outcome.base_offset)
     }
 
+    /// The epoch of `producer_id`'s transaction open here, if one is (after a power loss
+    /// that took its marker, the coordinator writes the marker again).
+    pub(crate) fn open_txn_epoch(&self, producer_id: i64) -> Option<i16> {
+        let state = self.state.lock();
+        if state.producers.has_open_txn(producer_id) {
+            state.producers.epoch(producer_id)
+        } else {
+            None
+        }
+    }
+
     /// Assigns offsets, rolls if needed, writes, updates producer and transaction state, and
     /// applies the fsync policy. Releases the lock before any fsync.
     fn write_locked(

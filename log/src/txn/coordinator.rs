@@ -5,7 +5,7 @@
 //! broker's methods in `broker/txn.rs`; each holds the id's lock for its whole step, so the
 //! steps of one id never interleave.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -36,7 +36,24 @@ pub(crate) struct TxnMeta {
     pub(crate) timeout_ms: u64,
     /// When the open transaction started (ms), for the timeout.
     pub(crate) txn_start_ms: i64,
+    /// Markers written to partitions whose policy does not fsync them (`never`,
+    /// `interval`) and not yet known to be on disk. After a power loss the broker writes
+    /// again the one a partition lost (see `Broker::redrive_markers`).
+    pub(crate) unsynced_markers: BTreeMap<TopicPartition, Vec<UnsyncedMarker>>,
 }
+
+/// A transaction marker not yet known to be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UnsyncedMarker {
+    pub(crate) producer_id: i64,
+    /// The marker's epoch: one more than the epoch of the transaction's data.
+    pub(crate) epoch: i16,
+    pub(crate) commit: bool,
+    pub(crate) offset: i64,
+}
+
+/// How many unsynced markers one id keeps per partition before it fsyncs the partition.
+pub(crate) const MAX_UNSYNCED_MARKERS: usize = 64;
 
 impl TxnMeta {
     /// Moves to `next`, refusing a move Kafka's table does not allow.
