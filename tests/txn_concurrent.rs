@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use checker::{Event, FinalState, History, Outcome, check, render};
+use checker::{Event, FinalState, History, Outcome, check, read_all, render};
 use sluice::log::{
     Broker, BrokerConfig, Consumer, ConsumerConfig, IsolationLevel, Producer, ProducerConfig,
     ProducerRecord, TopicConfig, TopicPartition,
@@ -32,29 +32,6 @@ impl Log {
 
 fn tp(p: i32) -> TopicPartition {
     TopicPartition::new("c", p)
-}
-
-fn read_all(broker: &Broker, isolation: IsolationLevel) -> Vec<(i32, i64, String)> {
-    let mut consumer = Consumer::new(broker, ConsumerConfig::default().with_isolation(isolation));
-    consumer
-        .assign((0..PARTITIONS).map(tp).collect())
-        .expect("assign");
-    let mut out = Vec::new();
-    let mut idle = 0;
-    while idle < 3 {
-        let records = consumer.poll(Duration::from_millis(10)).expect("poll");
-        if records.is_empty() {
-            idle += 1;
-        }
-        out.extend(records.into_iter().map(|r| {
-            (
-                r.partition,
-                r.offset,
-                String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned(),
-            )
-        }));
-    }
-    out
 }
 
 fn txn_worker(broker: Broker, log: Arc<Log>, worker: u64, rounds: u64) {
@@ -235,8 +212,8 @@ fn concurrent_clients_keep_every_guarantee() {
         events: events.into_iter().map(|(_, e)| e).collect(),
     };
     let end = FinalState {
-        committed: read_all(&broker, IsolationLevel::ReadCommitted),
-        uncommitted: read_all(&broker, IsolationLevel::ReadUncommitted),
+        committed: read_all(&broker, "c", PARTITIONS, IsolationLevel::ReadCommitted),
+        uncommitted: read_all(&broker, "c", PARTITIONS, IsolationLevel::ReadUncommitted),
         group_offsets: Default::default(),
     };
     let anomalies = check(&history, &end);

@@ -333,6 +333,40 @@ pub fn check(history: &History, end: &FinalState) -> Vec<Anomaly> {
     out
 }
 
+/// Every record of `topic` (partitions `0..partitions`) from the start, at `isolation`, as
+/// (partition, offset, value), read by a fresh consumer until it has been idle a while.
+pub fn read_all(
+    broker: &sluice::log::Broker,
+    topic: &str,
+    partitions: i32,
+    isolation: sluice::log::IsolationLevel,
+) -> Vec<(i32, i64, Value)> {
+    use sluice::log::{Consumer, ConsumerConfig, TopicPartition};
+    let mut consumer = Consumer::new(broker, ConsumerConfig::default().with_isolation(isolation));
+    consumer
+        .assign(
+            (0..partitions)
+                .map(|p| TopicPartition::new(topic, p))
+                .collect(),
+        )
+        .expect("assign");
+    let mut out = Vec::new();
+    let mut idle = 0;
+    while idle < 3 {
+        let records = consumer
+            .poll(std::time::Duration::from_millis(10))
+            .expect("poll");
+        if records.is_empty() {
+            idle += 1;
+        }
+        out.extend(records.into_iter().map(|r| {
+            let value = String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned();
+            (r.partition, r.offset, value)
+        }));
+    }
+    out
+}
+
 /// The history as numbered lines, for a failure report.
 pub fn render(history: &History) -> String {
     history

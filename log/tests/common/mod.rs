@@ -65,48 +65,11 @@ pub fn read_all(broker: &Broker, topic: &str, partition: i32, from: i64) -> Vec<
 /// Copies a directory tree: the image a crash (kill -9) would leave, taken while the broker
 /// is still open, since every acknowledged byte is already in the OS.
 pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
+    sluice_log::crash_image::copy(from, to).expect("copy the data directory");
 }
 
 /// Cuts a partition directory back to the batches below `offset`, as a power loss that kept
 /// only what was fsynced would (later segments go).
 pub fn cut_to_offset(dir: &Path, offset: i64) {
-    let mut logs: Vec<_> = std::fs::read_dir(dir)
-        .expect("ls")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    let mut cut = false;
-    for log in logs {
-        if cut {
-            std::fs::remove_file(&log).expect("remove");
-            continue;
-        }
-        let bytes = std::fs::read(&log).expect("read");
-        let mut pos = 0usize;
-        while let Ok(h) = sluice_log::batch::BatchHeader::parse(&bytes[pos..]) {
-            if h.base_offset >= offset || pos + h.total_len() > bytes.len() {
-                break;
-            }
-            pos += h.total_len();
-        }
-        if pos < bytes.len() {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&log)
-                .expect("open");
-            file.set_len(pos as u64).expect("cut");
-            cut = true;
-        }
-    }
+    sluice_log::crash_image::cut_partition(dir, offset).expect("cut the partition");
 }
