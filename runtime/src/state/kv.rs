@@ -1,0 +1,120 @@
+//! [`KeyValueStore`]: a typed key-value store of one task over its column family, reading
+//! through the task's overlay. Ranges and prefixes are in the order of the serialized keys
+//! (big-endian integers and strings sort naturally; bincode's varints do not).
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::{StateDb, WriteOverlay};
+use crate::error::Result;
+use crate::serde::Serde;
+
+/// A typed key-value store. Writes go to the overlay passed in; reads see the overlay first.
+pub struct KeyValueStore<K, V> {
+    db: StateDb,
+    family: String,
+    keys: Box<dyn Serde<K>>,
+    values: Box<dyn Serde<V>>,
+}
+
+impl<K, V> std::fmt::Debug for KeyValueStore<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyValueStore")
+            .field("family", &self.family)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> KeyValueStore<K, V> {
+    pub(super) fn new(
+        db: StateDb,
+        family: String,
+        keys: Box<dyn Serde<K>>,
+        values: Box<dyn Serde<V>>,
+    ) -> Self {
+        Self {
+            db,
+            family,
+            keys,
+            values,
+        }
+    }
+
+    /// The value of `key`: the overlay's if it wrote it, else the committed one.
+    pub fn get(&self, overlay: &WriteOverlay, key: &K) -> Result<Option<V>> {
+        let key = self.keys.serialize(key)?;
+        let raw = match overlay.get(&self.family, &key) {
+            Some(written) => written.map(<[u8]>::to_vec),
+            None => self.db.get_raw(&self.family, &key)?,
+        };
+        raw.map(|v| self.values.deserialize(&v)).transpose()
+    }
+
+    /// Writes `key = value` into the overlay.
+    pub fn put(&self, overlay: &mut WriteOverlay, key: &K, value: &V) -> Result<()> {
+        overlay.put(
+            &self.family,
+            self.keys.serialize(key)?,
+            self.values.serialize(value)?,
+        );
+        Ok(())
+    }
+
+    /// Deletes `key` in the overlay.
+    pub fn delete(&self, overlay: &mut WriteOverlay, key: &K) -> Result<()> {
+        overlay.delete(&self.family, self.keys.serialize(key)?);
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        overlay: &WriteOverlay,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Result<Vec<(K, V)>> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.db.scan_raw(&self.family, from, to)?;
+        for (key, value) in overlay.range(&self.family, from, to) {
+            match value {
+                Some(v) => merged.insert(key.to_vec(), v.to_vec()),
+                None => merged.remove(key),
+            };
+        }
+        merged
+            .into_iter()
+            .map(|(k, v)| Ok((self.keys.deserialize(&k)?, self.values.deserialize(&v)?)))
+            .collect()
+    }
+
+    /// Entries with `from <= key <= to` (serialized order), overlay included.
+    pub fn range(&self, overlay: &WriteOverlay, from: &K, to: &K) -> Result<Vec<(K, V)>> {
+        let (from, to) = (self.keys.serialize(from)?, self.keys.serialize(to)?);
+        self.scan(overlay, Bound::Included(&from), Bound::Included(&to))
+    }
+
+    /// Entries whose serialized key starts with `prefix`.
+    pub fn prefix_scan(&self, overlay: &WriteOverlay, prefix: &[u8]) -> Result<Vec<(K, V)>> {
+        let end = prefix_end(prefix);
+        let to = match &end {
+            Some(end) => Bound::Excluded(end.as_slice()),
+            None => Bound::Unbounded,
+        };
+        self.scan(overlay, Bound::Included(prefix), to)
+    }
+
+    /// Every entry, overlay included.
+    pub fn all(&self, overlay: &WriteOverlay) -> Result<Vec<(K, V)>> {
+        self.scan(overlay, Bound::Unbounded, Bound::Unbounded)
+    }
+}
+
+/// The smallest byte string above every string starting with `prefix`, if there is one.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

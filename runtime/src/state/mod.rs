@@ -1,0 +1,216 @@
+//! RocksDB state (DESIGN §3, §3.1): one database per app instance's state directory, one
+//! column family per (store, task), and a column family of checkpoints. Writes go to a
+//! per-task [`WriteOverlay`] first; the task reads through it (it sees its own writes) while
+//! RocksDB is untouched. After the transaction commits, [`StateDb::apply`] writes every
+//! overlay and the new checkpoints in one `WriteBatch` (WAL on, no fsync): a crash before it
+//! leaves RocksDB at the previous checkpoint, from which the changelog is replayed.
+
+mod kv;
+mod overlay;
+
+pub use kv::KeyValueStore;
+pub use overlay::WriteOverlay;
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{DBWithThreadMode, MultiThreaded, Options, WriteBatch};
+
+use crate::error::{Error, Result};
+use crate::serde::Serde;
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+const CHECKPOINTS: &str = "__checkpoints";
+
+/// A store of one task: the store's name and the task's partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreName {
+    /// The store's name in the topology.
+    pub store: String,
+    /// The task's partition.
+    pub partition: i32,
+}
+
+impl StoreName {
+    /// The store `store` of the task for `partition`.
+    pub fn new(store: impl Into<String>, partition: i32) -> Self {
+        Self {
+            store: store.into(),
+            partition,
+        }
+    }
+
+    /// Its column family's name.
+    pub fn column_family(&self) -> String {
+        format!("{}#{}", self.store, self.partition)
+    }
+}
+
+/// The state database of one app instance.
+#[derive(Clone)]
+pub struct StateDb {
+    db: Arc<Db>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateDb {
+    /// Opens (or creates) the database in `dir` with every column family it already has.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let rocks = |action, source| Error::Rocks {
+            action,
+            store: dir.display().to_string(),
+            source,
+        };
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        let mut families = Db::list_cf(&options, dir).unwrap_or_default();
+        if !families.iter().any(|f| f == CHECKPOINTS) {
+            families.push(CHECKPOINTS.to_string());
+        }
+        let db = Db::open_cf(&options, dir, &families).map_err(|e| rocks("opening", e))?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// The database's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An empty overlay for a task's next transaction.
+    pub fn overlay(&self) -> WriteOverlay {
+        WriteOverlay::default()
+    }
+
+    fn ensure_family(&self, name: &str) -> Result<()> {
+        if self.db.cf_handle(name).is_none() {
+            self.db
+                .create_cf(name, &Options::default())
+                .map_err(|source| Error::Rocks {
+                    action: "creating a column family",
+                    store: name.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// A typed key-value store over the column family of `name` (created if new).
+    pub fn kv_store<K, V>(
+        &self,
+        name: &StoreName,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+    ) -> Result<KeyValueStore<K, V>> {
+        let family = name.column_family();
+        self.ensure_family(&family)?;
+        Ok(KeyValueStore::new(
+            self.clone(),
+            family,
+            Box::new(keys),
+            Box::new(values),
+        ))
+    }
+
+    pub(crate) fn get_raw(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = self
+            .db
+            .cf_handle(family)
+            .ok_or_else(|| Error::Store(family.to_string(), "no such column family"))?;
+        self.db.get_cf(&cf, key).map_err(|source| Error::Rocks {
+            action: "reading",
+            store: family.to_string(),
+            source,
+        })
+    }
+
+    /// The committed entries of `family` with keys in `(from, to)`.
+    pub(crate) fn scan_raw(
+        &self,
+        family: &str,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let cf = self
+            .db
+            .cf_handle(family)
+            .ok_or_else(|| Error::Store(family.to_string(), "no such column family"))?;
+        let start = match from {
+            Bound::Included(k) | Bound::Excluded(k) => {
+                rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward)
+            }
+            Bound::Unbounded => rocksdb::IteratorMode::Start,
+        };
+        let mut out = BTreeMap::new();
+        for item in self.db.iterator_cf(&cf, start) {
+            let (key, value) = item.map_err(|source| Error::Rocks {
+                action: "scanning",
+                store: family.to_string(),
+                source,
+            })?;
+            if matches!(from, Bound::Excluded(k) if *key == *k) {
+                continue;
+            }
+            let past_end = match to {
+                Bound::Included(k) => *key > *k,
+                Bound::Excluded(k) => *key >= *k,
+                Bound::Unbounded => false,
+            };
+            if past_end {
+                break;
+            }
+            out.insert(key.to_vec(), value.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Applies a committed transaction's overlay and the tasks' new checkpoints (the
+    /// changelog offsets the commit produced) atomically, in one `WriteBatch`.
+    pub fn apply(&self, overlay: WriteOverlay, checkpoints: &[(StoreName, i64)]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for ((family, key), value) in overlay.into_writes() {
+            let cf = self
+                .db
+                .cf_handle(&family)
+                .ok_or_else(|| Error::Store(family.clone(), "no such column family"))?;
+            match value {
+                Some(value) => batch.put_cf(&cf, key, value),
+                None => batch.delete_cf(&cf, key),
+            }
+        }
+        let cf = self
+            .db
+            .cf_handle(CHECKPOINTS)
+            .ok_or_else(|| Error::Store(CHECKPOINTS.into(), "no such column family"))?;
+        for (name, offset) in checkpoints {
+            batch.put_cf(&cf, name.column_family(), offset.to_be_bytes());
+        }
+        self.db.write(batch).map_err(|source| Error::Rocks {
+            action: "applying a committed transaction",
+            store: self.path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The changelog offset `name`'s state was last applied up to, if any.
+    pub fn checkpoint(&self, name: &StoreName) -> Result<Option<i64>> {
+        let raw = self.get_raw(CHECKPOINTS, name.column_family().as_bytes())?;
+        Ok(raw
+            .and_then(|b| <[u8; 8]>::try_from(&b[..]).ok())
+            .map(i64::from_be_bytes))
+    }
+}
