@@ -7,9 +7,11 @@
 
 mod kv;
 mod overlay;
+mod window;
 
 pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
+pub use window::WindowStore;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -124,6 +126,44 @@ impl StateDb {
             Box::new(keys),
             Box::new(values),
         ))
+    }
+
+    /// A typed window store over the column family of `name` (created if new), keeping
+    /// windows for `retention_ms` behind the newest window start written.
+    pub fn window_store<K, V>(
+        &self,
+        name: &StoreName,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+        retention_ms: i64,
+    ) -> Result<WindowStore<K, V>> {
+        let family = name.column_family();
+        self.ensure_family(&family)?;
+        WindowStore::new(
+            self.clone(),
+            family,
+            Box::new(keys),
+            Box::new(values),
+            retention_ms,
+        )
+    }
+
+    /// The largest committed key of `family`.
+    pub(crate) fn last_key_raw(&self, family: &str) -> Result<Option<Vec<u8>>> {
+        let cf = self
+            .db
+            .cf_handle(family)
+            .ok_or_else(|| Error::Store(family.to_string(), "no such column family"))?;
+        match self.db.iterator_cf(&cf, rocksdb::IteratorMode::End).next() {
+            Some(item) => item
+                .map(|(k, _)| Some(k.to_vec()))
+                .map_err(|source| Error::Rocks {
+                    action: "scanning",
+                    store: family.to_string(),
+                    source,
+                }),
+            None => Ok(None),
+        }
     }
 
     pub(crate) fn get_raw(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {

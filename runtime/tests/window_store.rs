@@ -1,0 +1,123 @@
+//! The RocksDB window store against a model: puts into windows (late ones past retention are
+//! dropped), per-key fetches, key-range and time-range fetches, expiry, in transactions that
+//! commit or abort, across reopens.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use sluice_runtime::serde::{BigEndianSerde, StringSerde};
+use sluice_runtime::state::{StateDb, StoreName, WindowStore};
+
+const RETENTION: i64 = 50;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u32, i64, String),
+    Fetch(u32, i64, i64),
+    FetchRange(u32, u32, i64, i64),
+    Expire,
+    Commit,
+    Abort,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0u32..6;
+    let time = 0i64..200;
+    prop_oneof![
+        6 => (key.clone(), time.clone(), "[a-z]{1,4}").prop_map(|(k, t, v)| Op::Put(k, t, v)),
+        3 => (key.clone(), time.clone(), time.clone()).prop_map(|(k, a, b)| Op::Fetch(k, a.min(b), a.max(b))),
+        2 => (key.clone(), key, time.clone(), time).prop_map(|(k1, k2, a, b)| Op::FetchRange(k1.min(k2), k1.max(k2), a.min(b), a.max(b))),
+        1 => Just(Op::Expire),
+        2 => Just(Op::Commit),
+        1 => Just(Op::Abort),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+fn open(db: &StateDb, name: &StoreName) -> WindowStore<u32, String> {
+    db.window_store(name, BigEndianSerde, StringSerde, RETENTION)
+        .expect("window store")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #[test]
+    fn windows_behave_like_the_model(ops in prop::collection::vec(op(), 1..80)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = StoreName::new("windows", 0);
+        let mut db = StateDb::open(dir.path()).expect("open");
+        let mut store = open(&db, &name);
+        let mut overlay = db.overlay();
+        // (start, key) -> value
+        let mut committed: BTreeMap<(i64, u32), String> = BTreeMap::new();
+        let mut pending = committed.clone();
+        let mut observed = i64::MIN;
+        let cutoff = |observed: i64| observed.saturating_sub(RETENTION);
+        for op in ops {
+            match op {
+                Op::Put(k, t, v) => {
+                    observed = observed.max(t);
+                    let kept = store.put(&mut overlay, &k, t, &v).expect("put");
+                    prop_assert_eq!(kept, t >= cutoff(observed));
+                    if kept {
+                        pending.insert((t, k), v);
+                    }
+                }
+                Op::Fetch(k, from, to) => {
+                    let want: Vec<(i64, String)> = pending
+                        .iter()
+                        .filter(|((t, key), _)| *key == k && *t >= from.max(cutoff(observed)) && *t <= to)
+                        .map(|((t, _), v)| (*t, v.clone()))
+                        .collect();
+                    prop_assert_eq!(store.fetch(&overlay, &k, from, to).expect("fetch"), want);
+                }
+                Op::FetchRange(k1, k2, from, to) => {
+                    let want: Vec<(u32, i64, String)> = pending
+                        .iter()
+                        .filter(|((t, key), _)| (k1..=k2).contains(key) && *t >= from.max(cutoff(observed)) && *t <= to)
+                        .map(|((t, key), v)| (*key, *t, v.clone()))
+                        .collect();
+                    prop_assert_eq!(store.fetch_range(&overlay, &k1, &k2, from, to).expect("range"), want);
+                }
+                Op::Expire => {
+                    store.expire(&mut overlay).expect("expire");
+                    let c = cutoff(observed);
+                    pending.retain(|(t, _), _| *t >= c);
+                }
+                Op::Commit => {
+                    db.apply(std::mem::take(&mut overlay), &[]).expect("apply");
+                    committed = pending.clone();
+                }
+                Op::Abort => {
+                    overlay = db.overlay();
+                    pending = committed.clone();
+                }
+                Op::Reopen => {
+                    drop(store);
+                    drop(db);
+                    db = StateDb::open(dir.path()).expect("reopen");
+                    store = open(&db, &name);
+                    overlay = db.overlay();
+                    pending = committed.clone();
+                    // The store recovers its observed time from the newest committed window.
+                    observed = committed.keys().map(|(t, _)| *t).max().unwrap_or(i64::MIN);
+                }
+            }
+        }
+        let c = cutoff(observed);
+        let want: Vec<(u32, i64, String)> = pending
+            .iter()
+            .filter(|((t, _), _)| *t >= c)
+            .map(|((t, k), v)| (*k, *t, v.clone()))
+            .collect();
+        prop_assert_eq!(store.fetch_all(&overlay, i64::MIN, i64::MAX).expect("all"), want);
+    }
+}
