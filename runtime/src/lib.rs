@@ -2,9 +2,10 @@
 //! exactly-once commit loop (DESIGN §3).
 //!
 //! Built so far: [`serde`] (how keys and values become bytes) and [`state`] (RocksDB
-//! key-value stores, one column family per store and task, with the per-task write overlay
-//! that a task reads through and that is applied with its checkpoint in one `WriteBatch`
-//! after the commit). The Processor API, the topology and the commit loop come next.
+//! key-value, window and session stores, one column family per store and task, with the
+//! per-task write overlay that a task reads through and that is applied with its checkpoint
+//! in one `WriteBatch` after the commit). The Processor API, the topology and the commit loop
+//! come next.
 //!
 //! ```
 //! use sluice_runtime::serde::{BigEndianSerde, StringSerde};

@@ -7,10 +7,12 @@
 
 mod kv;
 mod overlay;
+mod session;
 mod window;
 
 pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
+pub use session::{Session, SessionStore};
 pub use window::WindowStore;
 
 use std::collections::BTreeMap;
@@ -140,6 +142,26 @@ impl StateDb {
         let family = name.column_family();
         self.ensure_family(&family)?;
         WindowStore::new(
+            self.clone(),
+            family,
+            Box::new(keys),
+            Box::new(values),
+            retention_ms,
+        )
+    }
+
+    /// A typed session store over the column family of `name` (created if new), keeping
+    /// sessions for `retention_ms` after the newest session end written.
+    pub fn session_store<K, V>(
+        &self,
+        name: &StoreName,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+        retention_ms: i64,
+    ) -> Result<SessionStore<K, V>> {
+        let family = name.column_family();
+        self.ensure_family(&family)?;
+        SessionStore::new(
             self.clone(),
             family,
             Box::new(keys),

@@ -14,11 +14,11 @@ use crate::serde::Serde;
 type RawWindow = (Vec<u8>, i64, Vec<u8>);
 
 /// Order-preserving bytes of a timestamp: the sign bit flipped, big-endian.
-fn time_bytes(t: i64) -> [u8; 8] {
+pub(super) fn time_bytes(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-fn time_of(bytes: &[u8]) -> Option<i64> {
+pub(super) fn time_of(bytes: &[u8]) -> Option<i64> {
     let array = <[u8; 8]>::try_from(bytes.get(..8)?).ok()?;
     Some((u64::from_be_bytes(array) ^ (1 << 63)) as i64)
 }
