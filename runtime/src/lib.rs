@@ -24,6 +24,7 @@
 pub mod error;
 pub mod serde;
 pub mod state;
+pub mod topology;
 
 pub use error::{Error, Result};
 pub use sluice_log as log;
