@@ -7,11 +7,13 @@
 
 mod kv;
 mod overlay;
+mod restore;
 mod session;
 mod window;
 
 pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
+pub use restore::{RestoreProgress, restore};
 pub use session::{Session, SessionStore};
 pub use window::WindowStore;
 
@@ -100,7 +102,7 @@ impl StateDb {
         WriteOverlay::default()
     }
 
-    fn ensure_family(&self, name: &str) -> Result<()> {
+    pub(crate) fn ensure_family(&self, name: &str) -> Result<()> {
         if self.db.cf_handle(name).is_none() {
             self.db
                 .create_cf(name, &Options::default())

@@ -1,0 +1,95 @@
+//! Restoring a store from its changelog: only committed writes are applied (aborted ones
+//! never, open ones not yet), tombstones delete, the checkpoint moves to what was applied,
+//! and a second restore continues from the checkpoint.
+
+use sluice_log::{Broker, BrokerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
+use sluice_runtime::serde::StringSerde;
+use sluice_runtime::state::{KeyValueStore, StateDb, StoreName, restore};
+
+const CHANGELOG: &str = "app-counts-changelog";
+
+fn write(producer: &Producer, entries: &[(&str, Option<&str>)], commit: bool) {
+    producer.begin_transaction().expect("begin");
+    for (k, v) in entries {
+        let record = match v {
+            Some(v) => ProducerRecord::new(CHANGELOG, v.to_string()).with_key(k.to_string()),
+            None => ProducerRecord::tombstone(CHANGELOG, k.to_string()),
+        };
+        producer.send(record.with_partition(1)).expect("send");
+    }
+    if commit {
+        producer.commit_transaction().expect("commit");
+    } else {
+        producer.abort_transaction().expect("abort");
+    }
+}
+
+fn contents(store: &KeyValueStore<String, String>, db: &StateDb) -> Vec<(String, String)> {
+    store.all(&db.overlay()).expect("all")
+}
+
+#[test]
+fn restore_applies_exactly_the_committed_changelog_and_resumes_from_its_checkpoint() {
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(log_dir.path(), BrokerConfig::default()).expect("broker");
+    broker
+        .create_topic(CHANGELOG, TopicConfig::default().with_partitions(2))
+        .expect("create");
+    let producer = Producer::new(
+        &broker,
+        ProducerConfig::default().with_transactional_id("app-0"),
+    )
+    .expect("producer");
+    producer.init_transactions().expect("init");
+    write(&producer, &[("k1", Some("a")), ("k2", Some("b"))], true);
+    write(&producer, &[("k1", Some("aborted"))], false);
+    write(&producer, &[("k2", None), ("k3", Some("c"))], true);
+
+    let db = StateDb::open(state_dir.path()).expect("state");
+    let name = StoreName::new("counts", 1);
+    let mut reports = Vec::new();
+    let applied =
+        restore(&db, &name, &broker, CHANGELOG, |p| reports.push(p.clone())).expect("restore");
+    assert_eq!(applied, 4, "two committed transactions of two records each");
+    let store: KeyValueStore<String, String> =
+        db.kv_store(&name, StringSerde, StringSerde).expect("store");
+    assert_eq!(
+        contents(&store, &db),
+        vec![("k1".into(), "a".into()), ("k3".into(), "c".into())]
+    );
+    let end = broker.topic_metadata(CHANGELOG).expect("meta").partitions[1].log_end_offset;
+    assert_eq!(db.checkpoint(&name).expect("checkpoint"), Some(end));
+    assert_eq!(
+        reports.last().map(|r| (r.position, r.end)),
+        Some((end, end))
+    );
+
+    // More committed writes, and one transaction left open: the next restore applies only
+    // the new committed record and stops at the open transaction.
+    write(&producer, &[("k4", Some("d"))], true);
+    producer.begin_transaction().expect("begin");
+    producer
+        .send(
+            ProducerRecord::new(CHANGELOG, "open")
+                .with_key("k5")
+                .with_partition(1),
+        )
+        .expect("send");
+    producer.flush().expect("flush");
+    let applied = restore(&db, &name, &broker, CHANGELOG, |_| {}).expect("restore");
+    assert_eq!(applied, 1);
+    assert_eq!(
+        contents(&store, &db),
+        vec![
+            ("k1".into(), "a".into()),
+            ("k3".into(), "c".into()),
+            ("k4".into(), "d".into())
+        ]
+    );
+    // Nothing new committed: a restore applies nothing.
+    assert_eq!(
+        restore(&db, &name, &broker, CHANGELOG, |_| {}).expect("restore"),
+        0
+    );
+}
