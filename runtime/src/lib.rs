@@ -1,11 +1,12 @@
 //! sluice-runtime: the Processor API, topologies, tasks, RocksDB state stores and the
 //! exactly-once commit loop (DESIGN §3).
 //!
-//! Built so far: [`serde`] (how keys and values become bytes) and [`state`] (RocksDB
+//! Built so far: [`serde`] (how keys and values become bytes), [`state`] (RocksDB
 //! key-value, window and session stores, one column family per store and task, with the
 //! per-task write overlay that a task reads through and that is applied with its checkpoint
-//! in one `WriteBatch` after the commit). The Processor API, the topology and the commit loop
-//! come next.
+//! in one `WriteBatch` after the commit, and the restore of a store from its changelog), and
+//! [`topology`] (the validated graph of sources, processors, sinks and stores, split into
+//! sub-topologies). The Processor API, tasks and the exactly-once commit loop come next.
 //!
 //! ```
 //! use sluice_runtime::serde::{BigEndianSerde, StringSerde};
