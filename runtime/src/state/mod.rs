@@ -5,12 +5,14 @@
 //! overlay and the new checkpoints in one `WriteBatch` (WAL on, no fsync): a crash before it
 //! leaves RocksDB at the previous checkpoint, from which the changelog is replayed.
 
+mod changelog;
 mod kv;
 mod overlay;
 mod restore;
 mod session;
 mod window;
 
+pub use changelog::{changelog_records, changelog_topic, ensure_changelog_topic};
 pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
 pub use restore::{RestoreProgress, restore};

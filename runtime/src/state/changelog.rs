@@ -1,0 +1,55 @@
+//! The write side of changelogs: each store of each task has a changelog partition,
+//! `<application id>-<store>-changelog` (compacted, one partition per task), and every
+//! committed overlay write goes there in the same transaction as the task's output and
+//! input offsets. [`changelog_records`] turns a task's overlay into those records;
+//! [`ensure_changelog_topic`] creates the topic.
+
+use bytes::Bytes;
+use sluice_log::topic::CleanupPolicy;
+use sluice_log::{Broker, Error as LogError, ProducerRecord, TopicConfig};
+
+use super::{StoreName, WriteOverlay};
+use crate::error::Result;
+
+/// The changelog topic of `store` in application `application_id`.
+pub fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+/// Creates the (compacted) changelog topic with `partitions` partitions unless it exists.
+pub fn ensure_changelog_topic(broker: &Broker, topic: &str, partitions: i32) -> Result<()> {
+    let config = TopicConfig::default()
+        .with_partitions(partitions)
+        .with_retention_ms(None)
+        .with_cleanup(CleanupPolicy::Compact);
+    match broker.create_topic(topic, config) {
+        Ok(()) | Err(LogError::TopicExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The changelog records of `name`'s writes in `overlay`, in key order, for the task's
+/// transactional producer: key = the store key bytes, value = the value bytes, a delete is a
+/// tombstone. They go to partition `name.partition` of `topic`.
+pub fn changelog_records(
+    overlay: &WriteOverlay,
+    name: &StoreName,
+    topic: &str,
+) -> Vec<ProducerRecord> {
+    let family = name.column_family();
+    overlay
+        .range(
+            &family,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+        )
+        .map(|(key, value)| {
+            let key = Bytes::copy_from_slice(key);
+            let record = match value {
+                Some(v) => ProducerRecord::new(topic, Bytes::copy_from_slice(v)).with_key(key),
+                None => ProducerRecord::tombstone(topic, key),
+            };
+            record.with_partition(name.partition)
+        })
+        .collect()
+}
