@@ -2,7 +2,6 @@
 //! through the task's overlay. Ranges and prefixes are in the order of the serialized keys
 //! (big-endian integers and strings sort naturally; bincode's varints do not).
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::{StateDb, WriteOverlay};
@@ -72,13 +71,7 @@ impl<K, V> KeyValueStore<K, V> {
         from: Bound<&[u8]>,
         to: Bound<&[u8]>,
     ) -> Result<Vec<(K, V)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.db.scan_raw(&self.family, from, to)?;
-        for (key, value) in overlay.range(&self.family, from, to) {
-            match value {
-                Some(v) => merged.insert(key.to_vec(), v.to_vec()),
-                None => merged.remove(key),
-            };
-        }
+        let merged = self.db.merged_scan(&self.family, overlay, from, to)?;
         merged
             .into_iter()
             .map(|(k, v)| Ok((self.keys.deserialize(&k)?, self.values.deserialize(&v)?)))

@@ -9,6 +9,7 @@ mod changelog;
 mod kv;
 mod overlay;
 mod restore;
+mod retention;
 mod session;
 mod window;
 
@@ -242,6 +243,25 @@ impl StateDb {
             out.insert(key.to_vec(), value.to_vec());
         }
         Ok(out)
+    }
+
+    /// The entries of `family` with keys in `(from, to)` as the task sees them: committed
+    /// ones overlaid with the task's uncommitted writes (deletes removed).
+    pub(crate) fn merged_scan(
+        &self,
+        family: &str,
+        overlay: &WriteOverlay,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let mut merged = self.scan_raw(family, from, to)?;
+        for (key, value) in overlay.range(family, from, to) {
+            match value {
+                Some(v) => merged.insert(key.to_vec(), v.to_vec()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged)
     }
 
     /// Applies a committed transaction's overlay and the tasks' new checkpoints (the

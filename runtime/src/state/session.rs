@@ -4,9 +4,8 @@
 //! one contiguous scan, and retention drops the sessions that ended longest ago.
 
 use std::ops::Bound;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::window::{time_bytes, time_of};
+use super::retention::{Retention, time_bytes, time_of};
 use super::{StateDb, WriteOverlay};
 use crate::error::Result;
 use crate::serde::Serde;
@@ -26,17 +25,15 @@ pub struct SessionStore<K, V> {
     family: String,
     keys: Box<dyn Serde<K>>,
     values: Box<dyn Serde<V>>,
-    retention_ms: i64,
-    /// The largest session end written; sessions that ended before it minus the retention
-    /// are expired.
-    observed: AtomicI64,
+    /// Sessions that ended before the newest end written minus the retention are expired.
+    retention: Retention,
 }
 
 impl<K, V> std::fmt::Debug for SessionStore<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionStore")
             .field("family", &self.family)
-            .field("retention_ms", &self.retention_ms)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -49,24 +46,14 @@ impl<K, V> SessionStore<K, V> {
         values: Box<dyn Serde<V>>,
         retention_ms: i64,
     ) -> Result<Self> {
-        let observed = db
-            .last_key_raw(&family)?
-            .and_then(|k| time_of(&k))
-            .unwrap_or(i64::MIN);
+        let retention = Retention::open(&db, &family, retention_ms)?;
         Ok(Self {
             db,
             family,
             keys,
             values,
-            retention_ms,
-            observed: AtomicI64::new(observed),
+            retention,
         })
-    }
-
-    fn cutoff(&self) -> i64 {
-        self.observed
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.retention_ms)
     }
 
     fn composite(&self, key: &K, session: Session) -> Result<Vec<u8>> {
@@ -85,8 +72,8 @@ impl<K, V> SessionStore<K, V> {
         session: Session,
         value: &V,
     ) -> Result<bool> {
-        self.observed.fetch_max(session.end, Ordering::Relaxed);
-        if session.end < self.cutoff() {
+        self.retention.observe(session.end);
+        if session.end < self.retention.cutoff() {
             return Ok(false);
         }
         overlay.put(
@@ -114,16 +101,13 @@ impl<K, V> SessionStore<K, V> {
         latest_start: i64,
     ) -> Result<Vec<(Session, V)>> {
         let key = self.keys.serialize(key)?;
-        let low = time_bytes(earliest_end.max(self.cutoff()));
-        let mut merged =
-            self.db
-                .scan_raw(&self.family, Bound::Included(&low[..]), Bound::Unbounded)?;
-        for (k, v) in overlay.range(&self.family, Bound::Included(&low[..]), Bound::Unbounded) {
-            match v {
-                Some(v) => merged.insert(k.to_vec(), v.to_vec()),
-                None => merged.remove(k),
-            };
-        }
+        let low = time_bytes(earliest_end.max(self.retention.cutoff()));
+        let merged = self.db.merged_scan(
+            &self.family,
+            overlay,
+            Bound::Included(&low[..]),
+            Bound::Unbounded,
+        )?;
         merged
             .into_iter()
             .filter_map(|(k, v)| {
@@ -139,26 +123,6 @@ impl<K, V> SessionStore<K, V> {
     /// Deletes (in the overlay) every session that ended before the retention; returns how
     /// many.
     pub fn expire(&self, overlay: &mut WriteOverlay) -> Result<usize> {
-        let cutoff = self.cutoff();
-        if cutoff == i64::MIN {
-            return Ok(0);
-        }
-        let high = time_bytes(cutoff);
-        let mut doomed: std::collections::BTreeSet<Vec<u8>> = self
-            .db
-            .scan_raw(&self.family, Bound::Unbounded, Bound::Excluded(&high[..]))?
-            .into_keys()
-            .collect();
-        doomed.extend(
-            overlay
-                .range(&self.family, Bound::Unbounded, Bound::Excluded(&high[..]))
-                .filter(|(_, v)| v.is_some())
-                .map(|(k, _)| k.to_vec()),
-        );
-        let count = doomed.len();
-        for key in doomed {
-            overlay.delete(&self.family, key);
-        }
-        Ok(count)
+        self.retention.expire(&self.db, &self.family, overlay)
     }
 }
