@@ -6,6 +6,8 @@
 //! reopens at its checkpoint, the changelog is replayed from there, input resumes from the
 //! committed offsets. State and output must equal the fold of the input, exactly once.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -118,15 +120,8 @@ fn round(broker: &Broker, task: &mut Task, crash: Crash) -> bool {
     true
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(24)))]
     #[test]
     fn state_and_output_are_the_fold_of_the_input_exactly_once(
         words in prop::collection::vec(prop::sample::select(vec!["a", "b", "c", "d"]), 1..40),

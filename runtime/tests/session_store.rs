@@ -2,6 +2,8 @@
 //! (earliest end, latest start) as a session-window aggregation asks, expired by retention,
 //! in transactions that commit or abort, across reopens.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -34,20 +36,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
 fn open(db: &StateDb, name: &StoreName) -> SessionStore<u32, String> {
     db.session_store(name, BigEndianSerde, StringSerde, RETENTION)
         .expect("session store")
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
     #[test]
     fn sessions_behave_like_the_model(ops in prop::collection::vec(op(), 1..80)) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -3,6 +3,8 @@
 //! applied in one batch) or abort (overlay dropped), with reopens of the database, which
 //! keeps exactly the committed state and the checkpoint of the last commit.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -35,15 +37,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
     #[test]
     fn the_store_reads_its_own_writes_and_keeps_exactly_what_was_committed(ops in prop::collection::vec(op(), 1..80)) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -2,6 +2,8 @@
 //! dropped), per-key fetches, key-range and time-range fetches, expiry, in transactions that
 //! commit or abort, across reopens.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -35,20 +37,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64)
-}
-
 fn open(db: &StateDb, name: &StoreName) -> WindowStore<u32, String> {
     db.window_store(name, BigEndianSerde, StringSerde, RETENTION)
         .expect("window store")
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
     #[test]
     fn windows_behave_like_the_model(ops in prop::collection::vec(op(), 1..80)) {
         let dir = tempfile::tempdir().expect("tempdir");

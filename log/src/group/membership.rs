@@ -141,9 +141,12 @@ impl GroupCoordinator {
         Ok(g.assignment_of(&member_id))
     }
 
-    /// The member's partitions in the current generation.
-    pub(crate) fn sync(&self, group: &str, member_id: &str) -> Result<GroupAssignment> {
-        let mut groups = self.groups.lock();
+    /// The group of a live member, whose session this request renews.
+    fn touch<'a>(
+        groups: &'a mut HashMap<String, Group>,
+        group: &str,
+        member_id: &str,
+    ) -> Result<&'a mut Group> {
         let g = groups
             .get_mut(group)
             .ok_or_else(|| Self::unknown(group, member_id))?;
@@ -152,6 +155,13 @@ impl GroupCoordinator {
             .get_mut(member_id)
             .ok_or_else(|| Self::unknown(group, member_id))?;
         m.last_seen_ms = now_ms();
+        Ok(g)
+    }
+
+    /// The member's partitions in the current generation.
+    pub(crate) fn sync(&self, group: &str, member_id: &str) -> Result<GroupAssignment> {
+        let mut groups = self.groups.lock();
+        let g = Self::touch(&mut groups, group, member_id)?;
         Ok(g.assignment_of(member_id))
     }
 
@@ -165,14 +175,7 @@ impl GroupCoordinator {
         counts: impl Fn(&BTreeSet<String>) -> Result<BTreeMap<String, i32>>,
     ) -> Result<()> {
         let mut groups = self.groups.lock();
-        let g = groups
-            .get_mut(group)
-            .ok_or_else(|| Self::unknown(group, member_id))?;
-        let m = g
-            .members
-            .get_mut(member_id)
-            .ok_or_else(|| Self::unknown(group, member_id))?;
-        m.last_seen_ms = now_ms();
+        let g = Self::touch(&mut groups, group, member_id)?;
         let now_counts = counts(&g.topics())?;
         if now_counts != g.counts {
             tracing::info!(group, "subscribed partitions changed; rebalancing");
