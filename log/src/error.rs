@@ -12,6 +12,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A fault injected by a test hook (see `Broker::set_txn_fault_hook`).
+    #[error("injected fault: {0}")]
+    InjectedFault(String),
     /// A topic name outside Kafka's rules.
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidTopicName {

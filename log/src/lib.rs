@@ -43,7 +43,7 @@ mod varint;
 
 pub use broker::{
     Acks, Broker, BrokerConfig, FetchRequest, FetchedPartition, ListedOffset, OffsetSpec,
-    ProducerIdAndEpoch, TopicMetadata,
+    ProducerIdAndEpoch, TopicMetadata, TxnFaultHook,
 };
 pub use client::{
     Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupMetadata, OffsetReset, Producer,

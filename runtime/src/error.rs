@@ -33,4 +33,88 @@ pub enum Error {
     /// The log failed.
     #[error(transparent)]
     Log(#[from] sluice_log::Error),
+    /// A processor returned an error or panicked on a record (or in a punctuation, offset -1).
+    #[error("processor `{processor}` failed on {topic}-{partition} at offset {offset}: {reason}")]
+    ProcessorFailed {
+        /// The processor's name.
+        processor: String,
+        /// The record's topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A record whose key or value the source's serdes cannot decode.
+    #[error("cannot deserialize the record at {topic}-{partition} offset {offset}: {reason}")]
+    Deserialization {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// What the serde said.
+        reason: String,
+    },
+    /// `forward_to` named a node that is not a child.
+    #[error("processor `{processor}` has no child named `{child}`")]
+    UnknownChild {
+        /// The forwarding processor.
+        processor: String,
+        /// The name it gave.
+        child: String,
+    },
+    /// A node was called while it was running (a bug: topologies are acyclic).
+    #[error("node `{0}` was called while it was already running")]
+    Reentrant(String),
+    /// A processor asked for a store it is not connected to.
+    #[error(
+        "processor `{processor}` is not connected to state store `{store}` (add it with add_state_store)"
+    )]
+    StoreNotConnected {
+        /// The store.
+        store: String,
+        /// The processor.
+        processor: String,
+    },
+    /// A store asked for with other types or another kind than it was declared with.
+    #[error("state store `{store}` is not a {requested}")]
+    StoreType {
+        /// The store.
+        store: String,
+        /// The type asked for.
+        requested: &'static str,
+    },
+    /// The topology is invalid, or does not fit the topics on the broker.
+    #[error(transparent)]
+    Topology(#[from] crate::topology::TopologyError),
+    /// A topic the topology reads or writes does not exist on the broker.
+    #[error("{role} topic `{topic}` does not exist: create it before starting the app")]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+        /// `source` or `sink`.
+        role: &'static str,
+    },
+    /// A bad configuration value.
+    #[error("invalid configuration `{key}`: {reason}")]
+    Config {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Fault injection stopped the instance dead (at this crash point, or because another
+    /// thread of the instance was stopped).
+    #[error("instance killed by fault injection at {at:?}")]
+    Crashed {
+        /// Where, if this thread hit the crash point.
+        at: Option<crate::config::CrashPoint>,
+    },
+    /// The app is not in a state where this can be done.
+    #[error("illegal state: {0}")]
+    IllegalState(String),
 }

@@ -18,6 +18,15 @@ pub trait Serde<T>: Send + Sync + fmt::Debug {
     fn deserialize(&self, bytes: &[u8]) -> Result<T>;
 }
 
+impl<T> Serde<T> for std::sync::Arc<dyn Serde<T>> {
+    fn serialize(&self, value: &T) -> Result<Vec<u8>> {
+        (**self).serialize(value)
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<T> {
+        (**self).deserialize(bytes)
+    }
+}
+
 fn type_name<T>() -> &'static str {
     std::any::type_name::<T>()
 }

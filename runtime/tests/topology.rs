@@ -1,25 +1,20 @@
-//! The topology graph: validation errors name what is wrong, sub-topologies split at
-//! repartition topics and stay joined through shared stores, and `describe` shows it all.
+//! The topology: validation errors name what is wrong (including edge types that do not
+//! match), sub-topologies split at repartition topics and stay joined through shared
+//! stores, and `describe` shows it all.
 
-use sluice_runtime::topology::{TopologyBuilder, TopologyError};
+mod common;
 
-fn wordcount() -> TopologyBuilder {
-    let mut b = TopologyBuilder::new();
-    b.add_source("lines", &["text-input"]).expect("source");
-    b.add_processor("split", &["lines"]).expect("processor");
-    b.add_sink("to-words", "words-repartition", &["split"])
-        .expect("sink");
-    b.add_source("words", &["words-repartition"])
-        .expect("source");
-    b.add_processor("count", &["words"]).expect("processor");
-    b.add_state_store("counts", &["count"]).expect("store");
-    b.add_sink("out", "word-counts", &["count"]).expect("sink");
-    b
+use common::apps::{Count, Pass, Split, wordcount_builder};
+use sluice_runtime::serde::{BigEndianSerde, StringSerde, UnitSerde};
+use sluice_runtime::topology::{StoreSpec, TopologyBuilder, TopologyError};
+
+fn kv(name: &str) -> StoreSpec {
+    StoreSpec::key_value::<String, u64>(name, StringSerde, BigEndianSerde)
 }
 
 #[test]
 fn wordcount_splits_at_its_repartition_topic() {
-    let topology = wordcount().build().expect("valid");
+    let topology = wordcount_builder().build().expect("valid");
     let subs = topology.sub_topologies();
     assert_eq!(subs.len(), 2);
     assert_eq!(subs[0].nodes, vec!["lines", "split", "to-words"]);
@@ -30,6 +25,14 @@ fn wordcount_splits_at_its_repartition_topic() {
         topology.internal_topics().into_iter().collect::<Vec<_>>(),
         vec!["words-repartition"]
     );
+    assert_eq!(
+        topology
+            .external_source_topics()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec!["text-input"]
+    );
+    assert_eq!(topology.reader_of("words-repartition"), Some(1));
     let text = topology.describe();
     for line in [
         "Sub-topology: 0",
@@ -46,21 +49,34 @@ fn wordcount_splits_at_its_repartition_topic() {
 #[test]
 fn a_store_shared_by_two_processors_joins_their_sub_topologies() {
     let mut b = TopologyBuilder::new();
-    b.add_source("a", &["ta"]).expect("source");
-    b.add_processor("pa", &["a"]).expect("processor");
-    b.add_source("b", &["tb"]).expect("source");
-    b.add_processor("pb", &["b"]).expect("processor");
-    b.add_state_store("shared", &["pa", "pb"]).expect("store");
+    b.add_source("a", &["ta"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_processor("pa", &["a"], Pass::<String, String>::default)
+        .expect("processor");
+    b.add_source("b", &["tb"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_processor("pb", &["b"], Pass::<String, String>::default)
+        .expect("processor");
+    b.add_state_store(kv("shared"), &["pa", "pb"])
+        .expect("store");
     assert_eq!(b.build().expect("valid").sub_topologies().len(), 1);
 }
 
 #[test]
 fn invalid_topologies_are_refused_with_the_reason() {
+    let source = |b: &mut TopologyBuilder, name: &str, topic: &str| {
+        b.add_source(name, &[topic], StringSerde, StringSerde)
+            .expect("source");
+    };
+    let pass = |b: &mut TopologyBuilder, name: &str, parents: &[&str]| {
+        b.add_processor(name, parents, Pass::<String, String>::default)
+            .expect("processor");
+    };
     let cases: Vec<(TopologyBuilder, TopologyError)> = vec![
         {
             let mut b = TopologyBuilder::new();
-            b.add_source("s", &["t"]).expect("source");
-            b.add_processor("p", &["nope"]).expect("processor");
+            source(&mut b, "s", "t");
+            pass(&mut b, "p", &["nope"]);
             (
                 b,
                 TopologyError::UnknownParent {
@@ -71,19 +87,20 @@ fn invalid_topologies_are_refused_with_the_reason() {
         },
         {
             let mut b = TopologyBuilder::new();
-            b.add_source("s", &["t"]).expect("source");
-            b.add_processor("p", &["s", "q"]).expect("processor");
-            b.add_processor("q", &["p"]).expect("processor");
+            source(&mut b, "s", "t");
+            pass(&mut b, "p", &["s", "q"]);
+            pass(&mut b, "q", &["p"]);
             (b, TopologyError::Cycle("p".into()))
         },
         {
-            let mut b = wordcount();
-            b.add_state_store("orphan", &[]).expect("store");
+            let mut b = wordcount_builder();
+            b.add_state_store(kv("orphan"), &[]).expect("store");
             (b, TopologyError::UnconnectedStore("orphan".into()))
         },
         {
-            let mut b = wordcount();
-            b.add_state_store("on-source", &["lines"]).expect("store");
+            let mut b = wordcount_builder();
+            b.add_state_store(kv("on-source"), &["lines"])
+                .expect("store");
             (
                 b,
                 TopologyError::StoreOnNonProcessor {
@@ -93,8 +110,9 @@ fn invalid_topologies_are_refused_with_the_reason() {
             )
         },
         {
-            let mut b = wordcount();
-            b.add_processor("after-sink", &["out"]).expect("processor");
+            let mut b = wordcount_builder();
+            b.add_processor("after-sink", &["out"], Pass::<String, u64>::default)
+                .expect("processor");
             (
                 b,
                 TopologyError::SinkAsParent {
@@ -104,8 +122,9 @@ fn invalid_topologies_are_refused_with_the_reason() {
             )
         },
         {
-            let mut b = wordcount();
-            b.add_source("again", &["text-input"]).expect("source");
+            let mut b = wordcount_builder();
+            b.add_source("again", &["text-input"], UnitSerde, StringSerde)
+                .expect("source");
             (
                 b,
                 TopologyError::TopicReadTwice {
@@ -117,23 +136,55 @@ fn invalid_topologies_are_refused_with_the_reason() {
         },
         {
             let mut b = TopologyBuilder::new();
-            b.add_processor("floating", &[]).expect("processor");
+            pass(&mut b, "floating", &[]);
             (
                 b,
                 TopologyError::Unconnected("floating".into(), "it has no parent"),
+            )
+        },
+        {
+            // Count takes <String, String>; the source forwards <(), String>.
+            let mut b = TopologyBuilder::new();
+            b.add_source("lines", &["t"], UnitSerde, StringSerde)
+                .expect("source");
+            b.add_processor("count", &["lines"], || Count)
+                .expect("processor");
+            (
+                b,
+                TopologyError::TypeMismatch {
+                    node: "count".into(),
+                    parent: "lines".into(),
+                    expected: "<alloc::string::String, alloc::string::String>".into(),
+                    found: "<(), alloc::string::String>".into(),
+                },
             )
         },
     ];
     for (builder, want) in cases {
         assert_eq!(builder.build().err(), Some(want));
     }
-    let mut b = wordcount();
+    let mut b = wordcount_builder();
     assert_eq!(
-        b.add_processor("count", &["lines"]).err(),
+        b.add_processor("count", &["lines"], || Split).err(),
         Some(TopologyError::DuplicateName("count".into()))
     );
     assert_eq!(
-        b.add_state_store("split", &["count"]).err(),
+        b.add_state_store(kv("split"), &["count"]).err(),
         Some(TopologyError::DuplicateName("split".into()))
+    );
+}
+
+#[test]
+fn a_type_mismatch_message_names_both_sides() {
+    let mut b = TopologyBuilder::new();
+    b.add_source("lines", &["t"], UnitSerde, StringSerde)
+        .expect("source");
+    b.add_sink("out", "o", &["lines"], StringSerde, StringSerde)
+        .expect("sink");
+    let message = b.build().err().expect("mismatch").to_string();
+    assert!(
+        message.contains("`out` takes <alloc::string::String, alloc::string::String>")
+            && message.contains("`lines` forwards <(), alloc::string::String>"),
+        "{message}"
     );
 }

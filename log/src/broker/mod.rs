@@ -119,7 +119,26 @@ pub(crate) struct Inner {
     maintenance: maintenance::Handle,
     /// The data directory's lock; released by `close`.
     lock: Mutex<Option<File>>,
+    /// Fault injection: asked after a PrepareCommit is durable, before the markers.
+    fault_hook: FaultHookSlot,
 }
+
+#[derive(Default)]
+struct FaultHookSlot(Mutex<Option<TxnFaultHook>>);
+
+impl std::fmt::Debug for FaultHookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.lock().is_some() {
+            "Some(hook)"
+        } else {
+            "None"
+        })
+    }
+}
+
+/// Decides, for a transactional id whose PrepareCommit was just written, whether the broker
+/// stops that EndTxn there (fault injection; see [`Broker::set_txn_fault_hook`]).
+pub type TxnFaultHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The embedded broker. See the module doc.
 #[derive(Debug, Clone)]
@@ -128,6 +147,20 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// Fault injection for tests of clients and apps: after an EndTxn(commit) has written
+    /// PrepareCommit durably and before it writes the markers, `hook(transactional_id)` is
+    /// asked; when it says yes, the call fails with `InjectedFault` and the transaction stays
+    /// in PrepareCommit, as a coordinator crash there leaves it. The next `init_transactions`
+    /// of that id (or a broker restart) completes the commit. `None` removes the hook.
+    pub fn set_txn_fault_hook(&self, hook: Option<TxnFaultHook>) {
+        *self.inner.fault_hook.0.lock() = hook;
+    }
+
+    pub(crate) fn txn_fault(&self, transactional_id: &str) -> bool {
+        let hook = self.inner.fault_hook.0.lock().clone();
+        hook.is_some_and(|h| h(transactional_id))
+    }
+
     /// Opens the data directory `dir` (creating it if needed), recovers every partition and
     /// starts the maintenance thread (background fsync and retention). A second broker on
     /// the same directory, in this process or another, is refused, and so is a non-empty
@@ -177,6 +210,7 @@ impl Broker {
             closed: AtomicBool::new(false),
             maintenance: maintenance::Handle::start(weak.clone(), &config),
             lock: Mutex::new(Some(lock)),
+            fault_hook: FaultHookSlot::default(),
         });
         let broker = Self { inner };
         let redriven = broker.redrive_markers()?;

@@ -263,6 +263,11 @@ impl Broker {
             TxnState::PrepareAbort
         })?;
         self.inner.txns.persist(&m)?;
+        if commit && self.txn_fault(transactional_id) {
+            return Err(Error::InjectedFault(format!(
+                "EndTxn of `{transactional_id}` stopped after PrepareCommit, before the markers"
+            )));
+        }
         self.write_markers(&mut m, kind)?;
         Ok(ProducerIdAndEpoch {
             producer_id: m.producer_id,

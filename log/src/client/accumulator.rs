@@ -129,6 +129,8 @@ pub(crate) struct AccState {
     /// Callers of `flush` waiting: while non-zero, linger is ignored.
     pub(crate) flushing: usize,
     pub(crate) closed: bool,
+    /// Set by `Producer::abandon`: the sender stops without sending what is left.
+    pub(crate) abandoned: bool,
     pub(crate) sender_waiting: bool,
     /// Callers of `send` blocked for memory.
     pub(crate) memory_waiters: usize,

@@ -434,6 +434,18 @@ impl Producer {
         }
     }
 
+    /// Fault injection: stops the producer as a killed process stops. Records not yet
+    /// handed to the broker are never sent (their futures never complete), and nothing is
+    /// flushed, committed or aborted: an open transaction stays open until the next
+    /// `init_transactions` of its id, or its timeout, aborts it.
+    pub fn abandon(mut self) {
+        self.acc.state.lock().abandoned = true;
+        self.acc.work.notify_all();
+        if let Some(thread) = self.sender.take() {
+            let _ = thread.join();
+        }
+    }
+
     /// Flushes, then stops the sender thread.
     pub fn close(mut self) -> Result<()> {
         self.shutdown()

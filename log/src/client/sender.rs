@@ -45,6 +45,9 @@ impl Sender {
             let batches: Vec<ReadyBatch> = {
                 let mut state = self.acc.state.lock();
                 loop {
+                    if state.abandoned {
+                        return;
+                    }
                     let next_deadline = state.close_expired(Instant::now(), self.config.linger);
                     if !state.ready.is_empty() {
                         break;
@@ -64,6 +67,9 @@ impl Sender {
                 state.ready.drain(..).collect()
             };
             for batch in batches {
+                if self.acc.state.lock().abandoned {
+                    return;
+                }
                 let bytes = batch.estimated_bytes;
                 let result = self
                     .send(batch.partition.clone(), batch.builder)

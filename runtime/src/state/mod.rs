@@ -16,7 +16,7 @@ mod window;
 pub use changelog::{changelog_records, changelog_topic, ensure_changelog_topic};
 pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
-pub use restore::{RestoreProgress, restore};
+pub use restore::{RestoreProgress, restore, restore_with};
 pub use session::{Session, SessionStore};
 pub use window::WindowStore;
 
@@ -268,14 +268,16 @@ impl StateDb {
     /// changelog offsets the commit produced) atomically, in one `WriteBatch`.
     pub fn apply(&self, overlay: WriteOverlay, checkpoints: &[(StoreName, i64)]) -> Result<()> {
         let mut batch = WriteBatch::default();
-        for ((family, key), value) in overlay.into_writes() {
+        for (family, writes) in overlay.into_families() {
             let cf = self
                 .db
                 .cf_handle(&family)
                 .ok_or_else(|| Error::Store(family.clone(), "no such column family"))?;
-            match value {
-                Some(value) => batch.put_cf(&cf, key, value),
-                None => batch.delete_cf(&cf, key),
+            for (key, value) in writes {
+                match value {
+                    Some(value) => batch.put_cf(&cf, key, value),
+                    None => batch.delete_cf(&cf, key),
+                }
             }
         }
         let cf = self

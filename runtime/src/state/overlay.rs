@@ -1,71 +1,85 @@
-//! A task's uncommitted state writes: puts and deletes by (column family, key), read before
+//! A task's uncommitted state writes: puts and deletes by column family and key, read before
 //! RocksDB so the task sees its own writes, dropped on abort, applied after the commit.
+//! Lookups allocate nothing (one map per column family, keyed by the raw key bytes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+
+type Family = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Uncommitted writes of one task's transaction. `None` marks a delete.
 #[derive(Debug, Default, Clone)]
 pub struct WriteOverlay {
-    writes: BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>,
+    families: HashMap<String, Family>,
+    len: usize,
 }
 
 impl WriteOverlay {
+    fn family(&mut self, family: &str) -> &mut Family {
+        if !self.families.contains_key(family) {
+            self.families.insert(family.to_string(), Family::new());
+        }
+        self.families
+            .get_mut(family)
+            .unwrap_or_else(|| unreachable!("inserted above"))
+    }
+
+    fn write(&mut self, family: &str, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if self.family(family).insert(key, value).is_none() {
+            self.len += 1;
+        }
+    }
+
     /// Records a put.
     pub fn put(&mut self, family: &str, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert((family.to_string(), key), Some(value));
+        self.write(family, key, Some(value));
     }
 
     /// Records a delete.
     pub fn delete(&mut self, family: &str, key: Vec<u8>) {
-        self.writes.insert((family.to_string(), key), None);
+        self.write(family, key, None);
     }
 
     /// `Some(Some(v))` written, `Some(None)` deleted, `None` untouched here.
     pub fn get(&self, family: &str, key: &[u8]) -> Option<Option<&[u8]>> {
-        self.writes
-            .get(&(family.to_string(), key.to_vec()))
-            .map(|v| v.as_deref())
+        self.families.get(family)?.get(key).map(|v| v.as_deref())
     }
 
     /// The writes of `family` with keys in the bounds, in key order.
     pub fn range<'a>(
         &'a self,
-        family: &'a str,
+        family: &str,
         from: Bound<&'a [u8]>,
         to: Bound<&'a [u8]>,
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
-        self.writes
-            .range((family.to_string(), Vec::new())..)
-            .take_while(move |((f, _), _)| f == family)
-            .filter(move |((_, k), _)| {
-                let above = match from {
-                    Bound::Included(b) => k.as_slice() >= b,
-                    Bound::Excluded(b) => k.as_slice() > b,
-                    Bound::Unbounded => true,
-                };
-                let below = match to {
-                    Bound::Included(b) => k.as_slice() <= b,
-                    Bound::Excluded(b) => k.as_slice() < b,
-                    Bound::Unbounded => true,
-                };
-                above && below
-            })
-            .map(|((_, k), v)| (k.as_slice(), v.as_deref()))
+        self.families
+            .get(family)
+            .into_iter()
+            .flat_map(move |writes| writes.range::<[u8], _>((from, to)))
+            .map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
     /// How many keys were written.
     pub fn len(&self) -> usize {
-        self.writes.len()
+        self.len
     }
 
     /// Whether nothing was written.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.len == 0
     }
 
-    /// Every write, for `StateDb::apply`.
-    pub(crate) fn into_writes(self) -> BTreeMap<(String, Vec<u8>), Option<Vec<u8>>> {
-        self.writes
+    /// Moves every write of `other` into this overlay (later writes win).
+    pub fn merge(&mut self, other: WriteOverlay) {
+        for (family, writes) in other.families {
+            for (key, value) in writes {
+                self.write(&family, key, value);
+            }
+        }
+    }
+
+    /// Every write, by column family, for `StateDb::apply`.
+    pub(crate) fn into_families(self) -> HashMap<String, Family> {
+        self.families
     }
 }

@@ -39,6 +39,22 @@ pub fn restore(
     changelog: &str,
     mut progress: impl FnMut(&RestoreProgress),
 ) -> Result<u64> {
+    restore_with(db, name, broker, changelog, BATCH, |p| {
+        progress(p);
+        Ok(())
+    })
+}
+
+/// [`restore`] with `batch` records per applied batch and a callback that can stop the
+/// restore with an error (what is applied stays applied, with its checkpoint).
+pub fn restore_with(
+    db: &StateDb,
+    name: &StoreName,
+    broker: &Broker,
+    changelog: &str,
+    batch: usize,
+    mut progress: impl FnMut(&RestoreProgress) -> Result<()>,
+) -> Result<u64> {
     let family = name.column_family();
     db.ensure_family(&family)?;
     let tp = TopicPartition::new(changelog, name.partition);
@@ -61,7 +77,7 @@ pub fn restore(
         ConsumerConfig::default()
             .with_isolation(IsolationLevel::ReadCommitted)
             .with_auto_offset_reset(OffsetReset::None)
-            .with_max_poll_records(BATCH),
+            .with_max_poll_records(batch.max(1)),
     );
     consumer.assign(vec![tp.clone()])?;
     consumer.seek(&tp, start)?;
@@ -80,7 +96,7 @@ pub fn restore(
         report.applied += records.len() as u64;
         report.position = position;
         db.apply(overlay, &[(name.clone(), position)])?;
-        progress(&report);
+        progress(&report)?;
         tracing::debug!(store = %family, position, end, applied = report.applied, "restore progress");
         if position >= end {
             break;

@@ -1,0 +1,141 @@
+//! The commit of a stream thread, DESIGN §3.1 step by step. Exactly-once: send every
+//! task's changelog records, flush, add the input positions to the transaction, commit
+//! (the commit point), then apply every overlay to RocksDB in one `WriteBatch` with the
+//! changelog checkpoints. At-least-once: flush, apply, then commit the offsets. A commit the
+//! group refuses (the generation moved on: these tasks may belong to another member now)
+//! is aborted, and the thread rejoins and starts again from what is committed.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use sluice_log::{DeliveryFuture, Error as LogError, TopicPartition};
+
+use super::thread::StreamThread;
+use crate::config::CrashPoint;
+use crate::error::{Error, Result};
+use crate::state::{StoreName, WriteOverlay, changelog_records};
+use crate::task::TaskId;
+
+/// Whether `error` means the thread's tasks may have moved to another member.
+fn migrated(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Log(
+            LogError::IllegalGeneration { .. }
+                | LogError::UnknownMemberId { .. }
+                | LogError::RebalanceInProgress { .. }
+        )
+    )
+}
+
+impl StreamThread {
+    /// Commits what was processed since the last commit, if anything.
+    pub fn commit(&mut self) -> Result<()> {
+        if !self.dirty && !self.txn_open {
+            self.last_commit = Instant::now();
+            return Ok(());
+        }
+        let started = Instant::now();
+        match self.try_commit() {
+            Ok(()) => {
+                self.ctx.shared.metrics.committed(started.elapsed());
+            }
+            Err(e) if migrated(&e) => {
+                tracing::warn!(error = %e, thread = %self.transactional_id, "commit refused: the group moved on; aborting and rejoining");
+                self.abort()?;
+                let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
+                self.set_tasks(wanted, true)?;
+                self.heartbeat()?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn try_commit(&mut self) -> Result<()> {
+        let eos = self.eos();
+        if eos {
+            self.ensure_txn()?;
+        }
+        let mut last_changelog: Vec<(StoreName, DeliveryFuture)> = Vec::new();
+        {
+            let producer = self.producer()?;
+            for task in self.tasks.values() {
+                for (name, topic) in &task.changelogs {
+                    let mut last = None;
+                    for record in changelog_records(&task.core.overlay, name, topic) {
+                        last = Some(producer.send(record)?);
+                    }
+                    if let Some(future) = last {
+                        last_changelog.push((name.clone(), future));
+                    }
+                }
+            }
+        }
+        self.crash_point(CrashPoint::BeforeFlush)?;
+        self.producer()?.flush()?;
+        self.crash_point(CrashPoint::AfterFlush)?;
+        let offsets: Vec<(TopicPartition, i64)> = self
+            .tasks
+            .values()
+            .flat_map(|t| t.positions.iter().map(|(tp, o)| (tp.clone(), *o)))
+            .collect();
+        let group = self.group_metadata();
+        if eos {
+            if !offsets.is_empty() {
+                self.producer()?
+                    .send_offsets_to_transaction(&offsets, &group)?;
+            }
+            self.crash_point(CrashPoint::AfterSendOffsets)?;
+            self.commit_transaction()?;
+            self.crash_point(CrashPoint::AfterCommitBeforeApply)?;
+        }
+        let mut checkpoints = Vec::with_capacity(last_changelog.len());
+        for (name, future) in last_changelog {
+            checkpoints.push((name, future.wait()?.offset + 1));
+        }
+        let mut overlay = WriteOverlay::default();
+        for task in self.tasks.values_mut() {
+            overlay.merge(task.take_overlay());
+        }
+        self.ctx.db.apply(overlay, &checkpoints)?;
+        if !eos && !offsets.is_empty() {
+            self.ctx.broker.offset_commit(
+                &group.group_id,
+                group.generation,
+                &group.member_id,
+                &offsets,
+            )?;
+        }
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Commits the open transaction; with the `AfterPrepareCommit` crash point armed, the
+    /// broker stops this EndTxn after PrepareCommit and the instance dies there.
+    fn commit_transaction(&mut self) -> Result<()> {
+        self.txn_open = false;
+        let crash_here = self
+            .ctx
+            .config
+            .crash_hook
+            .as_ref()
+            .is_some_and(|hook| hook(CrashPoint::AfterPrepareCommit));
+        if crash_here {
+            let id = self.transactional_id.clone();
+            self.ctx
+                .broker
+                .set_txn_fault_hook(Some(std::sync::Arc::new(move |t: &str| t == id)));
+            let result = self.producer()?.commit_transaction();
+            self.ctx.broker.set_txn_fault_hook(None);
+            tracing::warn!(?result, "injected crash after PrepareCommit");
+            self.ctx.shared.crash();
+            return Err(Error::Crashed {
+                at: Some(CrashPoint::AfterPrepareCommit),
+            });
+        }
+        self.producer()?.commit_transaction()?;
+        Ok(())
+    }
+}

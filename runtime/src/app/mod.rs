@@ -1,0 +1,231 @@
+//! Running a topology on a broker (DESIGN §3): an [`App`] is one instance of an
+//! application. [`App::start`] prepares the topics (repartition, changelog and dead-letter
+//! topics; co-partitioning checked against the broker), opens the instance's RocksDB and
+//! starts `num_threads` stream threads, each a member of the application's group with one
+//! read_committed consumer and one transactional producer, running the commit loop of
+//! DESIGN §3.1. More instances on the same broker share the tasks and rebalance as they
+//! come and go.
+//!
+//! ```no_run
+//! # use sluice_runtime::{app::App, AppConfig, topology::Topology};
+//! # fn topology() -> Topology { unimplemented!() }
+//! let broker = sluice_log::Broker::open(std::path::Path::new("data"), Default::default())?;
+//! let app = App::new("wordcount", topology(), AppConfig::default().with_state_dir("state"))?;
+//! let handle = app.start(&broker)?;
+//! // ... later: commit, flush state, leave the group.
+//! handle.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod commit;
+mod metrics;
+mod setup;
+mod shared;
+mod thread;
+
+pub use metrics::AppMetrics;
+pub use shared::AppState;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sluice_log::Broker;
+
+use crate::config::AppConfig;
+use crate::error::{Error, Result};
+use crate::state::StateDb;
+use crate::topology::Topology;
+use shared::Shared;
+
+/// One instance of an application.
+#[derive(Debug, Clone)]
+pub struct App {
+    application_id: String,
+    topology: Arc<Topology>,
+    config: AppConfig,
+}
+
+impl App {
+    /// An app `application_id` (its group id, transactional id prefix and topic prefix)
+    /// running `topology` with `config`.
+    pub fn new(
+        application_id: impl Into<String>,
+        topology: Topology,
+        config: AppConfig,
+    ) -> Result<Self> {
+        let application_id = application_id.into();
+        if application_id.is_empty()
+            || !application_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(Error::Config {
+                key: "application.id",
+                reason: format!(
+                    "{application_id:?} must be non-empty ASCII letters, digits, '.', '_' or '-' (it prefixes topic names)"
+                ),
+            });
+        }
+        if config.num_threads == 0 {
+            return Err(Error::Config {
+                key: "num.stream.threads",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if config.effective_commit_interval().is_zero() {
+            return Err(Error::Config {
+                key: "commit.interval.ms",
+                reason: "must be positive".into(),
+            });
+        }
+        Ok(Self {
+            application_id,
+            topology: Arc::new(topology),
+            config,
+        })
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    /// The state directory in effect.
+    pub fn state_dir(&self) -> PathBuf {
+        self.config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("sluice-state").join(&self.application_id))
+    }
+
+    /// Starts the instance on `broker` and returns at once; the threads join the group,
+    /// restore their tasks' stores and process.
+    pub fn start(&self, broker: &Broker) -> Result<AppHandle> {
+        let dir = self.state_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Config {
+            key: "state.dir",
+            reason: format!("cannot create {}: {e}", dir.display()),
+        })?;
+        let instance_id = setup::instance_id(&dir)?;
+        let plan =
+            setup::prepare_topics(broker, &self.application_id, &self.topology, &self.config)?;
+        let db = StateDb::open(&dir.join("rocksdb"))?;
+        let shared = Arc::new(Shared::new(self.config.num_threads));
+        let context = Arc::new(thread::ThreadContext {
+            application_id: Arc::from(self.application_id.as_str()),
+            instance_id: instance_id.clone(),
+            topology: self.topology.clone(),
+            config: self.config.clone(),
+            db,
+            broker: broker.clone(),
+            plan,
+            shared: shared.clone(),
+        });
+        let mut threads = Vec::new();
+        for index in 0..self.config.num_threads {
+            let context = context.clone();
+            let name = format!(
+                "{}-{}-StreamThread-{index}",
+                self.application_id, instance_id
+            );
+            let spawned = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || thread::run(context, index))
+                .map_err(|e| Error::IllegalState(format!("cannot start a stream thread: {e}")))?;
+            threads.push(spawned);
+        }
+        tracing::info!(app = %self.application_id, instance = %instance_id, threads = self.config.num_threads, "app started");
+        Ok(AppHandle {
+            shared,
+            threads,
+            instance_id,
+        })
+    }
+
+    /// Runs the instance on `broker` until it fails (the error is returned) or every
+    /// thread stops.
+    pub fn run(&self, broker: &Broker) -> Result<()> {
+        self.start(broker)?.wait()
+    }
+}
+
+/// A running instance.
+#[derive(Debug)]
+pub struct AppHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    instance_id: String,
+}
+
+impl AppHandle {
+    /// The instance's state.
+    pub fn state(&self) -> AppState {
+        self.shared.state()
+    }
+
+    /// This instance's id (kept in the state directory, so a restart has the same one).
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// Throughput and commit figures so far.
+    pub fn metrics(&self) -> AppMetrics {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The error that put the app in `Error`, as text.
+    pub fn error(&self) -> Option<String> {
+        self.shared.error_text()
+    }
+
+    /// Waits until the state is `wanted` or `timeout` passes; returns whether it is.
+    pub fn wait_for_state(&self, wanted: AppState, timeout: Duration) -> bool {
+        self.shared.wait_for(|s| s == wanted, timeout)
+    }
+
+    /// Stops cleanly: each thread commits, flushes its state, closes its tasks and leaves
+    /// the group. Returns the error that stopped the app, if one did.
+    pub fn shutdown(self) -> Result<()> {
+        self.shared.request_shutdown();
+        self.wait()
+    }
+
+    /// Waits until every thread has stopped (after a failure, or a shutdown from another
+    /// handle) and returns the failure, if any.
+    pub fn wait(mut self) -> Result<()> {
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                self.shared.fail(Error::IllegalState(
+                    "a stream thread panicked outside a task".into(),
+                ));
+            }
+        }
+        self.shared.finish();
+        match self.shared.take_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Fault injection: every thread stops dead, as in a kill -9 of the process (nothing
+    /// is committed, flushed, aborted or applied; the group is not left). Waits for them.
+    pub fn kill(mut self) {
+        self.shared.crash();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AppHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shared.request_shutdown();
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Tasks (DESIGN §3): one per sub-topology and partition number. A task owns fresh
+//! instances of its sub-topology's nodes, its stores' column families, its write overlay
+//! and a queue per input partition. It processes the queued record with the smallest
+//! timestamp first (so stream time moves evenly across co-partitioned inputs), tracks the
+//! next offset to commit per input partition, and hands its output and changelog records to
+//! the thread that commits it.
+
+pub(crate) mod core;
+pub(crate) mod node;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use sluice_log::{ConsumerRecord, ProducerRecord, TopicPartition};
+
+use self::core::{Clock, TaskCore};
+use crate::config::DeserializationHandler;
+use crate::error::{Error, Result};
+use crate::processor::RecordMetadata;
+use crate::state::{StateDb, StoreName, WriteOverlay, changelog_topic};
+use crate::topology::SubTopology;
+
+/// A task's id: its sub-topology and partition, shown as `sub_partition` as in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology's number.
+    pub sub_topology: usize,
+    /// The partition number of its inputs.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.sub_topology, self.partition)
+    }
+}
+
+/// A running task.
+pub(crate) struct Task {
+    pub id: TaskId,
+    pub core: TaskCore,
+    queues: BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
+    /// The next offset to read per input partition, after what was processed.
+    pub positions: BTreeMap<TopicPartition, i64>,
+    /// The stores, with their changelog topics.
+    pub changelogs: Vec<(StoreName, String)>,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("positions", &self.positions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Task {
+    /// Instantiates `sub`'s nodes and opens its stores for partition `id.partition`.
+    pub fn open(
+        sub: &SubTopology,
+        id: TaskId,
+        application_id: Arc<str>,
+        db: &StateDb,
+        clock: Clock,
+        sink_partitions: Arc<HashMap<String, i32>>,
+    ) -> Result<Self> {
+        let nodes = sub.factories.iter().map(|f| f()).collect();
+        let mut stores = HashMap::new();
+        let mut changelogs = Vec::new();
+        for spec in &sub.store_specs {
+            let name = StoreName::new(spec.name(), id.partition);
+            stores.insert(spec.name().to_string(), (spec.open)(db, &name)?);
+            changelogs.push((name, changelog_topic(&application_id, spec.name())));
+        }
+        let queues = sub
+            .source_topics
+            .iter()
+            .map(|t| {
+                (
+                    TopicPartition::new(t.clone(), id.partition),
+                    VecDeque::new(),
+                )
+            })
+            .collect();
+        let core = TaskCore::new(
+            application_id,
+            id.partition,
+            sub.shape.clone(),
+            nodes,
+            stores,
+            clock,
+            sink_partitions,
+        );
+        Ok(Self {
+            id,
+            core,
+            queues,
+            positions: BTreeMap::new(),
+            changelogs,
+        })
+    }
+
+    /// The input partitions of the task.
+    pub fn inputs(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.queues.keys()
+    }
+
+    /// Queues consumed records of one of the task's partitions.
+    pub fn enqueue(&mut self, record: ConsumerRecord) {
+        let tp = TopicPartition::new(record.topic.to_string(), record.partition);
+        if let Some(queue) = self.queues.get_mut(&tp) {
+            queue.push_back(record);
+        }
+    }
+
+    /// Records queued and not yet processed.
+    pub fn queued(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Drops queued records (after an abort: they will be read again).
+    pub fn clear_queues(&mut self) {
+        for queue in self.queues.values_mut() {
+            queue.clear();
+        }
+    }
+
+    /// Processes the queued record with the smallest timestamp; false when none is queued.
+    pub fn process_next(&mut self, on_bad_record: &DeserializationHandler) -> Result<bool> {
+        let next = self
+            .queues
+            .iter()
+            .filter_map(|(tp, q)| q.front().map(|r| (r.timestamp, tp)))
+            .min_by_key(|(ts, _)| *ts)
+            .map(|(_, tp)| tp.clone());
+        let Some(tp) = next else {
+            return Ok(false);
+        };
+        let Some(record) = self.queues.get_mut(&tp).and_then(VecDeque::pop_front) else {
+            return Ok(false);
+        };
+        self.positions.insert(tp.clone(), record.offset + 1);
+        self.process_record(record, on_bad_record)?;
+        Ok(true)
+    }
+
+    fn process_record(
+        &mut self,
+        record: ConsumerRecord,
+        on_bad_record: &DeserializationHandler,
+    ) -> Result<()> {
+        let Some(&source) = self.core.shape.sources.get(&*record.topic) else {
+            return Ok(());
+        };
+        let timestamp = record.timestamp;
+        self.core.current = Some(RecordMetadata {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        });
+        let result = self.core.deliver(
+            source,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            record.timestamp,
+            record.headers.clone(),
+        );
+        match result {
+            Err(Error::Deserialization { reason, .. }) => {
+                let error = Error::Deserialization {
+                    topic: record.topic.to_string(),
+                    partition: record.partition,
+                    offset: record.offset,
+                    reason,
+                };
+                self.on_bad_record(record, error, on_bad_record)?;
+            }
+            other => other?,
+        }
+        self.core.advance_stream_time(timestamp)?;
+        self.core.current = None;
+        Ok(())
+    }
+
+    fn on_bad_record(
+        &mut self,
+        record: ConsumerRecord,
+        error: Error,
+        handler: &DeserializationHandler,
+    ) -> Result<()> {
+        match handler {
+            DeserializationHandler::Fail => Err(error),
+            DeserializationHandler::LogAndSkip => {
+                tracing::warn!(task = %self.id, %error, "skipping a record that does not deserialize");
+                Ok(())
+            }
+            DeserializationHandler::DeadLetter { topic } => {
+                tracing::warn!(task = %self.id, %error, dead_letter_topic = %topic, "record sent to the dead-letter topic");
+                let mut out = ProducerRecord {
+                    topic: topic.clone(),
+                    partition: None,
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    timestamp: Some(record.timestamp),
+                    headers: record.headers.clone(),
+                };
+                out = out
+                    .with_header("sluice.error", error.to_string())
+                    .with_header("sluice.topic", record.topic.to_string())
+                    .with_header("sluice.partition", record.partition.to_string())
+                    .with_header("sluice.offset", record.offset.to_string());
+                self.core.output.push(out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Output records produced since the last call.
+    pub fn take_output(&mut self) -> Vec<ProducerRecord> {
+        std::mem::take(&mut self.core.output)
+    }
+
+    /// Takes the uncommitted writes (to apply after a commit, or to drop on abort).
+    pub fn take_overlay(&mut self) -> WriteOverlay {
+        std::mem::take(&mut self.core.overlay)
+    }
+}
