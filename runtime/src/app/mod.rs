@@ -170,6 +170,11 @@ impl AppHandle {
         &self.instance_id
     }
 
+    /// The tasks this instance runs now, over all its threads.
+    pub fn tasks(&self) -> Vec<crate::task::TaskId> {
+        self.shared.tasks()
+    }
+
     /// Throughput and commit figures so far.
     pub fn metrics(&self) -> AppMetrics {
         self.shared.metrics.snapshot()
@@ -207,6 +212,13 @@ impl AppHandle {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Fault injection: while paused, the threads keep processing but stop heartbeating,
+    /// so the group gives their tasks to other instances after the session timeout and
+    /// this instance becomes a zombie (its commits are refused until it rejoins).
+    pub fn pause_heartbeats(&self, paused: bool) {
+        self.shared.pause_heartbeats(paused);
     }
 
     /// Fault injection: every thread stops dead, as in a kill -9 of the process (nothing

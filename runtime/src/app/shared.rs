@@ -9,6 +9,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::metrics::Metrics;
 use crate::error::Error;
+use crate::task::TaskId;
 
 /// The state of an app instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     crashed: AtomicBool,
     finished: AtomicBool,
+    heartbeats_paused: AtomicBool,
+    tasks: Mutex<Vec<Vec<TaskId>>>,
     error: Mutex<Option<Error>>,
     error_text: Mutex<Option<String>>,
     pub metrics: Metrics,
@@ -63,6 +66,8 @@ impl Shared {
             shutdown: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            heartbeats_paused: AtomicBool::new(false),
+            tasks: Mutex::new(vec![Vec::new(); threads]),
             error: Mutex::new(None),
             error_text: Mutex::new(None),
             metrics: Metrics::default(),
@@ -135,6 +140,26 @@ impl Shared {
 
     pub fn crashed(&self) -> bool {
         self.crashed.load(Ordering::SeqCst)
+    }
+
+    pub fn set_tasks(&self, index: usize, tasks: Vec<TaskId>) {
+        if let Some(slot) = self.tasks.lock().get_mut(index) {
+            *slot = tasks;
+        }
+    }
+
+    pub fn tasks(&self) -> Vec<TaskId> {
+        let mut all: Vec<TaskId> = self.tasks.lock().iter().flatten().copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    pub fn pause_heartbeats(&self, paused: bool) {
+        self.heartbeats_paused.store(paused, Ordering::SeqCst);
+    }
+
+    pub fn heartbeats_paused(&self) -> bool {
+        self.heartbeats_paused.load(Ordering::SeqCst)
     }
 
     pub fn finish(&self) {

@@ -274,6 +274,9 @@ impl StreamThread {
     /// Heartbeats; follows the group to a new generation if it moved.
     pub fn heartbeat(&mut self) -> Result<()> {
         self.last_heartbeat = Instant::now();
+        if self.ctx.shared.heartbeats_paused() {
+            return Ok(());
+        }
         let Some(member) = &self.member else {
             return self.join_group();
         };
@@ -379,6 +382,9 @@ impl StreamThread {
                 inputs.push(tp.clone());
             }
         }
+        self.ctx
+            .shared
+            .set_tasks(self.index, self.tasks.keys().copied().collect());
         self.consumer.assign(inputs)?;
         for task in self.tasks.values() {
             for (tp, offset) in &task.positions {
@@ -510,6 +516,7 @@ impl StreamThread {
         for (_, mut task) in std::mem::take(&mut self.tasks) {
             task.core.close();
         }
+        self.ctx.shared.set_tasks(self.index, Vec::new());
         if let Some(member) = self.member.take() {
             let _ = self
                 .ctx

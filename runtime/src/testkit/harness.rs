@@ -1,0 +1,471 @@
+//! The fault-injection harness (DESIGN §3.3): runs any topology on a temporary embedded
+//! broker through a scenario of input and faults (crashes at each step of the commit
+//! protocol and in the middle of a restore, a zombie instance, a second instance joining
+//! and leaving), then checks the outcome against a reference model written as a plain
+//! function of the input: the output per key, in order, exactly once; the final contents
+//! of a store; the committed input offsets. An anomaly is reported with the scenario's
+//! history.
+//!
+//! The harness is generic over the input topic's key and value (`IK`, `IV`) and the output
+//! topic's (`OK`, `OV`); the checked store holds the output's types (a table whose
+//! changelog the output is, as for an aggregation). See `runtime/tests/eos_harness.rs`
+//! for a property test built on it.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use sluice_log::{
+    Broker, BrokerConfig, OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicConfig,
+    TopicPartition,
+};
+
+use super::checks::{Anomaly, check_offsets, check_outputs, check_store};
+use crate::app::{App, AppHandle, AppState};
+use crate::config::{AppConfig, CrashPoint};
+use crate::error::{Error, Result};
+use crate::serde::Serde;
+use crate::topology::Topology;
+
+/// A fault the harness injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The primary instance dies at the next time it reaches this point, then restarts
+    /// from its state directory.
+    Crash(CrashPoint),
+    /// A second instance joins the group (tasks move to it).
+    SecondJoins,
+    /// The second instance shuts down cleanly (its tasks move back).
+    SecondLeaves,
+    /// The second instance dies at this point and stays down (its tasks move back after
+    /// the session timeout).
+    SecondCrashes(CrashPoint),
+    /// The primary stops heartbeating until the second instance has taken its tasks,
+    /// keeps processing as a zombie for a while, then rejoins.
+    Zombie,
+}
+
+/// One step of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step<K, V> {
+    /// Produce these input records (keyed, murmur2-partitioned).
+    Produce(Vec<(K, V)>),
+    /// Inject a fault.
+    Fault(Fault),
+}
+
+/// What the model says the outcome must be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expected<K, V> {
+    /// Per key, the output values in order.
+    pub outputs: BTreeMap<K, Vec<V>>,
+    /// The final contents of the checked store (ignored when no store is checked).
+    pub store: BTreeMap<K, V>,
+}
+
+/// A failed check: the anomalies found and the history of the run.
+#[derive(Debug)]
+pub struct HarnessFailure {
+    /// What was wrong.
+    pub anomalies: Vec<Anomaly>,
+    /// What happened, in order.
+    pub history: Vec<String>,
+}
+
+impl std::fmt::Display for HarnessFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} anomalies:", self.anomalies.len())?;
+        for a in &self.anomalies {
+            writeln!(f, "  - {a}")?;
+        }
+        writeln!(f, "history:")?;
+        for h in &self.history {
+            writeln!(f, "  {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for HarnessFailure {}
+
+pub(super) struct TopicSpec<K, V> {
+    pub name: String,
+    pub partitions: i32,
+    pub keys: Arc<dyn Serde<K>>,
+    pub values: Arc<dyn Serde<V>>,
+}
+
+/// Runs scenarios against a topology. Build it with [`FaultHarness::new`] and the
+/// `with_*` methods, then call [`FaultHarness::run`] once per scenario.
+pub struct FaultHarness<IK, IV, OK, OV> {
+    application_id: String,
+    topology: Topology,
+    input: TopicSpec<IK, IV>,
+    output: TopicSpec<OK, OV>,
+    store: Option<(String, TopicSpec<OK, OV>)>,
+    config: AppConfig,
+    crash_wait: Duration,
+}
+
+impl<IK, IV, OK, OV> Debug for FaultHarness<IK, IV, OK, OV> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultHarness")
+            .field("application_id", &self.application_id)
+            .field("input", &self.input.name)
+            .field("output", &self.output.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An instance and the crash point armed for it.
+struct Instance {
+    dir: PathBuf,
+    armed: Arc<Mutex<Option<CrashPoint>>>,
+    handle: Option<AppHandle>,
+}
+
+impl<IK, IV, OK, OV> FaultHarness<IK, IV, OK, OV>
+where
+    IK: Clone + Debug + Send + 'static,
+    IV: Clone + Debug + Send + 'static,
+    OK: Ord + Clone + Debug + Send + 'static,
+    OV: PartialEq + Clone + Debug + Send + 'static,
+{
+    /// A harness for `topology` reading `input` (with `partitions` partitions) and writing
+    /// `output` (same partition count), with the given serdes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        application_id: &str,
+        topology: Topology,
+        input: (&str, impl Serde<IK> + 'static, impl Serde<IV> + 'static),
+        output: (&str, impl Serde<OK> + 'static, impl Serde<OV> + 'static),
+        partitions: i32,
+    ) -> Self {
+        let config = AppConfig::default()
+            .with_commit_interval(Duration::from_millis(20))
+            .with_heartbeat_interval(Duration::from_millis(20))
+            .with_session_timeout(Duration::from_millis(400))
+            .with_transaction_timeout(Duration::from_secs(3))
+            .with_restore_batch(1)
+            .with_max_poll_records(20);
+        Self {
+            application_id: application_id.to_string(),
+            topology,
+            input: TopicSpec {
+                name: input.0.to_string(),
+                partitions,
+                keys: Arc::new(input.1),
+                values: Arc::new(input.2),
+            },
+            output: TopicSpec {
+                name: output.0.to_string(),
+                partitions,
+                keys: Arc::new(output.1),
+                values: Arc::new(output.2),
+            },
+            store: None,
+            config,
+            crash_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// Also checks the final contents of key-value store `name` (keyed and valued like the
+    /// output) in the surviving instance's RocksDB and in its changelog.
+    pub fn with_store(
+        mut self,
+        name: &str,
+        keys: impl Serde<OK> + 'static,
+        values: impl Serde<OV> + 'static,
+    ) -> Self {
+        self.store = Some((
+            name.to_string(),
+            TopicSpec {
+                name: crate::state::changelog_topic(&self.application_id, name),
+                partitions: self.input.partitions,
+                keys: Arc::new(keys),
+                values: Arc::new(values),
+            },
+        ));
+        self
+    }
+
+    /// Replaces the app configuration (state dirs and crash hooks are the harness's).
+    pub fn with_config(mut self, config: AppConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Runs `scenario` on a fresh broker and checks it against `model`; returns the
+    /// history of the run (which faults struck where) when every check passes.
+    pub fn run(
+        &self,
+        scenario: &[Step<IK, IV>],
+        model: impl Fn(&[(IK, IV)]) -> Expected<OK, OV>,
+    ) -> std::result::Result<Vec<String>, HarnessFailure> {
+        let mut history = Vec::new();
+        match self.execute(scenario, &mut history) {
+            Ok((broker, produced, primary_dir, _dir)) => {
+                let expected = model(&produced);
+                let anomalies = self.check(&broker, &expected, &primary_dir);
+                match anomalies {
+                    Ok(a) if a.is_empty() => Ok(history),
+                    Ok(anomalies) => Err(HarnessFailure { anomalies, history }),
+                    Err(e) => Err(HarnessFailure {
+                        anomalies: vec![Anomaly::HarnessError(e.to_string())],
+                        history,
+                    }),
+                }
+            }
+            Err(e) => Err(HarnessFailure {
+                anomalies: vec![Anomaly::HarnessError(e.to_string())],
+                history,
+            }),
+        }
+    }
+
+    fn app(&self, instance: &Instance) -> Result<App> {
+        let armed = instance.armed.clone();
+        let hook = Arc::new(move |point: CrashPoint| {
+            let mut armed = armed.lock();
+            if *armed == Some(point) {
+                *armed = None;
+                true
+            } else {
+                false
+            }
+        });
+        let config = self
+            .config
+            .clone()
+            .with_state_dir(&instance.dir)
+            .with_crash_hook(hook);
+        App::new(&self.application_id, self.topology.clone(), config)
+    }
+
+    fn start(&self, broker: &Broker, instance: &mut Instance) -> Result<()> {
+        let handle = self.app(instance)?.start(broker)?;
+        instance.handle = Some(handle);
+        Ok(())
+    }
+
+    /// Arms `point` and waits for the instance to die there (or gives up: the point was
+    /// not reached, e.g. nothing to commit or restore).
+    fn crash(
+        &self,
+        instance: &mut Instance,
+        point: CrashPoint,
+        log: &mut impl FnMut(String),
+    ) -> bool {
+        *instance.armed.lock() = Some(point);
+        let died = instance
+            .handle
+            .as_ref()
+            .is_some_and(|h| h.wait_for_state(AppState::Error, self.crash_wait));
+        *instance.armed.lock() = None;
+        if died {
+            if let Some(h) = instance.handle.take() {
+                log(format!(
+                    "died at {point:?}: {}",
+                    h.error().unwrap_or_default()
+                ));
+                h.kill();
+            }
+        } else {
+            log(format!(
+                "{point:?} not reached within {:?}",
+                self.crash_wait
+            ));
+        }
+        died
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn execute(
+        &self,
+        scenario: &[Step<IK, IV>],
+        history: &mut Vec<String>,
+    ) -> Result<(Broker, Vec<(IK, IV)>, PathBuf, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().map_err(|e| Error::IllegalState(format!("tempdir: {e}")))?;
+        let broker = Broker::open(&dir.path().join("broker"), BrokerConfig::default())?;
+        for spec in [
+            (&self.input.name, self.input.partitions),
+            (&self.output.name, self.output.partitions),
+        ] {
+            broker.create_topic(spec.0, TopicConfig::default().with_partitions(spec.1))?;
+        }
+        let started = Instant::now();
+        let mut log =
+            |what: String| history.push(format!("{:>6} ms  {what}", started.elapsed().as_millis()));
+        let producer = Producer::new(&broker, ProducerConfig::default().with_linger_ms(0))?;
+        let mut primary = Instance {
+            dir: dir.path().join("primary"),
+            armed: Arc::default(),
+            handle: None,
+        };
+        let mut second = Instance {
+            dir: dir.path().join("second"),
+            armed: Arc::default(),
+            handle: None,
+        };
+        self.start(&broker, &mut primary)?;
+        log("primary started".into());
+        let mut produced = Vec::new();
+        for step in scenario {
+            match step {
+                Step::Produce(records) => {
+                    for (k, v) in records {
+                        let record = ProducerRecord::new(
+                            self.input.name.clone(),
+                            self.input.values.serialize(v)?,
+                        )
+                        .with_key(self.input.keys.serialize(k)?);
+                        producer.send(record)?;
+                        produced.push((k.clone(), v.clone()));
+                    }
+                    producer.flush()?;
+                    log(format!("produced {} records", records.len()));
+                }
+                Step::Fault(Fault::Crash(CrashPoint::MidRestore)) => {
+                    // A restore needs RocksDB behind the changelog: die after a commit,
+                    // before its apply; then die again in the restore of the restart.
+                    if self.crash(&mut primary, CrashPoint::AfterCommitBeforeApply, &mut log) {
+                        *primary.armed.lock() = Some(CrashPoint::MidRestore);
+                        self.start(&broker, &mut primary)?;
+                        log("primary restarted with MidRestore armed".into());
+                        self.crash(&mut primary, CrashPoint::MidRestore, &mut log);
+                        if primary.handle.is_none() {
+                            self.start(&broker, &mut primary)?;
+                            log("primary restarted".into());
+                        }
+                    }
+                }
+                Step::Fault(Fault::Crash(point)) => {
+                    if self.crash(&mut primary, *point, &mut log) {
+                        self.start(&broker, &mut primary)?;
+                        log("primary restarted".into());
+                    }
+                }
+                Step::Fault(Fault::SecondJoins) => {
+                    if second.handle.is_none() {
+                        self.start(&broker, &mut second)?;
+                        log("second joined".into());
+                    }
+                }
+                Step::Fault(Fault::SecondLeaves) => {
+                    if let Some(h) = second.handle.take() {
+                        h.shutdown()?;
+                        log("second left".into());
+                    }
+                }
+                Step::Fault(Fault::SecondCrashes(point)) => {
+                    if second.handle.is_some() {
+                        self.crash(&mut second, *point, &mut log);
+                    }
+                }
+                Step::Fault(Fault::Zombie) => {
+                    self.zombie(&broker, &mut primary, &mut second, &mut log)?
+                }
+            }
+        }
+        if let Some(h) = second.handle.take() {
+            h.shutdown()?;
+            log("second left".into());
+        }
+        let handle = match primary.handle.take() {
+            Some(h) => h,
+            None => {
+                self.start(&broker, &mut primary)?;
+                primary
+                    .handle
+                    .take()
+                    .ok_or_else(|| Error::IllegalState("primary did not start".into()))?
+            }
+        };
+        self.wait_until_consumed(&broker, &handle)?;
+        handle.shutdown()?;
+        log("all input committed; primary shut down".into());
+        Ok((broker, produced, primary.dir, dir))
+    }
+
+    fn zombie(
+        &self,
+        broker: &Broker,
+        primary: &mut Instance,
+        second: &mut Instance,
+        log: &mut impl FnMut(String),
+    ) -> Result<()> {
+        let Some(handle) = primary.handle.as_ref() else {
+            return Ok(());
+        };
+        handle.pause_heartbeats(true);
+        log("primary stops heartbeating".into());
+        if second.handle.is_none() {
+            self.start(broker, second)?;
+            log("second joined".into());
+        }
+        // Past the session timeout the group gives everything to the second instance,
+        // while the primary goes on processing as a zombie.
+        std::thread::sleep(self.config.session_timeout + Duration::from_millis(200));
+        if let Some(handle) = primary.handle.as_ref() {
+            handle.pause_heartbeats(false);
+        }
+        log("zombie primary heartbeats again".into());
+        Ok(())
+    }
+
+    /// Waits until the instance runs every task and the group's committed offsets reach the
+    /// end of every input partition.
+    fn wait_until_consumed(&self, broker: &Broker, handle: &AppHandle) -> Result<()> {
+        let inputs: Vec<TopicPartition> = (0..self.input.partitions)
+            .map(|p| TopicPartition::new(self.input.name.clone(), p))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut done = true;
+            for (tp, committed) in broker.offset_fetch(&self.application_id, &inputs, false)? {
+                let end = broker
+                    .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
+                    .map_or(0, |l| l.offset);
+                if committed.unwrap_or(0) < end {
+                    done = false;
+                }
+            }
+            let all_tasks = handle.tasks().len()
+                == self.topology.sub_topologies().len() * self.input.partitions as usize;
+            if done && all_tasks && handle.state() == AppState::Running {
+                return Ok(());
+            }
+            if handle.state() == AppState::Error || Instant::now() > deadline {
+                return Err(Error::IllegalState(format!(
+                    "input not all committed (app {:?}: {})",
+                    handle.state(),
+                    handle.error().unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn check(
+        &self,
+        broker: &Broker,
+        expected: &Expected<OK, OV>,
+        primary_dir: &std::path::Path,
+    ) -> Result<Vec<Anomaly>> {
+        let mut anomalies = check_outputs(broker, &self.output, &expected.outputs)?;
+        anomalies.extend(check_offsets(broker, &self.application_id, &self.input)?);
+        if let Some((name, spec)) = &self.store {
+            anomalies.extend(check_store(
+                broker,
+                primary_dir,
+                name,
+                spec,
+                &expected.store,
+            )?);
+        }
+        Ok(anomalies)
+    }
+}
