@@ -177,6 +177,7 @@ impl StreamThread {
             self.process()?;
             self.punctuate_wall_clock()?;
             if self.last_commit.elapsed() >= interval {
+                self.skip_markers()?;
                 self.commit()?;
                 self.heartbeat()?;
             } else if self.last_heartbeat.elapsed() >= self.ctx.config.heartbeat_interval
@@ -207,6 +208,28 @@ impl StreamThread {
                 self.dirty = true;
                 self.ctx.shared.metrics.processed(1);
                 self.send_output(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves each drained input partition's position past what the consumer skipped
+    /// (transaction markers, aborted records), so the committed offset reaches the end of
+    /// a transactional input instead of stopping one short of its last marker (as Kafka
+    /// Streams' does). Commits such a move even if nothing else changed.
+    fn skip_markers(&mut self) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            let drained: Vec<TopicPartition> = task
+                .inputs()
+                .filter(|tp| task.queued_of(tp) == 0)
+                .cloned()
+                .collect();
+            for tp in drained {
+                let position = self.consumer.position(&tp)?;
+                if task.positions.get(&tp).is_some_and(|&p| p < position) {
+                    task.positions.insert(tp, position);
+                    self.dirty = true;
+                }
             }
         }
         Ok(())
@@ -303,8 +326,7 @@ impl StreamThread {
         }
     }
 
-    /// Moves to a new generation's assignment. Work not yet committed is aborted first:
-    /// after a generation change it can no longer commit.
+    /// Moves to a new generation's assignment.
     fn on_assignment(&mut self, assignment: GroupAssignment) -> Result<()> {
         let generation_moved = self
             .member
@@ -330,11 +352,14 @@ impl StreamThread {
                 })
             })
             .collect();
-        let recreate = generation_moved && self.dirty;
-        if recreate {
+        // After a generation change a task we keep may have been someone else's in between
+        // (a generation we missed, or while we were a zombie): its committed offsets and
+        // changelog may have moved on. So every task starts again from what is committed,
+        // as after Kafka's eager rebalance; our uncommitted work can no longer commit.
+        if generation_moved && (self.dirty || self.txn_open) {
             self.abort()?;
         }
-        self.set_tasks(wanted, recreate)?;
+        self.set_tasks(wanted, generation_moved)?;
         self.ctx.shared.set_thread(self.index, ThreadState::Running);
         tracing::info!(thread = %self.transactional_id, generation = ?self.member.as_ref().map(|m| m.generation), tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "assignment");
         Ok(())

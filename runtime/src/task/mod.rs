@@ -119,6 +119,11 @@ impl Task {
         self.queues.values().map(VecDeque::len).sum()
     }
 
+    /// Records of `tp` queued and not yet processed.
+    pub fn queued_of(&self, tp: &TopicPartition) -> usize {
+        self.queues.get(tp).map_or(0, VecDeque::len)
+    }
+
     /// Drops queued records (after an abort: they will be read again).
     pub fn clear_queues(&mut self) {
         for queue in self.queues.values_mut() {
