@@ -41,7 +41,7 @@ impl StreamThread {
                 self.ctx.shared.metrics.committed(started.elapsed());
             }
             Err(e) if migrated(&e) => {
-                tracing::warn!(error = %e, thread = %self.transactional_id, "commit refused: the group moved on; aborting and rejoining");
+                tracing::info!(error = %e, thread = %self.transactional_id, "commit refused: the group moved on; aborting and rejoining");
                 self.abort()?;
                 let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
                 self.set_tasks(wanted, true)?;

@@ -17,6 +17,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod assignment;
 mod commit;
 mod metrics;
 mod setup;
@@ -122,6 +123,7 @@ impl App {
             broker: broker.clone(),
             plan,
             shared: shared.clone(),
+            task_owners: parking_lot::Mutex::default(),
         });
         let mut threads = Vec::new();
         for index in 0..self.config.num_threads {

@@ -12,10 +12,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_log::group::GroupAssignment;
 use sluice_log::{
-    Broker, Consumer, ConsumerConfig, Error as LogError, GroupMetadata, IsolationLevel,
-    OffsetReset, OffsetSpec, Producer, ProducerConfig, TopicPartition,
+    Broker, Consumer, ConsumerConfig, GroupMetadata, IsolationLevel, OffsetReset, Producer,
+    ProducerConfig, TopicPartition,
 };
 
 use super::setup::TopicPlan;
@@ -23,8 +22,7 @@ use super::shared::{Shared, ThreadState};
 use crate::config::{AppConfig, CrashPoint, ProcessingGuarantee};
 use crate::error::{Error, Result};
 use crate::processor::processor_failed;
-use crate::state::{StateDb, restore_with};
-use crate::task::core::Clock;
+use crate::state::StateDb;
 use crate::task::{Task, TaskId};
 use crate::topology::Topology;
 
@@ -38,6 +36,10 @@ pub(crate) struct ThreadContext {
     pub broker: Broker,
     pub plan: TopicPlan,
     pub shared: Arc<Shared>,
+    /// Which thread has each task open: a task moving between two threads of this
+    /// instance opens only after the other thread has closed it (it may still be between
+    /// a commit and its RocksDB apply).
+    pub task_owners: parking_lot::Mutex<HashMap<TaskId, usize>>,
 }
 
 /// The thread's body: runs until shutdown, failure or an injected crash.
@@ -64,19 +66,22 @@ pub(super) struct Member {
 
 pub(super) struct StreamThread {
     pub ctx: Arc<ThreadContext>,
-    index: usize,
+    pub index: usize,
     pub transactional_id: String,
     pub producer: Option<Producer>,
-    consumer: Consumer,
+    pub consumer: Consumer,
     pub member: Option<Member>,
     pub tasks: BTreeMap<TaskId, Task>,
-    routes: HashMap<TopicPartition, TaskId>,
+    /// Assigned tasks still open in another thread of this instance.
+    pub pending: BTreeSet<TaskId>,
+    /// Input partition (topic, partition) -> its task.
+    pub routes: HashMap<(Arc<str>, i32), TaskId>,
     /// A transaction is open on the producer (exactly-once).
     pub txn_open: bool,
     /// Something was processed or produced since the last commit.
     pub dirty: bool,
     pub last_commit: Instant,
-    last_heartbeat: Instant,
+    pub last_heartbeat: Instant,
 }
 
 impl StreamThread {
@@ -109,6 +114,7 @@ impl StreamThread {
             consumer,
             member: None,
             tasks: BTreeMap::new(),
+            pending: BTreeSet::new(),
             routes: HashMap::new(),
             txn_open: false,
             dirty: false,
@@ -162,6 +168,9 @@ impl StreamThread {
             if self.ctx.shared.shutdown_requested() {
                 return Ok(());
             }
+            if !self.pending.is_empty() {
+                self.open_pending()?;
+            }
             let idle = self.tasks.values().all(|t| t.queued() == 0);
             let timeout = if idle {
                 Duration::from_millis(10)
@@ -169,8 +178,8 @@ impl StreamThread {
                 Duration::ZERO
             };
             for record in self.consumer.poll(timeout)? {
-                let tp = TopicPartition::new(record.topic.to_string(), record.partition);
-                if let Some(task) = self.routes.get(&tp).and_then(|id| self.tasks.get_mut(id)) {
+                let route = self.routes.get(&(record.topic.clone(), record.partition));
+                if let Some(task) = route.and_then(|id| self.tasks.get_mut(id)) {
                     task.enqueue(record);
                 }
             }
@@ -191,6 +200,7 @@ impl StreamThread {
     fn process(&mut self) -> Result<()> {
         let handler = self.ctx.config.deserialization_handler.clone();
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        let mut count = 0;
         for id in ids {
             loop {
                 let Some(task) = self.tasks.get_mut(&id) else {
@@ -206,10 +216,11 @@ impl StreamThread {
                     break;
                 }
                 self.dirty = true;
-                self.ctx.shared.metrics.processed(1);
+                count += 1;
                 self.send_output(id)?;
             }
         }
+        self.ctx.shared.metrics.processed(count);
         Ok(())
     }
 
@@ -281,234 +292,6 @@ impl StreamThread {
         Ok(())
     }
 
-    fn join_group(&mut self) -> Result<()> {
-        self.ctx
-            .shared
-            .set_thread(self.index, ThreadState::Rebalancing);
-        let joined = self.ctx.broker.join_group(
-            &self.ctx.application_id,
-            None,
-            &self.ctx.plan.lead_topics,
-            self.ctx.config.session_timeout,
-        )?;
-        self.on_assignment(joined)
-    }
-
-    /// Heartbeats; follows the group to a new generation if it moved.
-    pub fn heartbeat(&mut self) -> Result<()> {
-        self.last_heartbeat = Instant::now();
-        if self.ctx.shared.heartbeats_paused() {
-            return Ok(());
-        }
-        let Some(member) = &self.member else {
-            return self.join_group();
-        };
-        let (id, generation) = (member.member_id.clone(), member.generation);
-        match self
-            .ctx
-            .broker
-            .heartbeat(&self.ctx.application_id, &id, generation)
-        {
-            Ok(()) => Ok(()),
-            Err(LogError::RebalanceInProgress { .. }) => {
-                self.ctx
-                    .shared
-                    .set_thread(self.index, ThreadState::Rebalancing);
-                let synced = self.ctx.broker.sync_group(&self.ctx.application_id, &id)?;
-                self.on_assignment(synced)
-            }
-            Err(LogError::UnknownMemberId { .. }) => {
-                tracing::warn!(thread = %self.transactional_id, "session expired; rejoining the group");
-                self.member = None;
-                self.join_group()
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Moves to a new generation's assignment.
-    fn on_assignment(&mut self, assignment: GroupAssignment) -> Result<()> {
-        let generation_moved = self
-            .member
-            .as_ref()
-            .is_none_or(|m| m.generation != assignment.generation);
-        self.member = Some(Member {
-            member_id: assignment.member_id,
-            generation: assignment.generation,
-        });
-        let wanted: BTreeSet<TaskId> = assignment
-            .partitions
-            .iter()
-            .filter_map(|tp| {
-                let sub = self
-                    .ctx
-                    .plan
-                    .lead_topics
-                    .iter()
-                    .position(|t| *t == tp.topic)?;
-                Some(TaskId {
-                    sub_topology: sub,
-                    partition: tp.partition,
-                })
-            })
-            .collect();
-        // After a generation change a task we keep may have been someone else's in between
-        // (a generation we missed, or while we were a zombie): its committed offsets and
-        // changelog may have moved on. So every task starts again from what is committed,
-        // as after Kafka's eager rebalance; our uncommitted work can no longer commit.
-        if generation_moved && (self.dirty || self.txn_open) {
-            self.abort()?;
-        }
-        self.set_tasks(wanted, generation_moved)?;
-        self.ctx.shared.set_thread(self.index, ThreadState::Running);
-        tracing::info!(thread = %self.transactional_id, generation = ?self.member.as_ref().map(|m| m.generation), tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "assignment");
-        Ok(())
-    }
-
-    /// Aborts the open transaction and drops every task's uncommitted work.
-    pub fn abort(&mut self) -> Result<()> {
-        if self.txn_open {
-            self.txn_open = false;
-            if let Err(e) = self.producer()?.abort_transaction() {
-                if e.txn_kind() == sluice_log::TxnErrorKind::Fatal {
-                    return Err(e.into());
-                }
-                tracing::warn!(error = %e, "aborting the transaction failed; it times out instead");
-            }
-        }
-        self.dirty = false;
-        self.ctx.shared.metrics.aborted();
-        Ok(())
-    }
-
-    /// Closes tasks not in `wanted` (all when `recreate`) and opens the missing ones; then
-    /// points the consumer at every task's position.
-    pub fn set_tasks(&mut self, wanted: BTreeSet<TaskId>, recreate: bool) -> Result<()> {
-        let current: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in current {
-            if recreate || !wanted.contains(&id) {
-                if let Some(mut task) = self.tasks.remove(&id) {
-                    task.core.close();
-                }
-            }
-        }
-        for id in wanted {
-            if !self.tasks.contains_key(&id) {
-                let task = self.open_task(id)?;
-                self.tasks.insert(id, task);
-            }
-        }
-        self.routes.clear();
-        let mut inputs = Vec::new();
-        for (id, task) in &mut self.tasks {
-            task.clear_queues();
-            for tp in task.inputs() {
-                self.routes.insert(tp.clone(), *id);
-                inputs.push(tp.clone());
-            }
-        }
-        self.ctx
-            .shared
-            .set_tasks(self.index, self.tasks.keys().copied().collect());
-        self.consumer.assign(inputs)?;
-        for task in self.tasks.values() {
-            for (tp, offset) in &task.positions {
-                self.consumer.seek(tp, *offset)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// A task for `id`: its start offsets (once no transaction is committing them), its
-    /// stores restored from the changelogs, fresh processors, `init` called.
-    fn open_task(&mut self, id: TaskId) -> Result<Task> {
-        let sub = self
-            .ctx
-            .topology
-            .sub_topologies()
-            .get(id.sub_topology)
-            .ok_or_else(|| Error::IllegalState(format!("no sub-topology for task {id}")))?;
-        let inputs: Vec<TopicPartition> = sub
-            .source_topics
-            .iter()
-            .map(|t| TopicPartition::new(t.clone(), id.partition))
-            .collect();
-        let committed = self.stable_offsets(&inputs)?;
-        let mut positions = BTreeMap::new();
-        for (tp, offset) in committed {
-            let offset = match offset {
-                Some(o) => o,
-                None => self
-                    .ctx
-                    .broker
-                    .list_offsets(&tp.topic, tp.partition, OffsetSpec::Earliest)?
-                    .map_or(0, |l| l.offset),
-            };
-            positions.insert(tp, offset);
-        }
-        for spec in &sub.store_specs {
-            let name = crate::state::StoreName::new(spec.name(), id.partition);
-            let changelog = crate::state::changelog_topic(&self.ctx.application_id, spec.name());
-            let started = Instant::now();
-            let applied = restore_with(
-                &self.ctx.db,
-                &name,
-                &self.ctx.broker,
-                &changelog,
-                self.ctx.config.restore_batch,
-                |progress| {
-                    self.ctx.shared.metrics.restored(0);
-                    if progress.position < progress.end {
-                        self.crash_point(CrashPoint::MidRestore)?;
-                    }
-                    Ok(())
-                },
-            )?;
-            self.ctx.shared.metrics.restored(applied);
-            if applied > 0 {
-                tracing::info!(task = %id, store = %spec.name(), applied, took_ms = started.elapsed().as_millis() as u64, "store restored");
-            }
-        }
-        let mut task = Task::open(
-            sub,
-            id,
-            self.ctx.application_id.clone(),
-            &self.ctx.db,
-            Clock::System,
-            self.ctx.plan.sink_partitions.clone(),
-        )?;
-        task.positions = positions;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| task.core.init()));
-        match outcome {
-            Ok(result) => result?,
-            Err(panic) => return Err(panicked(&task, panic)),
-        }
-        Ok(task)
-    }
-
-    /// The group's committed offsets of `inputs`, waiting while a transaction that
-    /// commits some of them is still open (Kafka's stable offset fetch).
-    fn stable_offsets(
-        &self,
-        inputs: &[TopicPartition],
-    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
-        let deadline = Instant::now() + self.ctx.config.transaction_timeout * 2;
-        loop {
-            match self
-                .ctx
-                .broker
-                .offset_fetch(&self.ctx.application_id, inputs, true)
-            {
-                Err(LogError::UnstableOffsetCommit { .. })
-                    if Instant::now() < deadline && !self.ctx.shared.crashed() =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                other => return other.map_err(Error::from),
-            }
-        }
-    }
-
     /// Ends the thread: a clean shutdown commits and closes; a failure aborts and closes;
     /// an injected crash abandons everything as a killed process would.
     fn stop(mut self, result: Result<()>) -> Result<()> {
@@ -538,8 +321,9 @@ impl StreamThread {
     }
 
     fn close_all(&mut self) {
-        for (_, mut task) in std::mem::take(&mut self.tasks) {
-            task.core.close();
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.close_task(id);
         }
         self.ctx.shared.set_tasks(self.index, Vec::new());
         if let Some(member) = self.member.take() {
@@ -557,7 +341,7 @@ impl StreamThread {
 }
 
 /// A panic in a task as the error that names the processor and record.
-fn panicked(task: &Task, panic: Box<dyn std::any::Any + Send>) -> Error {
+pub(super) fn panicked(task: &Task, panic: Box<dyn std::any::Any + Send>) -> Error {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

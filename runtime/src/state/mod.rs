@@ -106,14 +106,16 @@ impl StateDb {
     }
 
     pub(crate) fn ensure_family(&self, name: &str) -> Result<()> {
-        if self.db.cf_handle(name).is_none() {
-            self.db
-                .create_cf(name, &Options::default())
-                .map_err(|source| Error::Rocks {
-                    action: "creating a column family",
-                    store: name.to_string(),
-                    source,
-                })?;
+        if self.db.cf_handle(name).is_none()
+            && let Err(source) = self.db.create_cf(name, &Options::default())
+            && self.db.cf_handle(name).is_none()
+        {
+            // (Another thread creating it at the same moment is not an error.)
+            return Err(Error::Rocks {
+                action: "creating a column family",
+                store: name.to_string(),
+                source,
+            });
         }
         Ok(())
     }

@@ -108,8 +108,12 @@ impl Task {
 
     /// Queues consumed records of one of the task's partitions.
     pub fn enqueue(&mut self, record: ConsumerRecord) {
-        let tp = TopicPartition::new(record.topic.to_string(), record.partition);
-        if let Some(queue) = self.queues.get_mut(&tp) {
+        // A task has a queue per source topic: a scan beats building a key per record.
+        let queue = self
+            .queues
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == record.partition && *tp.topic == *record.topic);
+        if let Some((_, queue)) = queue {
             queue.push_back(record);
         }
     }
@@ -135,17 +139,21 @@ impl Task {
     pub fn process_next(&mut self, on_bad_record: &DeserializationHandler) -> Result<bool> {
         let next = self
             .queues
-            .iter()
-            .filter_map(|(tp, q)| q.front().map(|r| (r.timestamp, tp)))
-            .min_by_key(|(ts, _)| *ts)
-            .map(|(_, tp)| tp.clone());
-        let Some(tp) = next else {
+            .iter_mut()
+            .filter(|(_, q)| !q.is_empty())
+            .min_by_key(|(_, q)| q.front().map_or(i64::MAX, |r| r.timestamp));
+        let Some((tp, queue)) = next else {
             return Ok(false);
         };
-        let Some(record) = self.queues.get_mut(&tp).and_then(VecDeque::pop_front) else {
+        let Some(record) = queue.pop_front() else {
             return Ok(false);
         };
-        self.positions.insert(tp.clone(), record.offset + 1);
+        match self.positions.get_mut(tp) {
+            Some(position) => *position = record.offset + 1,
+            None => {
+                self.positions.insert(tp.clone(), record.offset + 1);
+            }
+        }
         self.process_record(record, on_bad_record)?;
         Ok(true)
     }

@@ -148,7 +148,7 @@ where
             .with_commit_interval(Duration::from_millis(20))
             .with_heartbeat_interval(Duration::from_millis(20))
             .with_session_timeout(Duration::from_millis(400))
-            .with_transaction_timeout(Duration::from_secs(3))
+            .with_transaction_timeout(Duration::from_secs(1))
             .with_restore_batch(1)
             .with_max_poll_records(20);
         Self {
@@ -387,6 +387,9 @@ where
         self.wait_until_consumed(&broker, &handle)?;
         handle.shutdown()?;
         log("all input committed; primary shut down".into());
+        // A crashed instance that never came back leaves its transaction open until the
+        // broker times it out; until then read_committed readers stop before it.
+        self.wait_until_no_open_transactions(&broker)?;
         Ok((broker, produced, primary.dir, dir))
     }
 
@@ -443,6 +446,32 @@ where
                     "input not all committed (app {:?}: {})",
                     handle.state(),
                     handle.error().unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_until_no_open_transactions(&self, broker: &Broker) -> Result<()> {
+        let mut topics = vec![self.output.name.clone()];
+        if let Some((_, spec)) = &self.store {
+            topics.push(spec.name.clone());
+        }
+        let deadline =
+            Instant::now() + self.config.transaction_timeout * 4 + Duration::from_secs(10);
+        loop {
+            let mut open = false;
+            for topic in &topics {
+                for p in broker.topic_metadata(topic)?.partitions {
+                    open |= p.last_stable_offset < p.high_watermark;
+                }
+            }
+            if !open {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::IllegalState(format!(
+                    "a transaction on {topics:?} is still open after the transaction timeout"
                 )));
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -3,6 +3,7 @@
 //! enum and what both share: the progress meter, the throughput figures and percentiles.
 
 pub mod consume;
+pub mod eos;
 pub mod produce;
 pub mod txn;
 
@@ -23,6 +24,9 @@ pub enum PerfCommand {
     Produce(produce::PerfProduceArgs),
     /// Read N records from the start of every partition of a topic; report throughput.
     Consume(consume::PerfConsumeArgs),
+    /// Run a count-by-key app over N pre-produced records at-least-once and exactly-once;
+    /// report both throughputs, end-to-end latency and commit latency.
+    Eos(eos::PerfEosArgs),
 }
 
 /// Runs a `perf` subcommand.
@@ -30,6 +34,7 @@ pub fn run(data: &Path, cmd: PerfCommand) -> CliResult {
     match cmd {
         PerfCommand::Produce(args) => produce::run(data, &args),
         PerfCommand::Consume(args) => consume::run(data, &args),
+        PerfCommand::Eos(args) => eos::run(data, &args),
     }
 }
 

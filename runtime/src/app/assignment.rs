@@ -1,0 +1,298 @@
+//! How a stream thread follows its group: joining, heartbeats, a new generation's
+//! assignment (partitions of each sub-topology's lead topic -> tasks), and opening a task:
+//! its stable committed offsets, its stores restored from the changelogs, fresh processors.
+//! A task moving between two threads of one instance opens only once the other thread has
+//! closed it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_log::group::GroupAssignment;
+use sluice_log::{Error as LogError, OffsetSpec, TopicPartition};
+
+use super::shared::ThreadState;
+use super::thread::{Member, StreamThread, panicked};
+use crate::config::CrashPoint;
+use crate::error::{Error, Result};
+use crate::state::restore_with;
+use crate::task::core::Clock;
+use crate::task::{Task, TaskId};
+
+impl StreamThread {
+    pub fn join_group(&mut self) -> Result<()> {
+        self.ctx
+            .shared
+            .set_thread(self.index, ThreadState::Rebalancing);
+        let joined = self.ctx.broker.join_group(
+            &self.ctx.application_id,
+            None,
+            &self.ctx.plan.lead_topics,
+            self.ctx.config.session_timeout,
+        )?;
+        self.on_assignment(joined)
+    }
+
+    /// Heartbeats; follows the group to a new generation if it moved.
+    pub fn heartbeat(&mut self) -> Result<()> {
+        self.last_heartbeat = Instant::now();
+        if self.ctx.shared.heartbeats_paused() {
+            return Ok(());
+        }
+        let Some(member) = &self.member else {
+            return self.join_group();
+        };
+        let (id, generation) = (member.member_id.clone(), member.generation);
+        match self
+            .ctx
+            .broker
+            .heartbeat(&self.ctx.application_id, &id, generation)
+        {
+            Ok(()) => Ok(()),
+            Err(LogError::RebalanceInProgress { .. }) => {
+                self.ctx
+                    .shared
+                    .set_thread(self.index, ThreadState::Rebalancing);
+                let synced = self.ctx.broker.sync_group(&self.ctx.application_id, &id)?;
+                self.on_assignment(synced)
+            }
+            Err(LogError::UnknownMemberId { .. }) => {
+                tracing::warn!(thread = %self.transactional_id, "session expired; rejoining the group");
+                self.member = None;
+                self.join_group()
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves to a new generation's assignment.
+    fn on_assignment(&mut self, assignment: GroupAssignment) -> Result<()> {
+        let generation_moved = self
+            .member
+            .as_ref()
+            .is_none_or(|m| m.generation != assignment.generation);
+        self.member = Some(Member {
+            member_id: assignment.member_id,
+            generation: assignment.generation,
+        });
+        let wanted: BTreeSet<TaskId> = assignment
+            .partitions
+            .iter()
+            .filter_map(|tp| {
+                let sub = self
+                    .ctx
+                    .plan
+                    .lead_topics
+                    .iter()
+                    .position(|t| *t == tp.topic)?;
+                Some(TaskId {
+                    sub_topology: sub,
+                    partition: tp.partition,
+                })
+            })
+            .collect();
+        // After a generation change a task we keep may have been someone else's in between
+        // (a generation we missed, or while we were a zombie): its committed offsets and
+        // changelog may have moved on. So every task starts again from what is committed,
+        // as after Kafka's eager rebalance; our uncommitted work can no longer commit.
+        if generation_moved && (self.dirty || self.txn_open) {
+            self.abort()?;
+        }
+        self.set_tasks(wanted, generation_moved)?;
+        tracing::info!(thread = %self.transactional_id, generation = ?self.member.as_ref().map(|m| m.generation), tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "assignment");
+        Ok(())
+    }
+
+    /// Aborts the open transaction and drops every task's uncommitted work.
+    pub fn abort(&mut self) -> Result<()> {
+        if self.txn_open {
+            self.txn_open = false;
+            if let Err(e) = self.producer()?.abort_transaction() {
+                if e.txn_kind() == sluice_log::TxnErrorKind::Fatal {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "aborting the transaction failed; it times out instead");
+            }
+        }
+        self.dirty = false;
+        self.ctx.shared.metrics.aborted();
+        Ok(())
+    }
+
+    /// Closes tasks not in `wanted` (all when `recreate`) and opens the missing ones; then
+    /// points the consumer at every task's position.
+    pub fn set_tasks(&mut self, wanted: BTreeSet<TaskId>, recreate: bool) -> Result<()> {
+        let current: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in current {
+            if recreate || !wanted.contains(&id) {
+                self.close_task(id);
+            }
+        }
+        self.pending = wanted
+            .into_iter()
+            .filter(|id| !self.tasks.contains_key(id))
+            .collect();
+        self.open_pending()?;
+        self.reassign()
+    }
+
+    pub fn close_task(&mut self, id: TaskId) {
+        if let Some(mut task) = self.tasks.remove(&id) {
+            task.core.close();
+        }
+        let mut owners = self.ctx.task_owners.lock();
+        if owners.get(&id) == Some(&self.index) {
+            owners.remove(&id);
+        }
+    }
+
+    /// Opens the pending tasks no other thread of the instance has open.
+    pub fn open_pending(&mut self) -> Result<()> {
+        let mut opened = false;
+        for id in std::mem::take(&mut self.pending) {
+            let free = {
+                let mut owners = self.ctx.task_owners.lock();
+                match owners.get(&id) {
+                    Some(&owner) if owner != self.index => false,
+                    _ => {
+                        owners.insert(id, self.index);
+                        true
+                    }
+                }
+            };
+            if free {
+                let task = self.open_task(id)?;
+                self.tasks.insert(id, task);
+                opened = true;
+            } else {
+                self.pending.insert(id);
+            }
+        }
+        if opened {
+            self.reassign()?;
+        }
+        let state = if self.pending.is_empty() {
+            ThreadState::Running
+        } else {
+            ThreadState::Rebalancing
+        };
+        self.ctx.shared.set_thread(self.index, state);
+        Ok(())
+    }
+
+    /// Assigns the consumer the open tasks' inputs at the tasks' positions (queued records
+    /// are dropped and fetched again).
+    fn reassign(&mut self) -> Result<()> {
+        self.routes.clear();
+        let mut inputs = Vec::new();
+        for (id, task) in &mut self.tasks {
+            task.clear_queues();
+            for tp in task.inputs() {
+                self.routes
+                    .insert((Arc::from(tp.topic.as_str()), tp.partition), *id);
+                inputs.push(tp.clone());
+            }
+        }
+        self.ctx
+            .shared
+            .set_tasks(self.index, self.tasks.keys().copied().collect());
+        self.consumer.assign(inputs)?;
+        for task in self.tasks.values() {
+            for (tp, offset) in &task.positions {
+                self.consumer.seek(tp, *offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A task for `id`: its start offsets (once no transaction is committing them), its
+    /// stores restored from the changelogs, fresh processors, `init` called.
+    fn open_task(&mut self, id: TaskId) -> Result<Task> {
+        let sub = self
+            .ctx
+            .topology
+            .sub_topologies()
+            .get(id.sub_topology)
+            .ok_or_else(|| Error::IllegalState(format!("no sub-topology for task {id}")))?;
+        let inputs: Vec<TopicPartition> = sub
+            .source_topics
+            .iter()
+            .map(|t| TopicPartition::new(t.clone(), id.partition))
+            .collect();
+        let committed = self.stable_offsets(&inputs)?;
+        let mut positions = BTreeMap::new();
+        for (tp, offset) in committed {
+            let offset = match offset {
+                Some(o) => o,
+                None => self
+                    .ctx
+                    .broker
+                    .list_offsets(&tp.topic, tp.partition, OffsetSpec::Earliest)?
+                    .map_or(0, |l| l.offset),
+            };
+            positions.insert(tp, offset);
+        }
+        for spec in &sub.store_specs {
+            let name = crate::state::StoreName::new(spec.name(), id.partition);
+            let changelog = crate::state::changelog_topic(&self.ctx.application_id, spec.name());
+            let started = Instant::now();
+            let applied = restore_with(
+                &self.ctx.db,
+                &name,
+                &self.ctx.broker,
+                &changelog,
+                self.ctx.config.restore_batch,
+                |progress| {
+                    self.ctx.shared.metrics.restored(0);
+                    if progress.position < progress.end {
+                        self.crash_point(CrashPoint::MidRestore)?;
+                    }
+                    Ok(())
+                },
+            )?;
+            self.ctx.shared.metrics.restored(applied);
+            if applied > 0 {
+                tracing::info!(task = %id, store = %spec.name(), applied, took_ms = started.elapsed().as_millis() as u64, "store restored");
+            }
+        }
+        let mut task = Task::open(
+            sub,
+            id,
+            self.ctx.application_id.clone(),
+            &self.ctx.db,
+            Clock::System,
+            self.ctx.plan.sink_partitions.clone(),
+        )?;
+        task.positions = positions;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| task.core.init()));
+        match outcome {
+            Ok(result) => result?,
+            Err(panic) => return Err(panicked(&task, panic)),
+        }
+        Ok(task)
+    }
+
+    /// The group's committed offsets of `inputs`, waiting while a transaction that
+    /// commits some of them is still open (Kafka's stable offset fetch).
+    fn stable_offsets(
+        &self,
+        inputs: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let deadline = Instant::now() + self.ctx.config.transaction_timeout * 2;
+        loop {
+            match self
+                .ctx
+                .broker
+                .offset_fetch(&self.ctx.application_id, inputs, true)
+            {
+                Err(LogError::UnstableOffsetCommit { .. })
+                    if Instant::now() < deadline && !self.ctx.shared.crashed() =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => return other.map_err(Error::from),
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! `sluice perf eos`: the runtime benchmark. A count-by-key topology (source -> count in a
+//! RocksDB store -> sink, one output record per input) runs over N pre-produced records,
+//! once at-least-once and once exactly-once, each from a clean state on the same input:
+//! input records/s of each and their ratio. Then, with the exactly-once app running,
+//! records are produced at a steady rate and the end-to-end latency (produce to visible
+//! to a read_committed reader) is measured, with the commit latency the app reports.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, value_parser};
+use sluice_log::{
+    Broker, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, OffsetSpec, Producer,
+    ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
+};
+use sluice_runtime::app::{App, AppHandle, AppMetrics, AppState};
+use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
+use sluice_runtime::serde::{BigEndianSerde, StringSerde};
+use sluice_runtime::topology::{StoreSpec, Topology, TopologyBuilder};
+use sluice_runtime::{AppConfig, ProcessingGuarantee};
+
+use super::{Progress, latency_json};
+use crate::cli::error::{CliError, CliResult};
+use crate::cli::output::{json_number, print_line};
+use crate::cli::{Open, with_broker};
+
+/// Arguments of `perf eos`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Output: one JSON line, e.g.
+  {\"records\":2000000,\"keys\":10000,\"threads\":2,\"partitions\":4,\"commit_interval_ms\":100,
+   \"alos\":{\"seconds\":..,\"records_per_sec\":..},\"eos\":{\"seconds\":..,\"records_per_sec\":..},
+   \"eos_over_alos\":0.97,\"latency_ms\":{\"p50\":..,\"p99\":..,\"max\":..,\"samples\":..},
+   \"commit_latency_ms\":{\"p50\":..,\"p99\":..}}
+Throughput counts from the start of the app to the moment its committed offsets reach the end \
+of the input. The data directory gets topics perf-eos-in, perf-eos-out-alos and \
+perf-eos-out-eos (recreated) and the apps' state under <data>/perf-eos-state.")]
+pub struct PerfEosArgs {
+    /// Input records to pre-produce and process in each mode.
+    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..))]
+    pub records: u64,
+    /// Distinct keys (records are spread over them round-robin).
+    #[arg(long, value_name = "K", value_parser = value_parser!(u64).range(1..))]
+    pub keys: u64,
+    /// Stream threads of each app.
+    #[arg(long, value_name = "T", default_value_t = 2, value_parser = value_parser!(u64).range(1..=64))]
+    pub threads: u64,
+    /// Partitions of the input and output topics (tasks).
+    #[arg(long, value_name = "P", default_value_t = 4, value_parser = value_parser!(i32).range(1..=1024))]
+    pub partitions: i32,
+    /// The apps' commit interval in ms (both modes).
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = value_parser!(u64).range(1..))]
+    pub commit_interval_ms: u64,
+    /// Records per second in the latency phase.
+    #[arg(long, value_name = "R", default_value_t = 20_000, value_parser = value_parser!(u64).range(1..))]
+    pub latency_rate: u64,
+    /// Length of the latency phase in seconds.
+    #[arg(long, value_name = "S", default_value_t = 3, value_parser = value_parser!(u64).range(1..=600))]
+    pub latency_seconds: u64,
+}
+
+/// Counts per key, forwarding each new count.
+#[derive(Debug)]
+struct CountByKey;
+
+impl Processor<String, i64, String, i64> for CountByKey {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+        record: Record<String, i64>,
+    ) -> ProcessResult {
+        let mut counts = ctx.kv_store::<String, i64>("counts")?;
+        let count = counts.get(&record.key)?.unwrap_or(0) + 1;
+        counts.put(&record.key, &count)?;
+        ctx.forward(record.with_value(count))?;
+        Ok(())
+    }
+}
+
+fn topology(output: &str) -> CliResult<Topology> {
+    let fail = |e: sluice_runtime::topology::TopologyError| CliError::Failed(e.to_string());
+    let mut b = TopologyBuilder::new();
+    b.add_source::<String, i64>("in", &[INPUT], StringSerde, BigEndianSerde)
+        .map_err(fail)?;
+    b.add_processor("count", &["in"], || CountByKey)
+        .map_err(fail)?;
+    b.add_state_store(
+        StoreSpec::key_value::<String, i64>("counts", StringSerde, BigEndianSerde),
+        &["count"],
+    )
+    .map_err(fail)?;
+    b.add_sink::<String, i64>("out", output, &["count"], StringSerde, BigEndianSerde)
+        .map_err(fail)?;
+    b.build().map_err(fail)
+}
+
+const INPUT: &str = "perf-eos-in";
+
+fn runtime(e: sluice_runtime::Error) -> CliError {
+    CliError::Failed(e.to_string())
+}
+
+/// Runs `perf eos`.
+pub fn run(data: &Path, args: &PerfEosArgs) -> CliResult {
+    with_broker(data, Open::CreateIfMissing, |broker| {
+        let line = bench(broker, data, args)?;
+        print_line(&line)
+    })
+}
+
+fn recreate(broker: &Broker, topic: &str, partitions: i32) -> CliResult {
+    if broker.topic_metadata(topic).is_ok() {
+        broker.delete_topic(topic)?;
+    }
+    broker.create_topic(topic, TopicConfig::default().with_partitions(partitions))?;
+    Ok(())
+}
+
+fn produce(broker: &Broker, args: &PerfEosArgs) -> CliResult {
+    let producer = Producer::new(broker, ProducerConfig::default())?;
+    let mut progress = Progress::new("eos: producing input");
+    for i in 0..args.records {
+        let key = format!("key-{}", i % args.keys);
+        producer.send(ProducerRecord::new(INPUT, 1i64.to_be_bytes().to_vec()).with_key(key))?;
+        progress.tick(i + 1, args.records);
+    }
+    producer.flush()?;
+    Ok(())
+}
+
+fn input_end(broker: &Broker, partitions: i32) -> CliResult<Vec<(TopicPartition, i64)>> {
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        let end = broker
+            .list_offsets(INPUT, p, OffsetSpec::Latest)?
+            .map_or(0, |l| l.offset);
+        ends.push((TopicPartition::new(INPUT, p), end));
+    }
+    Ok(ends)
+}
+
+fn committed_all(broker: &Broker, group: &str, ends: &[(TopicPartition, i64)]) -> CliResult<bool> {
+    let partitions: Vec<TopicPartition> = ends.iter().map(|(tp, _)| tp.clone()).collect();
+    let committed = broker.offset_fetch(group, &partitions, false)?;
+    Ok(committed
+        .iter()
+        .zip(ends)
+        .all(|((_, c), (_, end))| c.unwrap_or(0) >= *end))
+}
+
+fn start(
+    broker: &Broker,
+    data: &Path,
+    args: &PerfEosArgs,
+    guarantee: ProcessingGuarantee,
+) -> CliResult<(AppHandle, String)> {
+    let (id, output) = match guarantee {
+        ProcessingGuarantee::ExactlyOnce => ("perf-eos-eos", "perf-eos-out-eos"),
+        ProcessingGuarantee::AtLeastOnce => ("perf-eos-alos", "perf-eos-out-alos"),
+    };
+    recreate(broker, output, args.partitions)?;
+    let state = data.join("perf-eos-state").join(id);
+    if state.exists() {
+        std::fs::remove_dir_all(&state).map_err(CliError::io("removing old benchmark state"))?;
+    }
+    let config = AppConfig::default()
+        .with_processing_guarantee(guarantee)
+        .with_num_threads(args.threads as usize)
+        .with_commit_interval(Duration::from_millis(args.commit_interval_ms))
+        .with_max_poll_records(10_000)
+        .with_state_dir(state);
+    let app = App::new(id, topology(output)?, config).map_err(runtime)?;
+    Ok((app.start(broker).map_err(runtime)?, id.to_string()))
+}
+
+/// Runs one mode over the whole input; returns (seconds, metrics) and the running handle.
+fn throughput(
+    broker: &Broker,
+    data: &Path,
+    args: &PerfEosArgs,
+    guarantee: ProcessingGuarantee,
+) -> CliResult<(f64, AppMetrics, AppHandle)> {
+    let ends = input_end(broker, args.partitions)?;
+    let started = Instant::now();
+    let (handle, group) = start(broker, data, args, guarantee)?;
+    let mut progress = Progress::new("eos: processing");
+    while !committed_all(broker, &group, &ends)? {
+        if handle.state() == AppState::Error {
+            return Err(CliError::Failed(handle.error().unwrap_or_default()));
+        }
+        progress.tick(handle.metrics().records_processed, args.records);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok((started.elapsed().as_secs_f64(), handle.metrics(), handle))
+}
+
+fn latency(broker: &Broker, args: &PerfEosArgs) -> CliResult<Vec<Duration>> {
+    let mut consumer = Consumer::new(
+        broker,
+        ConsumerConfig::default()
+            .with_isolation(IsolationLevel::ReadCommitted)
+            .with_auto_offset_reset(OffsetReset::Latest),
+    );
+    let partitions: Vec<TopicPartition> = (0..args.partitions)
+        .map(|p| TopicPartition::new("perf-eos-out-eos", p))
+        .collect();
+    consumer.assign(partitions.clone())?;
+    for tp in &partitions {
+        consumer.seek_to_end(tp)?;
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let total = args.latency_rate * args.latency_seconds;
+    let producer_thread = {
+        let broker = broker.clone();
+        let done = done.clone();
+        let (rate, keys) = (args.latency_rate, args.keys);
+        std::thread::spawn(move || -> sluice_log::Result<()> {
+            let producer = Producer::new(&broker, ProducerConfig::default().with_linger_ms(0))?;
+            let started = Instant::now();
+            for i in 0..total {
+                let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let record = ProducerRecord::new(INPUT, 1i64.to_be_bytes().to_vec())
+                    .with_key(format!("key-{}", i % keys))
+                    .with_timestamp(sluice_log::now_ms());
+                drop(producer.send(record)?);
+            }
+            producer.flush()?;
+            done.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let mut samples = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + Duration::from_secs(args.latency_seconds + 30);
+    while (samples.len() as u64) < total && Instant::now() < deadline {
+        for record in consumer.poll(Duration::from_millis(5))? {
+            let age = sluice_log::now_ms().saturating_sub(record.timestamp).max(0);
+            samples.push(Duration::from_millis(age as u64));
+        }
+    }
+    match producer_thread.join() {
+        Ok(result) => result?,
+        Err(_) => return Err(CliError::Failed("the latency producer panicked".into())),
+    }
+    Ok(samples)
+}
+
+fn bench(broker: &Broker, data: &Path, args: &PerfEosArgs) -> CliResult<String> {
+    recreate(broker, INPUT, args.partitions)?;
+    produce(broker, args)?;
+    let (alos_seconds, _, alos) = throughput(broker, data, args, ProcessingGuarantee::AtLeastOnce)?;
+    alos.shutdown().map_err(runtime)?;
+    let (eos_seconds, _, eos) = throughput(broker, data, args, ProcessingGuarantee::ExactlyOnce)?;
+    let mut samples = latency(broker, args)?;
+    let metrics = eos.metrics();
+    eos.shutdown().map_err(runtime)?;
+    let rate = |seconds: f64| args.records as f64 / seconds.max(1e-9);
+    let mode = |seconds: f64| {
+        format!(
+            "{{\"seconds\":{},\"records_per_sec\":{}}}",
+            json_number(seconds, 6),
+            json_number(rate(seconds), 1)
+        )
+    };
+    let ms = |us: u64| json_number(us as f64 / 1e3, 3);
+    Ok(format!(
+        "{{\"records\":{},\"keys\":{},\"threads\":{},\"partitions\":{},\"commit_interval_ms\":{},\"alos\":{},\"eos\":{},\"eos_over_alos\":{},{},\"commit_latency_ms\":{{\"p50\":{},\"p99\":{},\"commits\":{}}}}}",
+        args.records,
+        args.keys,
+        args.threads,
+        args.partitions,
+        args.commit_interval_ms,
+        mode(alos_seconds),
+        mode(eos_seconds),
+        json_number(alos_seconds / eos_seconds.max(1e-9), 3),
+        latency_json(&mut samples),
+        ms(metrics.commit_latency_p50_us),
+        ms(metrics.commit_latency_p99_us),
+        metrics.commits,
+    ))
+}
