@@ -61,6 +61,10 @@ impl CrashPoint {
     ];
 }
 
+/// Hears of restore progress (Kafka Streams' `StateRestoreListener`): called after every
+/// batch a store's restore applies.
+pub type RestoreListener = std::sync::Arc<dyn Fn(&crate::state::RestoreProgress) + Send + Sync>;
+
 /// Decides at each crash point whether the instance dies there.
 pub type CrashHook = std::sync::Arc<dyn Fn(CrashPoint) -> bool + Send + Sync>;
 
@@ -91,6 +95,8 @@ pub struct AppConfig {
     /// as Kafka Streams sets under exactly-once): bounds how long a crashed instance's
     /// open transaction holds up the instance that takes its tasks.
     pub transaction_timeout: Duration,
+    /// Called as stores restore from their changelogs (progress also goes to tracing).
+    pub restore_listener: Option<RestoreListener>,
     pub(crate) crash_hook: Option<CrashHook>,
 }
 
@@ -107,6 +113,7 @@ impl std::fmt::Debug for AppConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("restore_batch", &self.restore_batch)
             .field("transaction_timeout", &self.transaction_timeout)
+            .field("restore_listener", &self.restore_listener.is_some())
             .field("crash_hook", &self.crash_hook.is_some())
             .finish()
     }
@@ -125,6 +132,7 @@ impl Default for AppConfig {
             heartbeat_interval: Duration::from_millis(100),
             restore_batch: 10_000,
             transaction_timeout: Duration::from_secs(10),
+            restore_listener: None,
             crash_hook: None,
         }
     }
@@ -179,6 +187,11 @@ impl AppConfig {
     /// Sets the transaction timeout.
     pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
         self.transaction_timeout = timeout;
+        self
+    }
+    /// Sets the restore listener.
+    pub fn with_restore_listener(mut self, listener: RestoreListener) -> Self {
+        self.restore_listener = Some(listener);
         self
     }
     /// Fault injection: `hook` is asked at every [`CrashPoint`]; when it says yes, the

@@ -128,7 +128,16 @@ fn two_instances_share_the_work_and_rebalance_without_loss_or_duplicates() {
         config(&dir.path().join(name)).with_heartbeat_interval(Duration::from_millis(20))
     };
     let first = App::new("agg", count_sum("in", "out"), cfg("one")).expect("app");
-    let second = App::new("agg", count_sum("in", "out"), cfg("two")).expect("app");
+    let restored = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let heard = restored.clone();
+    let listener: sluice_runtime::config::RestoreListener =
+        std::sync::Arc::new(move |p| heard.lock().push(p.clone()));
+    let second = App::new(
+        "agg",
+        count_sum("in", "out"),
+        cfg("two").with_restore_listener(listener),
+    )
+    .expect("app");
     let a = first.start(&broker).expect("first");
     produce(&broker, "in", &batch(1));
     let outputs = |n: usize| eventually(WAIT, || read_committed(&broker, "out").len() == n);
@@ -138,6 +147,17 @@ fn two_instances_share_the_work_and_rebalance_without_loss_or_duplicates() {
         produce(&broker, "in", &batch(round));
     }
     assert!(outputs(32), "got {}", read_committed(&broker, "out").len());
+    // The tasks the second instance took were restored from their changelogs first (its
+    // RocksDB was empty): the listener heard each restore reach the changelog's end.
+    let progress = restored.lock().clone();
+    assert!(!b.tasks().is_empty() && !a.tasks().is_empty());
+    assert!(
+        progress
+            .iter()
+            .any(|p| p.applied > 0 && p.position == p.end),
+        "{progress:?}"
+    );
+    assert!(b.metrics().records_restored > 0);
     b.shutdown().expect("second leaves");
     produce(&broker, "in", &batch(5));
     assert!(outputs(40), "got {}", read_committed(&broker, "out").len());

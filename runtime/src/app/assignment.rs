@@ -244,7 +244,9 @@ impl StreamThread {
                 &changelog,
                 self.ctx.config.restore_batch,
                 |progress| {
-                    self.ctx.shared.metrics.restored(0);
+                    if let Some(listener) = &self.ctx.config.restore_listener {
+                        listener(progress);
+                    }
                     if progress.position < progress.end {
                         self.crash_point(CrashPoint::MidRestore)?;
                     }

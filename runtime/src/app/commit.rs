@@ -49,7 +49,9 @@ impl StreamThread {
             }
             Err(e) => return Err(e),
         }
-        self.last_commit = Instant::now();
+        // A fixed cadence: the next commit is due an interval after this one began, so a
+        // record waits at most one interval plus one commit to become visible.
+        self.last_commit = started;
         Ok(())
     }
 
@@ -73,8 +75,10 @@ impl StreamThread {
                 }
             }
         }
+        let phase = Instant::now();
         self.crash_point(CrashPoint::BeforeFlush)?;
         self.producer()?.flush()?;
+        let flushed = phase.elapsed();
         self.crash_point(CrashPoint::AfterFlush)?;
         let offsets: Vec<(TopicPartition, i64)> = self
             .tasks
@@ -91,6 +95,7 @@ impl StreamThread {
             self.commit_transaction()?;
             self.crash_point(CrashPoint::AfterCommitBeforeApply)?;
         }
+        let committed = phase.elapsed();
         let mut checkpoints = Vec::with_capacity(last_changelog.len());
         for (name, future) in last_changelog {
             checkpoints.push((name, future.wait()?.offset + 1));
@@ -99,7 +104,16 @@ impl StreamThread {
         for task in self.tasks.values_mut() {
             overlay.merge(task.take_overlay());
         }
+        let writes = overlay.len();
         self.ctx.db.apply(overlay, &checkpoints)?;
+        tracing::debug!(
+            thread = %self.transactional_id,
+            flush_us = flushed.as_micros() as u64,
+            commit_us = (committed - flushed).as_micros() as u64,
+            apply_us = (phase.elapsed() - committed).as_micros() as u64,
+            writes,
+            "committed"
+        );
         if !eos && !offsets.is_empty() {
             self.ctx.broker.offset_commit(
                 &group.group_id,

@@ -172,8 +172,11 @@ impl StreamThread {
                 self.open_pending()?;
             }
             let idle = self.tasks.values().all(|t| t.queued() == 0);
+            // Idle, wait for input, but never past the next commit.
             let timeout = if idle {
-                Duration::from_millis(10)
+                interval
+                    .saturating_sub(self.last_commit.elapsed())
+                    .min(Duration::from_millis(10))
             } else {
                 Duration::ZERO
             };

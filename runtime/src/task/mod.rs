@@ -239,3 +239,87 @@ impl Task {
         std::mem::take(&mut self.core.overlay)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::processor::{ProcessResult, Processor, ProcessorContext, Record};
+    use crate::serde::{BigEndianSerde, StringSerde};
+    use crate::topology::TopologyBuilder;
+
+    /// Remembers the timestamps it sees.
+    struct Seen(Arc<Mutex<Vec<i64>>>);
+
+    impl Processor<String, i64> for Seen {
+        fn process(
+            &mut self,
+            ctx: &mut ProcessorContext<'_, String, i64>,
+            r: Record<String, i64>,
+        ) -> ProcessResult {
+            self.0.lock().map_err(|_| "poisoned")?.push(r.timestamp);
+            let _ = ctx.stream_time();
+            Ok(())
+        }
+    }
+
+    fn record(topic: &str, offset: i64, timestamp: i64) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::from(topic),
+            partition: 0,
+            offset,
+            timestamp,
+            key: Some(bytes::Bytes::from_static(b"k")),
+            value: Some(bytes::Bytes::copy_from_slice(&timestamp.to_be_bytes())),
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn co_partitioned_inputs_are_merged_by_timestamp_and_stream_time_only_grows() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let shared = seen.clone();
+        let mut b = TopologyBuilder::new();
+        b.add_source::<String, i64>("s", &["left", "right"], StringSerde, BigEndianSerde)
+            .expect("source");
+        b.add_processor("seen", &["s"], move || Seen(shared.clone()))
+            .expect("processor");
+        let topology = b.build().expect("topology");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = StateDb::open(dir.path()).expect("db");
+        let id = TaskId {
+            sub_topology: 0,
+            partition: 0,
+        };
+        let mut task = Task::open(
+            &topology.sub_topologies()[0],
+            id,
+            Arc::from("app"),
+            &db,
+            Clock::Manual(0),
+            Arc::new(HashMap::new()),
+        )
+        .expect("task");
+        task.core.init().expect("init");
+        for (offset, ts) in [(0, 10), (1, 40), (2, 30)] {
+            task.enqueue(record("left", offset, ts));
+        }
+        for (offset, ts) in [(0, 20), (1, 35)] {
+            task.enqueue(record("right", offset, ts));
+        }
+        let mut stream_times = Vec::new();
+        while task
+            .process_next(&DeserializationHandler::Fail)
+            .expect("process")
+        {
+            stream_times.push(task.core.stream_time);
+        }
+        // The smallest head first: left 10, right 20, right 35, left 40, then left 30 (out
+        // of order within its partition, processed in offset order; stream time stays 40).
+        assert_eq!(*seen.lock().expect("lock"), vec![10, 20, 35, 40, 30]);
+        assert_eq!(stream_times, vec![10, 20, 35, 40, 40]);
+        assert_eq!(task.positions[&TopicPartition::new("left", 0)], 3);
+        assert_eq!(task.positions[&TopicPartition::new("right", 0)], 2);
+    }
+}
