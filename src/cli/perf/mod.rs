@@ -5,6 +5,7 @@
 pub mod consume;
 pub mod eos;
 pub mod produce;
+pub mod resume;
 pub mod txn;
 
 use std::io::Write;
@@ -27,6 +28,9 @@ pub enum PerfCommand {
     /// Run a count-by-key app over N pre-produced records at-least-once and exactly-once;
     /// report both throughputs, end-to-end latency and commit latency.
     Eos(eos::PerfEosArgs),
+    /// Kill -9 an exactly-once app holding a large state mid-stream; report how fast it
+    /// resumes and how much it restores, against a full restore.
+    Resume(resume::PerfResumeArgs),
 }
 
 /// Runs a `perf` subcommand.
@@ -35,6 +39,7 @@ pub fn run(data: &Path, cmd: PerfCommand) -> CliResult {
         PerfCommand::Produce(args) => produce::run(data, &args),
         PerfCommand::Consume(args) => consume::run(data, &args),
         PerfCommand::Eos(args) => eos::run(data, &args),
+        PerfCommand::Resume(args) => resume::run(data, &args),
     }
 }
 
