@@ -134,7 +134,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let temp = tempfile::tempdir()?;
     let demo = data_dir.is_none();
     let dir = data_dir.unwrap_or_else(|| temp.path().to_path_buf());
-    let broker = Broker::open(&dir.join("log"), BrokerConfig::default())?;
+    let broker = Broker::open(dir.join("log"), BrokerConfig::default())?;
     for topic in ["text-input", "word-counts"] {
         if broker.topic_metadata(topic).is_err() {
             broker.create_topic(topic, TopicConfig::default().with_partitions(2))?;

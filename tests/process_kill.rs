@@ -140,7 +140,7 @@ fn wordcount_survives_twenty_kill_9s_exactly_once() {
         .expect("final run");
     assert!(status.success(), "final run failed (seed {seed})");
 
-    let broker = Broker::open(&dir.path().join("log"), BrokerConfig::default()).expect("broker");
+    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default()).expect("broker");
     let mut model: BTreeMap<String, u64> = BTreeMap::new();
     for r in read_committed(&broker, "text-input") {
         let line = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();

@@ -331,13 +331,13 @@ fn missing_and_mis_partitioned_topics_are_refused_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(&dir.path().join("log"));
     let app = App::new("m", count_sum("in", "out"), config(&dir.path().join("s"))).expect("app");
-    let err = app.start(&broker).err().expect("no source topic");
+    let err = app.start(&broker).expect_err("no source topic");
     assert_eq!(
         err.to_string(),
         "source topic `in` does not exist: create it before starting the app"
     );
     topic(&broker, "in", 2);
-    let err = app.start(&broker).err().expect("no sink topic");
+    let err = app.start(&broker).expect_err("no sink topic");
     assert!(err.to_string().starts_with("sink topic `out`"), "{err}");
 
     topic(&broker, "left", 2);
@@ -354,7 +354,7 @@ fn missing_and_mis_partitioned_topics_are_refused_at_start() {
         config(&dir.path().join("c")),
     )
     .expect("app");
-    let err = app.start(&broker).err().expect("co-partitioning");
+    let err = app.start(&broker).expect_err("co-partitioning");
     assert_eq!(
         err.to_string(),
         "sub-topology 0 reads co-partitioned topics with different partition counts: left=2, right=3"

@@ -181,7 +181,7 @@ fn a_type_mismatch_message_names_both_sides() {
         .expect("source");
     b.add_sink("out", "o", &["lines"], StringSerde, StringSerde)
         .expect("sink");
-    let message = b.build().err().expect("mismatch").to_string();
+    let message = b.build().expect_err("mismatch").to_string();
     assert!(
         message.contains("`out` takes <alloc::string::String, alloc::string::String>")
             && message.contains("`lines` forwards <(), alloc::string::String>"),

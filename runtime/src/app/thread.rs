@@ -205,10 +205,7 @@ impl StreamThread {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         let mut count = 0;
         for id in ids {
-            loop {
-                let Some(task) = self.tasks.get_mut(&id) else {
-                    break;
-                };
+            while let Some(task) = self.tasks.get_mut(&id) {
                 let outcome =
                     std::panic::catch_unwind(AssertUnwindSafe(|| task.process_next(&handler)));
                 let processed = match outcome {

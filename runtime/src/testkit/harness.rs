@@ -289,7 +289,7 @@ where
         history: &mut Vec<String>,
     ) -> Result<(Broker, Vec<(IK, IV)>, PathBuf, tempfile::TempDir)> {
         let dir = tempfile::tempdir().map_err(|e| Error::IllegalState(format!("tempdir: {e}")))?;
-        let broker = Broker::open(&dir.path().join("broker"), BrokerConfig::default())?;
+        let broker = Broker::open(dir.path().join("broker"), BrokerConfig::default())?;
         for spec in [
             (&self.input.name, self.input.partitions),
             (&self.output.name, self.output.partitions),
