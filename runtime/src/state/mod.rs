@@ -34,6 +34,9 @@ type Db = DBWithThreadMode<MultiThreaded>;
 
 const CHECKPOINTS: &str = "__checkpoints";
 
+/// Most bytes of write-ahead log kept before memtables are flushed.
+const WAL_LIMIT: u64 = 128 << 20;
+
 /// A store of one task: the store's name and the task's partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreName {
@@ -84,6 +87,11 @@ impl StateDb {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
+        // Bound the WAL: RocksDB replays all of it when it opens after a crash, so a WAL
+        // that spans gigabytes of writes (memtables of quiet column families pin it) would
+        // make every restart slow. Past this size the oldest memtables are flushed.
+        options.set_max_total_wal_size(WAL_LIMIT);
+        options.increase_parallelism(2);
         let mut families = Db::list_cf(&options, dir).unwrap_or_default();
         if !families.iter().any(|f| f == CHECKPOINTS) {
             families.push(CHECKPOINTS.to_string());
