@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 
 #[path = "cli/group.rs"]
 mod group;
+#[path = "cli/runtime_perf.rs"]
+mod runtime_perf;
 #[path = "cli/txn.rs"]
 mod txn;
 

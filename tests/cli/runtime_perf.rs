@@ -1,0 +1,71 @@
+//! `perf eos` and `perf resume`, small: each prints one JSON line with every figure, and the
+//! figures add up (exactly-once commits happened, a resume restores less than a full one).
+
+use super::{json, ok, run};
+
+#[test]
+fn perf_eos_reports_both_modes_latency_and_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(run(
+        &dir.path().join("data"),
+        &[
+            "perf",
+            "eos",
+            "--records",
+            "5000",
+            "--keys",
+            "50",
+            "--partitions",
+            "2",
+            "--latency-rate",
+            "500",
+            "--latency-seconds",
+            "1",
+        ],
+    ));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let f = json(&stdout);
+    assert_eq!(f["records"], 5000, "{stdout}");
+    for mode in ["alos", "eos"] {
+        assert!(
+            f[mode]["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+            "{stdout}"
+        );
+    }
+    assert!(
+        f["eos_over_alos"].as_f64().is_some_and(|r| r > 0.0),
+        "{stdout}"
+    );
+    assert_eq!(f["latency_ms"]["samples"], 500, "{stdout}");
+    assert!(
+        f["commit_latency_ms"]["commits"]
+            .as_u64()
+            .is_some_and(|c| c > 0),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn perf_resume_restores_less_than_a_full_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(run(
+        &dir.path().join("data"),
+        &[
+            "perf",
+            "resume",
+            "--keys",
+            "20000",
+            "--value-size",
+            "10",
+            "--partitions",
+            "2",
+        ],
+    ));
+    let f = json(&stdout);
+    let full = f["full_restore"]["records_restored"]
+        .as_u64()
+        .expect("full");
+    let resumed = f["resume"]["records_restored"].as_u64().expect("resume");
+    assert!(full >= 20_000, "{stdout}");
+    assert!(resumed < full / 2, "{stdout}");
+}
