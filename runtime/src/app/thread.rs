@@ -308,7 +308,8 @@ impl StreamThread {
                     .set_thread(self.index, ThreadState::Rebalancing);
                 let committed = self.commit();
                 self.close_all();
-                committed
+                committed?;
+                self.ctx.db.flush()
             }
             Err(e) => {
                 if self.eos() && self.txn_open {

@@ -304,6 +304,23 @@ impl StateDb {
         })
     }
 
+    /// Flushes every column family's memtable to its files (a clean shutdown does this, so
+    /// the next open replays no write-ahead log).
+    pub fn flush(&self) -> Result<()> {
+        let rocks = |source| Error::Rocks {
+            action: "flushing",
+            store: self.path.display().to_string(),
+            source,
+        };
+        let families = Db::list_cf(&Options::default(), &self.path).map_err(rocks)?;
+        for family in families {
+            if let Some(cf) = self.db.cf_handle(&family) {
+                self.db.flush_cf(&cf).map_err(rocks)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The changelog offset `name`'s state was last applied up to, if any.
     pub fn checkpoint(&self, name: &StoreName) -> Result<Option<i64>> {
         let raw = self.get_raw(CHECKPOINTS, name.column_family().as_bytes())?;

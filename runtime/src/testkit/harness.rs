@@ -9,7 +9,59 @@
 //! The harness is generic over the input topic's key and value (`IK`, `IV`) and the output
 //! topic's (`OK`, `OV`); the checked store holds the output's types (a table whose
 //! changelog the output is, as for an aggregation). See `runtime/tests/eos_harness.rs`
-//! for a property test built on it.
+//! for a property test built on it (proptest generates the scenarios).
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use sluice_runtime::config::CrashPoint;
+//! use sluice_runtime::processor::{Processor, ProcessorContext, ProcessResult, Record};
+//! use sluice_runtime::serde::{BigEndianSerde, StringSerde};
+//! use sluice_runtime::testkit::{Expected, Fault, FaultHarness, Step};
+//! use sluice_runtime::topology::{StoreSpec, TopologyBuilder};
+//!
+//! /// Sums values per key, forwarding each new sum.
+//! struct Sum;
+//! impl Processor<String, i64> for Sum {
+//!     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>,
+//!                r: Record<String, i64>) -> ProcessResult {
+//!         let mut sums = ctx.kv_store::<String, i64>("sums")?;
+//!         let sum = sums.get(&r.key)?.unwrap_or(0) + r.value;
+//!         sums.put(&r.key, &sum)?;
+//!         ctx.forward(r.with_value(sum))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut b = TopologyBuilder::new();
+//! b.add_source::<String, i64>("in", &["in"], StringSerde, BigEndianSerde)?;
+//! b.add_processor("sum", &["in"], || Sum)?;
+//! b.add_state_store(StoreSpec::key_value::<String, i64>("sums", StringSerde, BigEndianSerde), &["sum"])?;
+//! b.add_sink::<String, i64>("out", "out", &["sum"], StringSerde, BigEndianSerde)?;
+//! let harness = FaultHarness::new(
+//!     "sums", b.build()?,
+//!     ("in", StringSerde, BigEndianSerde), ("out", StringSerde, BigEndianSerde), 2,
+//! )
+//! .with_store("sums", StringSerde, BigEndianSerde);
+//!
+//! // The model: a plain function of the input.
+//! let model = |input: &[(String, i64)]| {
+//!     let mut expected = Expected { outputs: BTreeMap::new(), store: BTreeMap::new() };
+//!     for (k, v) in input {
+//!         let sum = expected.store.entry(k.clone()).or_insert(0);
+//!         *sum += v;
+//!         expected.outputs.entry(k.clone()).or_insert_with(Vec::new).push(*sum);
+//!     }
+//!     expected
+//! };
+//! let scenario = vec![
+//!     Step::Produce(vec![("a".to_string(), 1), ("b".to_string(), 2), ("a".to_string(), 3)]),
+//!     Step::Fault(Fault::Crash(CrashPoint::AfterCommitBeforeApply)),
+//!     Step::Produce(vec![("a".to_string(), 4)]),
+//! ];
+//! let history = harness.run(&scenario, model).map_err(|failure| failure.to_string())?;
+//! assert!(history.iter().any(|h| h.contains("died at AfterCommitBeforeApply")));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
