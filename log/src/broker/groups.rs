@@ -85,8 +85,9 @@ impl Broker {
         self.check_open()?;
         self.inner
             .groups
-            .check_generation(group, generation, member_id)?;
-        self.inner.offsets.commit(group, offsets)
+            .with_generation(group, generation, member_id, || {
+                self.inner.offsets.commit(group, offsets)
+            })
     }
 
     /// OffsetFetch: `group`'s committed offsets for `partitions` (all when empty).

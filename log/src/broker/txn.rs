@@ -197,13 +197,14 @@ impl Broker {
         }
         self.inner
             .groups
-            .check_generation(group, generation, member_id)?;
-        self.inner.offsets.commit_transactional(
-            producer.producer_id,
-            producer.epoch,
-            group,
-            offsets,
-        )
+            .with_generation(group, generation, member_id, || {
+                self.inner.offsets.commit_transactional(
+                    producer.producer_id,
+                    producer.epoch,
+                    group,
+                    offsets,
+                )
+            })
     }
 
     /// EndTxn: commits or aborts the open transaction. PrepareCommit / PrepareAbort is

@@ -245,16 +245,21 @@ impl GroupCoordinator {
         expired
     }
 
-    /// Accepts `(generation, member)` if it is the group's current generation and a member;
-    /// generation -1 with no member id is a standalone consumer, always accepted.
-    pub(crate) fn check_generation(
+    /// Runs `commit` if `(generation, member)` is the group's current generation and a
+    /// member (generation -1 with no member id is a standalone consumer, always accepted),
+    /// holding the group table while it runs: no rebalance can slip between the check and
+    /// the offsets `commit` registers. (Otherwise a member that joins in between could read
+    /// the committed offsets before a fenced member's commit lands: found by the runtime's
+    /// fault-injection harness as a duplicate.)
+    pub(crate) fn with_generation<T>(
         &self,
         group: &str,
         generation: i32,
         member_id: &str,
-    ) -> Result<()> {
+        commit: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         if generation < 0 && member_id.is_empty() {
-            return Ok(());
+            return commit();
         }
         let groups = self.groups.lock();
         let g = groups
@@ -270,7 +275,7 @@ impl GroupCoordinator {
                 current: g.generation,
             });
         }
-        Ok(())
+        commit()
     }
 
     /// One group's members and assignment, if it has any members.
