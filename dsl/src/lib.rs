@@ -1,7 +1,36 @@
 //! sluice-dsl: the typed streams-and-tables DSL that compiles to a runtime topology
 //! (DESIGN §4).
 //!
-//! Nothing is built here yet: the DSL arrives with its own issue, after the runtime. It holds
-//! no placeholder functionality on purpose.
+//! Built so far: [`StreamBuilder`], [`Stream`] with its stateless operators (filter,
+//! filter_not, map, map_values, flat_map, flat_map_values, select_key, peek, foreach,
+//! merge, split into named branches, to, repartition, and `process` for the Processor API),
+//! and [`Data`], which chooses serdes by type. Grouping, aggregations, tables, windows and
+//! joins come next.
+//!
+//! ```
+//! use sluice_dsl::StreamBuilder;
+//! use sluice_dsl::runtime::testkit::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
+//! use sluice_dsl::runtime::serde::{StringSerde, UnitSerde};
+//!
+//! let b = StreamBuilder::new();
+//! b.stream::<(), String>("lines")
+//!     .flat_map_values(|line| line.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+//!     .select_key(|_, word| word.to_lowercase())
+//!     .to("words");
+//! let mut driver = TopologyTestDriver::new(b.build()?)?;
+//! driver.pipe_input(&TestInputTopic::new("lines", UnitSerde, StringSerde), (), "Hello World".into(), 1)?;
+//! let out = driver.read_output(&TestOutputTopic::new("words", StringSerde, StringSerde))?;
+//! let pairs: Vec<(String, String)> = out.into_iter().map(|r| (r.key, r.value)).collect();
+//! assert_eq!(pairs, [("hello".into(), "Hello".into()), ("world".into(), "World".into())]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+mod builder;
+mod data;
+mod ops;
+mod stream;
+
+pub use builder::StreamBuilder;
+pub use data::Data;
 pub use sluice_runtime as runtime;
+pub use stream::{Splitter, Stream};

@@ -1,0 +1,116 @@
+//! [`StreamBuilder`]: where a DSL topology starts (`stream`) and ends (`build`). Operators
+//! add nodes to one runtime `TopologyBuilder` shared by every stream made from the builder;
+//! a node the runtime refuses (a duplicate name, say) is reported by `build`, so operator
+//! chains stay free of `?`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use sluice_runtime::serde::Serde;
+use sluice_runtime::topology::{Topology, TopologyBuilder, TopologyError};
+
+use crate::{Data, Stream};
+
+pub(crate) struct Inner {
+    pub topology: TopologyBuilder,
+    next: usize,
+    error: Option<TopologyError>,
+}
+
+impl Inner {
+    /// A fresh node name for an operator of `kind`: `kind-0003`.
+    pub fn name(&mut self, kind: &str) -> String {
+        self.next += 1;
+        format!("{kind}-{:04}", self.next)
+    }
+
+    /// Runs a change to the topology, keeping the first error for `build`.
+    pub fn add(
+        &mut self,
+        change: impl FnOnce(&mut TopologyBuilder) -> Result<&mut TopologyBuilder, TopologyError>,
+    ) {
+        if let Err(e) = change(&mut self.topology)
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+}
+
+pub(crate) type Shared = Rc<RefCell<Inner>>;
+
+/// Builds a topology with the DSL.
+///
+/// ```
+/// use sluice_dsl::StreamBuilder;
+/// let b = StreamBuilder::new();
+/// b.stream::<(), String>("text-input")
+///     .flat_map_values(|line| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
+///     .filter(|_, word| word.len() > 3)
+///     .to("long-words");
+/// let topology = b.build()?;
+/// assert_eq!(topology.sub_topologies().len(), 1);
+/// # Ok::<(), sluice_dsl::runtime::topology::TopologyError>(())
+/// ```
+pub struct StreamBuilder {
+    inner: Shared,
+}
+
+impl std::fmt::Debug for StreamBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamBuilder").finish_non_exhaustive()
+    }
+}
+
+impl Default for StreamBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self {
+            inner: Rc::new(RefCell::new(Inner {
+                topology: TopologyBuilder::new(),
+                next: 0,
+                error: None,
+            })),
+        }
+    }
+
+    /// The records of `topic`, decoded with the default serdes of `K` and `V`.
+    pub fn stream<K: Data, V: Data>(&self, topic: &str) -> Stream<K, V> {
+        self.stream_with(topic, K::serde(), V::serde())
+    }
+
+    /// The records of `topic`, decoded with the given serdes.
+    pub fn stream_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+    ) -> Stream<K, V> {
+        let (keys, values): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) =
+            (Arc::new(keys), Arc::new(values));
+        let name = {
+            let mut inner = self.inner.borrow_mut();
+            let name = inner.name("source");
+            let (k, v) = (keys.clone(), values.clone());
+            inner.add(|t| t.add_source(&name, &[topic], k, v));
+            name
+        };
+        Stream::new(self.inner.clone(), name, keys, values, false)
+    }
+
+    /// Validates the topology and returns it, or the first error an operator met.
+    pub fn build(self) -> Result<Topology, TopologyError> {
+        let inner = self.inner.borrow();
+        if let Some(e) = &inner.error {
+            return Err(e.clone());
+        }
+        inner.topology.build()
+    }
+}
