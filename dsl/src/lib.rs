@@ -4,8 +4,9 @@
 //! Built so far: [`StreamBuilder`], [`Stream`] with its stateless operators (filter,
 //! filter_not, map, map_values, flat_map, flat_map_values, select_key, peek, foreach,
 //! merge, split into named branches, to, repartition, and `process` for the Processor API),
-//! and [`Data`], which chooses serdes by type. Grouping, aggregations, tables, windows and
-//! joins come next.
+//! grouping (`group_by`, `group_by_key`) with count, reduce and aggregate giving a
+//! [`Table`], and [`Data`], which chooses serdes by type. Table operators, windows, joins
+//! and suppression come next.
 //!
 //! ```
 //! use sluice_dsl::StreamBuilder;
@@ -27,10 +28,14 @@
 
 mod builder;
 mod data;
+mod grouped;
 mod ops;
 mod stream;
+mod table;
 
 pub use builder::StreamBuilder;
 pub use data::Data;
+pub use grouped::Grouped;
 pub use sluice_runtime as runtime;
 pub use stream::{Splitter, Stream};
+pub use table::Table;

@@ -300,6 +300,23 @@ impl<K: Data, V: Data> Stream<K, V> {
         self.derive(name, self.keys.clone(), self.values.clone(), false)
     }
 
+    /// Groups the stream by its key (repartitioning first if the key may have changed).
+    pub fn group_by_key(&self) -> crate::Grouped<K, V> {
+        crate::Grouped {
+            stream: self.clone(),
+        }
+    }
+
+    /// Groups the stream by the key `f` chooses; a repartition topic is added.
+    pub fn group_by<K2: Data>(
+        &self,
+        f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    ) -> crate::Grouped<K2, V> {
+        crate::Grouped {
+            stream: self.select_key(f),
+        }
+    }
+
     /// The Processor API as an escape hatch: a processor made by `factory` for each task,
     /// with `stores` connected to it; the stream of what it forwards, with the default
     /// serdes of `K2` and `V2`.
