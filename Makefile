@@ -20,7 +20,7 @@ deps:
 	fi
 
 demo: deps
-	$(CARGO) run --release --example log_demo
+	$(CARGO) run --release --example wordcount
 
 fmt-check:
 	@if $(CARGO) fmt --version >/dev/null 2>&1; then \
