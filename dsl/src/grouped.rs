@@ -44,6 +44,15 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, A> for Aggregate<K, V, A> {
 }
 
 impl<K: Data, V: Data> Grouped<K, V> {
+    /// The stream to aggregate: through `<name>-repartition` if its key may have changed.
+    pub(crate) fn repartitioned(&self, name: &str) -> Stream<K, V> {
+        if self.stream.key_changed {
+            self.stream.repartition(&format!("{name}-repartition"))
+        } else {
+            self.stream.clone()
+        }
+    }
+
     /// The number of records per key, in store `name`.
     pub fn count(&self, name: &str) -> Table<K, u64> {
         self.aggregate(name, || 0u64, |_, _, n| n + 1)
@@ -99,11 +108,7 @@ impl<K: Data, V: Data> Grouped<K, V> {
         fold: impl Fn(&K, V, Option<A>) -> A + Send + Sync + 'static,
         aggregates: Arc<dyn Serde<A>>,
     ) -> Table<K, A> {
-        let input = if self.stream.key_changed {
-            self.stream.repartition(&format!("{name}-repartition"))
-        } else {
-            self.stream.clone()
-        };
+        let input = self.repartitioned(name);
         let keys = input.keys.clone();
         let fold: Aggregator<K, V, A> = Arc::new(fold);
         let store = name.to_string();

@@ -5,8 +5,9 @@
 //! filter_not, map, map_values, flat_map, flat_map_values, select_key, peek, foreach,
 //! merge, split into named branches, to, repartition, and `process` for the Processor API),
 //! grouping (`group_by`, `group_by_key`) with count, reduce and aggregate giving a
-//! [`Table`], and [`Data`], which chooses serdes by type. Table operators, windows, joins
-//! and suppression come next.
+//! [`Table`], tumbling and hopping [`TimeWindows`] with grace (late records dropped and
+//! counted), and [`Data`], which chooses serdes by type. Sliding and session windows, table
+//! operators, joins and suppression come next.
 //!
 //! ```
 //! use sluice_dsl::StreamBuilder;
@@ -32,6 +33,7 @@ mod grouped;
 mod ops;
 mod stream;
 mod table;
+mod windows;
 
 pub use builder::StreamBuilder;
 pub use data::Data;
@@ -39,3 +41,4 @@ pub use grouped::Grouped;
 pub use sluice_runtime as runtime;
 pub use stream::{Splitter, Stream};
 pub use table::Table;
+pub use windows::{TimeWindows, Windowed, WindowedGrouped, WindowedSerde};

@@ -209,6 +209,14 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         self.core.wall_clock_ms()
     }
 
+    /// Counts the current record as dropped (late for every window it belongs to, say):
+    /// the count shows in `AppMetrics::records_dropped` and the test driver's
+    /// `dropped_records`; `reason` goes to the debug log.
+    pub fn record_dropped(&mut self, reason: &str) {
+        self.core.dropped += 1;
+        tracing::debug!(processor = %self.core.node_name(self.node), ?self.core.current, reason, "record dropped");
+    }
+
     /// Schedules [`Processor::punctuate`] every `interval` of `kind` time. Stream-time
     /// punctuations fire when records move stream time past the next multiple of the
     /// interval; wall-clock ones when the clock does.

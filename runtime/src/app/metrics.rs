@@ -14,6 +14,7 @@ pub(crate) struct Metrics {
     commits: AtomicU64,
     aborts: AtomicU64,
     restored: AtomicU64,
+    dropped: AtomicU64,
     commit_micros: Mutex<Vec<u64>>,
 }
 
@@ -23,6 +24,9 @@ impl Metrics {
     }
     pub fn aborted(&self) {
         self.aborts.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
     }
     pub fn restored(&self, n: u64) {
         self.restored.fetch_add(n, Ordering::Relaxed);
@@ -49,6 +53,7 @@ impl Metrics {
             commits: self.commits.load(Ordering::Relaxed),
             aborts: self.aborts.load(Ordering::Relaxed),
             records_restored: self.restored.load(Ordering::Relaxed),
+            records_dropped: self.dropped.load(Ordering::Relaxed),
             commit_latency_p50_us: pick(0.5),
             commit_latency_p99_us: pick(0.99),
         }
@@ -66,6 +71,8 @@ pub struct AppMetrics {
     pub aborts: u64,
     /// Changelog records applied by restores.
     pub records_restored: u64,
+    /// Records processors dropped (late records, for instance).
+    pub records_dropped: u64,
     /// Median commit latency in µs (flush, offsets, commit, RocksDB apply).
     pub commit_latency_p50_us: u64,
     /// 99th-percentile commit latency in µs.

@@ -217,6 +217,12 @@ impl StreamThread {
                 }
                 self.dirty = true;
                 count += 1;
+                if task.core.dropped > 0 {
+                    self.ctx
+                        .shared
+                        .metrics
+                        .dropped(std::mem::take(&mut task.core.dropped));
+                }
                 self.send_output(id)?;
             }
         }

@@ -64,6 +64,8 @@ pub(crate) struct TaskCore {
     pub running: Option<usize>,
     /// Partition counts of the topics the sinks write.
     pub sink_partitions: Arc<HashMap<String, i32>>,
+    /// Records processors dropped (late for their windows, say) since last taken.
+    pub dropped: u64,
 }
 
 impl TaskCore {
@@ -90,6 +92,7 @@ impl TaskCore {
             schedules: Vec::new(),
             running: None,
             sink_partitions,
+            dropped: 0,
         }
     }
 

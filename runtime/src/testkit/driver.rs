@@ -333,6 +333,11 @@ impl TopologyTestDriver {
         self.route_and_commit()
     }
 
+    /// Records processors dropped so far (see `ProcessorContext::record_dropped`).
+    pub fn dropped_records(&self) -> u64 {
+        self.tasks.iter().map(|t| t.core.dropped).sum()
+    }
+
     /// The wall-clock time in ms.
     pub fn wall_clock_ms(&self) -> i64 {
         self.tasks.first().map_or(0, |t| t.core.wall_clock_ms())
