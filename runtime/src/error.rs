@@ -91,6 +91,22 @@ pub enum Error {
     /// The topology is invalid, or does not fit the topics on the broker.
     #[error(transparent)]
     Topology(#[from] crate::topology::TopologyError),
+    /// A restore waited too long for a transaction open in the changelog to end.
+    #[error(
+        "restoring `{store}` stalled at {changelog}-{partition} offset {position} (end {end}): a transaction there stayed open"
+    )]
+    RestoreStalled {
+        /// The store (column family).
+        store: String,
+        /// The changelog topic.
+        changelog: String,
+        /// Its partition.
+        partition: i32,
+        /// Where the restore stands.
+        position: i64,
+        /// The end it restores to.
+        end: i64,
+    },
     /// A topic the topology reads or writes does not exist on the broker.
     #[error("{role} topic `{topic}` does not exist: create it before starting the app")]
     MissingTopic {

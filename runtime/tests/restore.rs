@@ -1,10 +1,12 @@
 //! Restoring a store from its changelog: only committed writes are applied (aborted ones
-//! never, open ones not yet), tombstones delete, the checkpoint moves to what was applied,
-//! and a second restore continues from the checkpoint.
+//! never; an open transaction is waited for, not stopped at), tombstones delete, the
+//! checkpoint moves to what was applied, and a second restore continues from it.
 
 use sluice_log::{Broker, BrokerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
 use sluice_runtime::serde::StringSerde;
-use sluice_runtime::state::{KeyValueStore, StateDb, StoreName, restore};
+use std::time::Duration;
+
+use sluice_runtime::state::{KeyValueStore, StateDb, StoreName, restore, restore_with};
 
 const CHANGELOG: &str = "app-counts-changelog";
 
@@ -65,8 +67,9 @@ fn restore_applies_exactly_the_committed_changelog_and_resumes_from_its_checkpoi
         Some((end, end))
     );
 
-    // More committed writes, and one transaction left open: the next restore applies only
-    // the new committed record and stops at the open transaction.
+    // More committed writes, and a transaction still open after them: restore waits for it
+    // to end (here it commits a moment later) and applies both, never stopping at the open
+    // transaction with committed writes possibly beyond it.
     write(&producer, &[("k4", Some("d"))], true);
     producer.begin_transaction().expect("begin");
     producer
@@ -77,14 +80,36 @@ fn restore_applies_exactly_the_committed_changelog_and_resumes_from_its_checkpoi
         )
         .expect("send");
     producer.flush().expect("flush");
+    // Left open, with a short wait: the restore says where it is stuck.
+    let err = restore_with(
+        &db,
+        &name,
+        &broker,
+        CHANGELOG,
+        100,
+        Duration::from_millis(200),
+        |_| Ok(()),
+    )
+    .expect_err("an open transaction");
+    assert!(
+        err.to_string()
+            .contains(&format!("stalled at {CHANGELOG}-1")),
+        "{err}"
+    );
+    let committer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        producer.commit_transaction().expect("commit");
+    });
     let applied = restore(&db, &name, &broker, CHANGELOG, |_| {}).expect("restore");
-    assert_eq!(applied, 1);
+    committer.join().expect("committer");
+    assert_eq!(applied, 1, "k5 (k4 was applied before the stall)");
     assert_eq!(
         contents(&store, &db),
         vec![
             ("k1".into(), "a".into()),
             ("k3".into(), "c".into()),
-            ("k4".into(), "d".into())
+            ("k4".into(), "d".into()),
+            ("k5".into(), "open".into())
         ]
     );
     // Nothing new committed: a restore applies nothing.

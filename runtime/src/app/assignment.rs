@@ -243,6 +243,7 @@ impl StreamThread {
                 &self.ctx.broker,
                 &changelog,
                 self.ctx.config.restore_batch,
+                self.ctx.config.transaction_timeout * 3,
                 |progress| {
                     if let Some(listener) = &self.ctx.config.restore_listener {
                         listener(progress);

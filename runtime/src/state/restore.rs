@@ -1,17 +1,24 @@
 //! Restoring a store from its changelog (DESIGN §3.1): the changelog topic holds every
 //! committed write of the store (key = the store's key bytes, value = its value bytes, null
 //! value = delete). Restore reads it with read_committed from the store's checkpoint (or
-//! from the start for a fresh instance) up to the end and applies it in batches, each with
-//! the checkpoint of what it applied, reporting progress through tracing and a callback.
+//! from the start for a fresh instance) up to the log end it saw when it began, and applies
+//! it in batches, each with the checkpoint of what it applied, reporting progress through
+//! tracing and a callback.
+//!
+//! A transaction still open below that end (an instance that died mid-commit, a zombie)
+//! holds back read_committed readers, and committed writes may lie beyond it. So restore
+//! waits for it to end (committed, aborted, or timed out by the broker) rather than stop
+//! there: stopping would leave the store behind writes that are already committed (the
+//! runtime's fault-injection harness found exactly that).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_log::{
     Broker, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, OffsetSpec, TopicPartition,
 };
 
 use super::{StateDb, StoreName};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How far a restore has come.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,20 +46,26 @@ pub fn restore(
     changelog: &str,
     mut progress: impl FnMut(&RestoreProgress),
 ) -> Result<u64> {
-    restore_with(db, name, broker, changelog, BATCH, |p| {
+    restore_with(db, name, broker, changelog, BATCH, OPEN_TXN_WAIT, |p| {
         progress(p);
         Ok(())
     })
 }
 
-/// [`restore`] with `batch` records per applied batch and a callback that can stop the
-/// restore with an error (what is applied stays applied, with its checkpoint).
+/// How long [`restore`] waits for a transaction open in the changelog to end.
+const OPEN_TXN_WAIT: Duration = Duration::from_secs(120);
+
+/// [`restore`] with `batch` records per applied batch, at most `open_txn_wait` spent
+/// waiting for an open transaction in the changelog to end (then `RestoreStalled`), and a
+/// callback that can stop the restore with an error (what is applied stays applied, with
+/// its checkpoint).
 pub fn restore_with(
     db: &StateDb,
     name: &StoreName,
     broker: &Broker,
     changelog: &str,
     batch: usize,
+    open_txn_wait: Duration,
     mut progress: impl FnMut(&RestoreProgress) -> Result<()>,
 ) -> Result<u64> {
     let family = name.column_family();
@@ -81,6 +94,7 @@ pub fn restore_with(
     );
     consumer.assign(vec![tp.clone()])?;
     consumer.seek(&tp, start)?;
+    let mut stalled_since: Option<Instant> = None;
     loop {
         let records = consumer.poll(Duration::from_millis(50))?;
         let mut overlay = db.overlay();
@@ -93,24 +107,31 @@ pub fn restore_with(
         }
         // Markers and aborted records move the position without being returned.
         let position = consumer.position(&tp)?;
-        report.applied += records.len() as u64;
-        report.position = position;
-        db.apply(overlay, &[(name.clone(), position)])?;
-        progress(&report)?;
-        tracing::debug!(store = %family, position, end, applied = report.applied, "restore progress");
+        if !records.is_empty() || position != report.position {
+            report.applied += records.len() as u64;
+            report.position = position;
+            db.apply(overlay, &[(name.clone(), position)])?;
+            progress(&report)?;
+            tracing::debug!(store = %family, position, end, applied = report.applied, "restore progress");
+        }
         if position >= end {
             break;
         }
         if records.is_empty() {
-            // The rest is an open transaction: what is committed has been restored.
-            let stable = broker
-                .topic_metadata(changelog)?
-                .partitions
-                .get(name.partition as usize)
-                .map_or(position, |p| p.last_stable_offset);
-            if position >= stable {
-                break;
+            // An open transaction below the end holds read_committed back: wait for it.
+            let waited = stalled_since.get_or_insert_with(Instant::now).elapsed();
+            if waited >= open_txn_wait {
+                return Err(Error::RestoreStalled {
+                    store: family,
+                    changelog: changelog.to_string(),
+                    partition: name.partition,
+                    position,
+                    end,
+                });
             }
+            tracing::debug!(store = %family, position, end, "restore waits for an open transaction in the changelog");
+        } else {
+            stalled_since = None;
         }
     }
     tracing::info!(store = %family, applied = report.applied, "restore done");
