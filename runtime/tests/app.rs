@@ -369,3 +369,74 @@ fn missing_and_mis_partitioned_topics_are_refused_at_start() {
         .is_err()
     );
 }
+
+/// Panics when made, or when closed.
+#[derive(Debug)]
+struct Touchy {
+    panic_on_close: bool,
+}
+
+impl Processor<String, String> for Touchy {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        r: Record<String, String>,
+    ) -> ProcessResult {
+        ctx.forward(r)?;
+        Ok(())
+    }
+    fn close(&mut self) {
+        if self.panic_on_close {
+            panic!("close failed");
+        }
+    }
+}
+
+#[test]
+fn panics_outside_process_stop_the_app_or_are_contained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(&dir.path().join("log"));
+    topic(&broker, "in", 2);
+    topic(&broker, "out", 2);
+    let build = |factory_panics: bool, panic_on_close: bool| {
+        let mut b = TopologyBuilder::new();
+        b.add_source("src", &["in"], StringSerde, StringSerde)
+            .expect("source");
+        b.add_processor("touchy", &["src"], move || {
+            assert!(!factory_panics, "factory failed");
+            Touchy { panic_on_close }
+        })
+        .expect("processor");
+        b.add_sink("sink", "out", &["touchy"], StringSerde, StringSerde)
+            .expect("sink");
+        b.build().expect("topology")
+    };
+    // A factory that panics: the app stops in Error instead of losing a thread silently.
+    let cfg = config(&dir.path().join("a")).with_num_threads(2);
+    let handle = App::new("touchy", build(true, false), cfg)
+        .expect("app")
+        .start(&broker)
+        .expect("start");
+    assert!(
+        handle.wait_for_state(AppState::Error, WAIT),
+        "state {:?}",
+        handle.state()
+    );
+    assert!(
+        handle.error().expect("error").contains("factory failed"),
+        "{:?}",
+        handle.error()
+    );
+    assert!(handle.wait().is_err());
+    // A close that panics is logged; the shutdown still commits and completes.
+    let cfg = config(&dir.path().join("b")).with_num_threads(2);
+    let handle = App::new("touchy2", build(false, true), cfg)
+        .expect("app")
+        .start(&broker)
+        .expect("start");
+    produce(&broker, "in", &[(Some("k"), b"v".to_vec())]);
+    assert!(eventually(WAIT, || read_committed(&broker, "out").len() == 1));
+    handle
+        .shutdown()
+        .expect("clean shutdown despite the panicking close");
+}

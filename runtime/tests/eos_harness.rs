@@ -1,9 +1,10 @@
 //! Exactly-once end to end, as a property (DESIGN §3.1, §3.3): a stateful topology (count
 //! and sum by key, with output) runs on a real broker through random input, crashes at
 //! every step of the commit protocol and in the middle of restores, zombies and a second
-//! instance joining, leaving and crashing. Output (per key, in order), the store (in
-//! RocksDB and in its changelog) and the committed offsets must equal the model's: each
-//! input's effect exactly once. `PROPTEST_CASES` sets the case count (CI: 128).
+//! instance joining, leaving and crashing, with one or two stream threads per instance.
+//! Output (per key, in order), the store (in RocksDB and in its changelog) and the
+//! committed offsets must equal the model's: each input's effect exactly once.
+//! `PROPTEST_CASES` sets the case count (CI: 128).
 //!
 //! The last test shows the checker can fail: the same harness, at-least-once, with a crash
 //! between the output flush and the offset commit, reports duplicates.
@@ -70,13 +71,14 @@ proptest! {
 
     #[test]
     fn output_state_and_offsets_are_exactly_once_through_faults(
-        scenario in prop::collection::vec(step(), 2..7)
+        scenario in prop::collection::vec(step(), 2..7),
+        threads in 1usize..=2,
     ) {
         // Input before and after the faults, so crash points have work to stop in.
         let mut steps = vec![Step::Produce(vec![("a".to_string(), 1), ("b".to_string(), 2)])];
         steps.extend(scenario);
         steps.push(Step::Produce(vec![("a".to_string(), 3), ("c".to_string(), 4)]));
-        if let Err(failure) = harness().run(&steps, model) {
+        if let Err(failure) = harness().with_threads(threads).run(&steps, model) {
             prop_assert!(false, "{failure}");
         }
     }

@@ -54,8 +54,15 @@ impl StreamThread {
                 self.ctx
                     .shared
                     .set_thread(self.index, ThreadState::Rebalancing);
-                let synced = self.ctx.broker.sync_group(&self.ctx.application_id, &id)?;
-                self.on_assignment(synced)
+                match self.ctx.broker.sync_group(&self.ctx.application_id, &id) {
+                    Ok(synced) => self.on_assignment(synced),
+                    Err(LogError::UnknownMemberId { .. }) => {
+                        // The session ran out between the heartbeat and the sync.
+                        self.member = None;
+                        self.join_group()
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(LogError::UnknownMemberId { .. }) => {
                 tracing::warn!(thread = %self.transactional_id, "session expired; rejoining the group");
@@ -108,12 +115,9 @@ impl StreamThread {
     pub fn abort(&mut self) -> Result<()> {
         if self.txn_open {
             self.txn_open = false;
-            if let Err(e) = self.producer()?.abort_transaction() {
-                if e.txn_kind() == sluice_log::TxnErrorKind::Fatal {
-                    return Err(e.into());
-                }
-                tracing::warn!(error = %e, "aborting the transaction failed; it times out instead");
-            }
+            // A failed abort leaves the producer's transaction in an unknown state: the
+            // thread stops (the app reports it), and the broker times the transaction out.
+            self.producer()?.abort_transaction()?;
         }
         self.dirty = false;
         self.ctx.shared.metrics.aborted();
@@ -139,7 +143,10 @@ impl StreamThread {
 
     pub fn close_task(&mut self, id: TaskId) {
         if let Some(mut task) = self.tasks.remove(&id) {
-            task.core.close();
+            let closed = std::panic::catch_unwind(AssertUnwindSafe(|| task.core.close()));
+            if let Err(panic) = closed {
+                tracing::error!(task = %id, panic = %super::thread::panic_text(&panic), "a processor panicked in close");
+            }
         }
         let mut owners = self.ctx.task_owners.lock();
         if owners.get(&id) == Some(&self.index) {

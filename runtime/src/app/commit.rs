@@ -43,9 +43,17 @@ impl StreamThread {
             Err(e) if migrated(&e) => {
                 tracing::info!(error = %e, thread = %self.transactional_id, "commit refused: the group moved on; aborting and rejoining");
                 self.abort()?;
-                let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
-                self.set_tasks(wanted, true)?;
-                self.heartbeat()?;
+                if !self.ctx.shared.shutdown_requested() {
+                    // Follow the group first: a new assignment re-creates every task. If
+                    // the generation did not move (heartbeats paused: a zombie), start the
+                    // tasks again from what is committed.
+                    let before = self.member.as_ref().map(|m| m.generation);
+                    self.heartbeat()?;
+                    if self.member.as_ref().map(|m| m.generation) == before {
+                        let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
+                        self.set_tasks(wanted, true)?;
+                    }
+                }
             }
             Err(e) => return Err(e),
         }

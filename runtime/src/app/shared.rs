@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     finished: AtomicBool,
     heartbeats_paused: AtomicBool,
     tasks: Mutex<Vec<Vec<TaskId>>>,
+    /// Threads past their final commit (or stopped).
+    final_commits: Mutex<std::collections::BTreeSet<usize>>,
     error: Mutex<Option<Error>>,
     error_text: Mutex<Option<String>>,
     pub metrics: Metrics,
@@ -68,6 +70,7 @@ impl Shared {
             finished: AtomicBool::new(false),
             heartbeats_paused: AtomicBool::new(false),
             tasks: Mutex::new(vec![Vec::new(); threads]),
+            final_commits: Mutex::default(),
             error: Mutex::new(None),
             error_text: Mutex::new(None),
             metrics: Metrics::default(),
@@ -140,6 +143,24 @@ impl Shared {
 
     pub fn crashed(&self) -> bool {
         self.crashed.load(Ordering::SeqCst)
+    }
+
+    /// Thread `index` has made its final commit (or stopped).
+    pub fn shutdown_done(&self, index: usize) {
+        self.final_commits.lock().insert(index);
+        self.changed.notify_all();
+    }
+
+    /// Waits (up to `limit`) until every thread has made its final commit.
+    pub fn wait_for_final_commits(&self, limit: Duration) {
+        let threads = self.threads.lock().len();
+        let deadline = Instant::now() + limit;
+        let mut guard = self.threads.lock();
+        while self.final_commits.lock().len() < threads && !self.crashed() {
+            if self.changed.wait_until(&mut guard, deadline).timed_out() {
+                break;
+            }
+        }
     }
 
     pub fn set_tasks(&self, index: usize, tasks: Vec<TaskId>) {

@@ -45,18 +45,39 @@ pub(crate) struct ThreadContext {
 /// The thread's body: runs until shutdown, failure or an injected crash.
 pub(crate) fn run(ctx: Arc<ThreadContext>, index: usize) {
     ctx.shared.set_thread(index, ThreadState::Rebalancing);
-    let outcome = match StreamThread::start(ctx.clone(), index) {
-        Ok(mut thread) => {
-            let result = thread.run_loop();
-            thread.stop(result)
+    // User code runs in many places (factories, init, close, listeners); a panic anywhere
+    // must stop the app in Error, never leave a thread silently gone.
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        match StreamThread::start(ctx.clone(), index) {
+            Ok(mut thread) => {
+                let result = thread.run_loop();
+                thread.stop(result)
+            }
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
-    };
+    }))
+    .unwrap_or_else(|panic| {
+        ctx.task_owners.lock().retain(|_, owner| *owner != index);
+        Err(Error::IllegalState(format!(
+            "stream thread {index} panicked outside a task: {}",
+            panic_text(&panic)
+        )))
+    });
     match outcome {
         Ok(()) | Err(Error::Crashed { .. }) => {}
         Err(e) => ctx.shared.fail(e),
     }
+    ctx.shared.shutdown_done(index);
     ctx.shared.set_thread(index, ThreadState::Stopped);
+}
+
+/// A panic payload as text.
+pub(super) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-text payload".into())
 }
 
 pub(super) struct Member {
@@ -169,6 +190,9 @@ impl StreamThread {
                 return Ok(());
             }
             if !self.pending.is_empty() {
+                // Opening (and restoring) a task can take long: commit what is in flight
+                // first, so no transaction stays open meanwhile.
+                self.commit()?;
                 self.open_pending()?;
             }
             let idle = self.tasks.values().all(|t| t.queued() == 0);
@@ -313,6 +337,16 @@ impl StreamThread {
                     .shared
                     .set_thread(self.index, ThreadState::Rebalancing);
                 let committed = self.commit();
+                if committed.is_err() && self.txn_open {
+                    let _ = self.abort();
+                }
+                // Leave the group only once every thread of the instance has made its
+                // final commit: the first to leave moves the generation on and would
+                // fence the others' last commits.
+                self.ctx.shared.shutdown_done(self.index);
+                self.ctx
+                    .shared
+                    .wait_for_final_commits(self.ctx.config.session_timeout);
                 self.close_all();
                 committed?;
                 self.ctx.db.flush()
@@ -349,11 +383,10 @@ impl StreamThread {
 
 /// A panic in a task as the error that names the processor and record.
 pub(super) fn panicked(task: &Task, panic: Box<dyn std::any::Any + Send>) -> Error {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-text payload".into());
     let node = task.core.running.unwrap_or(0);
-    processor_failed(&task.core, node, format!("panicked: {message}"))
+    processor_failed(
+        &task.core,
+        node,
+        format!("panicked: {}", panic_text(&panic)),
+    )
 }

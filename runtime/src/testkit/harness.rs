@@ -244,6 +244,13 @@ where
         self
     }
 
+    /// Runs each instance with `threads` stream threads (tasks then also move between
+    /// threads of one instance).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.config = self.config.with_num_threads(threads);
+        self
+    }
+
     /// Replaces the app configuration (state dirs and crash hooks are the harness's).
     pub fn with_config(mut self, config: AppConfig) -> Self {
         self.config = config;
