@@ -71,6 +71,30 @@ pub(crate) fn run(ctx: Arc<ThreadContext>, index: usize) {
     ctx.shared.set_thread(index, ThreadState::Stopped);
 }
 
+/// The producer of a thread: transactional under exactly-once.
+fn producer_config(ctx: &ThreadContext, transactional_id: &str) -> ProducerConfig {
+    let config = ProducerConfig::default()
+        .with_linger_ms(5)
+        .with_transaction_timeout(ctx.config.transaction_timeout);
+    match ctx.config.processing_guarantee {
+        ProcessingGuarantee::ExactlyOnce => config.with_transactional_id(transactional_id),
+        ProcessingGuarantee::AtLeastOnce => config,
+    }
+}
+
+/// Whether `error` says the broker fenced this producer's epoch.
+fn fenced(error: &Error) -> bool {
+    let log = match error {
+        Error::Log(sluice_log::Error::Delivery { source, .. }) => source.as_ref(),
+        Error::Log(e) => e,
+        _ => return false,
+    };
+    matches!(
+        log,
+        sluice_log::Error::ProducerFenced { .. } | sluice_log::Error::TxnProducerFenced { .. }
+    )
+}
+
 /// A panic payload as text.
 pub(super) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
@@ -109,13 +133,7 @@ impl StreamThread {
     fn start(ctx: Arc<ThreadContext>, index: usize) -> Result<Self> {
         let transactional_id = format!("{}-{}-{index}", ctx.application_id, ctx.instance_id);
         let eos = ctx.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
-        let mut producer_config = ProducerConfig::default()
-            .with_linger_ms(5)
-            .with_transaction_timeout(ctx.config.transaction_timeout);
-        if eos {
-            producer_config = producer_config.with_transactional_id(transactional_id.clone());
-        }
-        let producer = Producer::new(&ctx.broker, producer_config)?;
+        let producer = Producer::new(&ctx.broker, producer_config(&ctx, &transactional_id))?;
         if eos {
             // Fences this thread's previous incarnation and ends its open transaction.
             producer.init_transactions()?;
@@ -144,6 +162,10 @@ impl StreamThread {
         };
         thread.join_group()?;
         Ok(thread)
+    }
+
+    fn producer_config(&self) -> ProducerConfig {
+        producer_config(&self.ctx, &self.transactional_id)
     }
 
     pub fn eos(&self) -> bool {
@@ -189,39 +211,71 @@ impl StreamThread {
             if self.ctx.shared.shutdown_requested() {
                 return Ok(());
             }
-            if !self.pending.is_empty() {
-                // Opening (and restoring) a task can take long: commit what is in flight
-                // first, so no transaction stays open meanwhile.
-                self.commit()?;
-                self.open_pending()?;
-            }
-            let idle = self.tasks.values().all(|t| t.queued() == 0);
-            // Idle, wait for input, but never past the next commit.
-            let timeout = if idle {
-                interval
-                    .saturating_sub(self.last_commit.elapsed())
-                    .min(Duration::from_millis(10))
-            } else {
-                Duration::ZERO
-            };
-            for record in self.consumer.poll(timeout)? {
-                let route = self.routes.get(&(record.topic.clone(), record.partition));
-                if let Some(task) = route.and_then(|id| self.tasks.get_mut(id)) {
-                    task.enqueue(record);
-                }
-            }
-            self.process()?;
-            self.punctuate_wall_clock()?;
-            if self.last_commit.elapsed() >= interval {
-                self.skip_markers()?;
-                self.commit()?;
-                self.heartbeat()?;
-            } else if self.last_heartbeat.elapsed() >= self.ctx.config.heartbeat_interval
-                && !self.dirty
-            {
-                self.heartbeat()?;
+            match self.step(interval) {
+                Err(e) if fenced(&e) => self.recover_fenced(&e)?,
+                other => other?,
             }
         }
+    }
+
+    /// One round: open waiting tasks, poll, process, punctuate, and commit when due.
+    fn step(&mut self, interval: Duration) -> Result<()> {
+        if !self.pending.is_empty() {
+            // Opening (and restoring) a task can take long: commit what is in flight
+            // first, so no transaction stays open meanwhile.
+            self.commit()?;
+            self.open_pending()?;
+        }
+        let idle = self.tasks.values().all(|t| t.queued() == 0);
+        // Idle, wait for input, but never past the next commit.
+        let timeout = if idle {
+            interval
+                .saturating_sub(self.last_commit.elapsed())
+                .min(Duration::from_millis(10))
+        } else {
+            Duration::ZERO
+        };
+        for record in self.consumer.poll(timeout)? {
+            let route = self.routes.get(&(record.topic.clone(), record.partition));
+            if let Some(task) = route.and_then(|id| self.tasks.get_mut(id)) {
+                task.enqueue(record);
+            }
+        }
+        self.process()?;
+        self.punctuate_wall_clock()?;
+        if self.last_commit.elapsed() >= interval {
+            self.skip_markers()?;
+            self.commit()?;
+            self.heartbeat()?;
+        } else if self.last_heartbeat.elapsed() >= self.ctx.config.heartbeat_interval && !self.dirty
+        {
+            self.heartbeat()?;
+        }
+        Ok(())
+    }
+
+    /// The broker fenced this thread's producer: its transaction outlived the transaction
+    /// timeout (a stall), and the broker aborted it. Everything since the last commit is
+    /// gone with it; as Kafka Streams does, take a new producer epoch, then start every
+    /// task again from what is committed.
+    fn recover_fenced(&mut self, error: &Error) -> Result<()> {
+        tracing::warn!(%error, thread = %self.transactional_id, "producer fenced (transaction timed out?); re-initialising and starting the tasks again from what is committed");
+        if let Some(old) = self.producer.take() {
+            old.abandon();
+        }
+        let producer = Producer::new(&self.ctx.broker, self.producer_config())?;
+        producer.init_transactions()?;
+        self.producer = Some(producer);
+        self.txn_open = false;
+        self.dirty = false;
+        self.ctx.shared.metrics.aborted();
+        let before = self.member.as_ref().map(|m| m.generation);
+        self.heartbeat()?;
+        if self.member.as_ref().map(|m| m.generation) == before {
+            let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
+            self.set_tasks(wanted, true)?;
+        }
+        Ok(())
     }
 
     fn process(&mut self) -> Result<()> {

@@ -495,8 +495,13 @@ where
                     done = false;
                 }
             }
+            // Every task is the primary's by the group's word, not only by its own (a
+            // zombie still believes it owns what it lost): the group's members are
+            // exactly the primary's threads.
             let all_tasks = handle.tasks().len()
-                == self.topology.sub_topologies().len() * self.input.partitions as usize;
+                == self.topology.sub_topologies().len() * self.input.partitions as usize
+                && broker.describe_group(&self.application_id).members.len()
+                    == self.config.num_threads;
             if done && all_tasks && handle.state() == AppState::Running {
                 return Ok(());
             }
