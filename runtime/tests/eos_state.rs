@@ -45,17 +45,19 @@ struct Task {
 fn start_task(broker: &Broker, state_dir: &Path) -> Task {
     let name = StoreName::new("counts", 0);
     let changelog = changelog_topic(APP, "counts");
-    let db = StateDb::open(state_dir).expect("state");
-    restore(&db, &name, broker, &changelog, |_| {}).expect("restore");
-    let store = db
-        .kv_store(&name, StringSerde, BigEndianSerde)
-        .expect("store");
+    // The order of DESIGN §3.1: fence the previous incarnation first (its open transaction
+    // is aborted), then restore (which waits for open transactions in the changelog).
     let producer = Producer::new(
         broker,
         ProducerConfig::default().with_transactional_id("wc-0-0"),
     )
     .expect("producer");
     producer.init_transactions().expect("init");
+    let db = StateDb::open(state_dir).expect("state");
+    restore(&db, &name, broker, &changelog, |_| {}).expect("restore");
+    let store = db
+        .kv_store(&name, StringSerde, BigEndianSerde)
+        .expect("store");
     let tp = TopicPartition::new(INPUT, 0);
     let committed = broker
         .offset_fetch(APP, std::slice::from_ref(&tp), true)
