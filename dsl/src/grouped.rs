@@ -21,6 +21,16 @@ pub struct Grouped<K, V> {
 /// The function folding a record into its key's aggregate (`None` before the first).
 type Aggregator<K, V, A> = Arc<dyn Fn(&K, V, Option<A>) -> A + Send + Sync>;
 
+/// `reduce` as a fold: the first value starts the aggregate.
+pub(crate) fn reducing<K, V>(
+    reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
+) -> impl Fn(&K, V, Option<V>) -> V + Send + Sync + 'static {
+    move |_, v, acc| match acc {
+        Some(acc) => reduce(acc, v),
+        None => v,
+    }
+}
+
 /// Folds each record into its key's aggregate in store `store` and forwards the new one.
 struct Aggregate<K, V, A> {
     store: String,
@@ -65,15 +75,7 @@ impl<K: Data, V: Data> Grouped<K, V> {
         name: &str,
         reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
     ) -> Table<K, V> {
-        let values = self.stream.values.clone();
-        self.fold_with(
-            name,
-            move |_, v, acc| match acc {
-                Some(acc) => reduce(acc, v),
-                None => v,
-            },
-            values,
-        )
+        self.fold_with(name, reducing(reduce), self.stream.values.clone())
     }
 
     /// The records of each key folded with `fold(key, value, aggregate)` from `init()`, in

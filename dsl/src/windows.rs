@@ -200,14 +200,7 @@ impl<K: Data, V: Data> WindowedGrouped<K, V> {
         reduce: impl Fn(V, V) -> V + Send + Sync + 'static,
     ) -> Table<Windowed<K>, V> {
         let values = self.grouped.stream.values.clone();
-        self.fold_with(
-            name,
-            move |_, v, acc| match acc {
-                Some(acc) => reduce(acc, v),
-                None => v,
-            },
-            values,
-        )
+        self.fold_with(name, crate::grouped::reducing(reduce), values)
     }
 
     /// Each key's records in each window folded with `fold` from `init()`.

@@ -50,26 +50,51 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Opens one kind of typed store for a task: (db, store, keys, values, retention ms).
+type KindOpener<K, V> = fn(
+    &StateDb,
+    &StoreName,
+    Arc<dyn Serde<K>>,
+    Arc<dyn Serde<V>>,
+    i64,
+) -> Result<Box<dyn Any + Send>>;
+
 impl StoreSpec {
+    fn build<K: Send + 'static, V: Send + 'static>(
+        name: &str,
+        kind: StoreKind,
+        keys: Arc<dyn Serde<K>>,
+        values: Arc<dyn Serde<V>>,
+        open: KindOpener<K, V>,
+    ) -> Self {
+        let retention = match kind {
+            StoreKind::KeyValue => 0,
+            StoreKind::Window { retention } | StoreKind::Session { retention } => millis(retention),
+        };
+        Self {
+            name: name.to_string(),
+            kind,
+            open: Arc::new(move |db, store| {
+                open(db, store, keys.clone(), values.clone(), retention)
+            }),
+        }
+    }
+
     /// A key-value store.
     pub fn key_value<K: Send + 'static, V: Send + 'static>(
         name: &str,
         keys: impl Serde<K> + 'static,
         values: impl Serde<V> + 'static,
     ) -> Self {
-        let (keys, values): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) =
-            (Arc::new(keys), Arc::new(values));
-        Self {
-            name: name.to_string(),
-            kind: StoreKind::KeyValue,
-            open: Arc::new(move |db, store| {
-                Ok(Box::new(db.kv_store(
-                    store,
-                    keys.clone(),
-                    values.clone(),
-                )?))
-            }),
-        }
+        Self::build(
+            name,
+            StoreKind::KeyValue,
+            Arc::new(keys),
+            Arc::new(values),
+            |db, store, keys, values, _| {
+                Ok(Box::new(db.kv_store(store, keys, values)?) as Box<dyn Any + Send>)
+            },
+        )
     }
 
     /// A window store keeping windows for `retention` behind the newest start written.
@@ -79,20 +104,15 @@ impl StoreSpec {
         values: impl Serde<V> + 'static,
         retention: Duration,
     ) -> Self {
-        let (keys, values): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) =
-            (Arc::new(keys), Arc::new(values));
-        Self {
-            name: name.to_string(),
-            kind: StoreKind::Window { retention },
-            open: Arc::new(move |db, store| {
-                Ok(Box::new(db.window_store(
-                    store,
-                    keys.clone(),
-                    values.clone(),
-                    millis(retention),
-                )?))
-            }),
-        }
+        Self::build(
+            name,
+            StoreKind::Window { retention },
+            Arc::new(keys),
+            Arc::new(values),
+            |db, store, keys, values, ms| {
+                Ok(Box::new(db.window_store(store, keys, values, ms)?) as Box<dyn Any + Send>)
+            },
+        )
     }
 
     /// A session store keeping sessions for `retention` after the newest end written.
@@ -102,20 +122,15 @@ impl StoreSpec {
         values: impl Serde<V> + 'static,
         retention: Duration,
     ) -> Self {
-        let (keys, values): (Arc<dyn Serde<K>>, Arc<dyn Serde<V>>) =
-            (Arc::new(keys), Arc::new(values));
-        Self {
-            name: name.to_string(),
-            kind: StoreKind::Session { retention },
-            open: Arc::new(move |db, store| {
-                Ok(Box::new(db.session_store(
-                    store,
-                    keys.clone(),
-                    values.clone(),
-                    millis(retention),
-                )?))
-            }),
-        }
+        Self::build(
+            name,
+            StoreKind::Session { retention },
+            Arc::new(keys),
+            Arc::new(values),
+            |db, store, keys, values, ms| {
+                Ok(Box::new(db.session_store(store, keys, values, ms)?) as Box<dyn Any + Send>)
+            },
+        )
     }
 
     /// The store's name.
