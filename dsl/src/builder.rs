@@ -1,4 +1,4 @@
-//! [`StreamBuilder`]: where a DSL topology starts (`stream`) and ends (`build`). Operators
+//! [`StreamBuilder`]: where a DSL topology starts (`stream`, `table`) and ends (`build`). Operators
 //! add nodes to one runtime `TopologyBuilder` shared by every stream made from the builder;
 //! a node the runtime refuses (a duplicate name, say) is reported by `build`, so operator
 //! chains stay free of `?`.
@@ -7,10 +7,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use sluice_runtime::serde::Serde;
+use sluice_runtime::serde::{OptionSerde, Serde};
 use sluice_runtime::topology::{Topology, TopologyBuilder, TopologyError};
 
-use crate::{Data, Stream};
+use crate::{Data, Stream, Table};
 
 pub(crate) struct Inner {
     pub topology: TopologyBuilder,
@@ -103,6 +103,25 @@ impl StreamBuilder {
             name
         };
         Stream::new(self.inner.clone(), name, keys, values, false)
+    }
+
+    /// The table whose changelog is `topic`: each record is its key's new value, a null
+    /// value deletes the key. Kept in store `store`, with the default serdes of `K` and `V`.
+    pub fn table<K: Data, V: Data>(&self, topic: &str, store: &str) -> Table<K, V> {
+        self.table_with(topic, store, K::serde(), V::serde())
+    }
+
+    /// [`StreamBuilder::table`] with the given serdes.
+    pub fn table_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        store: &str,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+    ) -> Table<K, V> {
+        let values: Arc<dyn Serde<V>> = Arc::new(values);
+        self.stream_with::<K, Option<V>>(topic, keys, OptionSerde(values.clone()))
+            .materialize(store, values)
     }
 
     /// Validates the topology and returns it, or the first error an operator met.

@@ -1,7 +1,8 @@
 //! [`Data`]: a type that can be a key or a value in the DSL, with the serde used when an
 //! operator is not given one (serdes are chosen by type). Strings are UTF-8, byte vectors
 //! raw, fixed-width integers big-endian (so their bytes sort like the numbers), `()` empty;
-//! other standard types use serde + bincode. Your own types: [`bincode_data!`] or
+//! `Option<T>` is `T`'s bytes or a null value (a tombstone); other standard types use
+//! serde + bincode. Your own types: [`bincode_data!`] or
 //! [`json_data!`], or implement the trait.
 //!
 //! ```
@@ -17,7 +18,7 @@
 use std::sync::Arc;
 
 use sluice_runtime::serde::{
-    BigEndianSerde, BincodeSerde, BytesSerde, Serde, StringSerde, UnitSerde,
+    BigEndianSerde, BincodeSerde, BytesSerde, OptionSerde, Serde, StringSerde, UnitSerde,
 };
 
 /// A key or value type of the DSL, with its default serde.
@@ -53,12 +54,11 @@ macro_rules! data_bincode {
 
 data_bincode!(bool, u8, i8, f32, f64, char);
 
-impl<T> Data for Option<T>
-where
-    T: Data + serde::Serialize + serde::de::DeserializeOwned,
-{
+/// `None` is a null value in a topic (a tombstone), `Some(v)` is `v`'s bytes: see
+/// [`OptionSerde`].
+impl<T: Data> Data for Option<T> {
     fn serde() -> Arc<dyn Serde<Self>> {
-        Arc::new(BincodeSerde::<Option<T>>::default())
+        Arc::new(OptionSerde(T::serde()))
     }
 }
 

@@ -10,6 +10,7 @@ use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Reco
 use sluice_runtime::serde::Serde;
 use sluice_runtime::topology::StoreSpec;
 
+use crate::change::{Change, ChangeSerde};
 use crate::{Data, Stream, Table};
 
 /// A stream grouped by key, ready to aggregate.
@@ -37,15 +38,22 @@ struct Aggregate<K, V, A> {
     fold: Aggregator<K, V, A>,
 }
 
-impl<K: Data, V: Data, A: Data> Processor<K, V, K, A> for Aggregate<K, V, A> {
-    fn process(&mut self, ctx: &mut ProcessorContext<'_, K, A>, r: Record<K, V>) -> ProcessResult {
+impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for Aggregate<K, V, A> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<A>>,
+        r: Record<K, V>,
+    ) -> ProcessResult {
         let mut store = ctx.kv_store::<K, A>(&self.store)?;
         let current = store.get(&r.key)?;
-        let next = (self.fold)(&r.key, r.value, current);
+        let next = (self.fold)(&r.key, r.value, current.clone());
         store.put(&r.key, &next)?;
         ctx.forward(Record {
             key: r.key,
-            value: next,
+            value: Change {
+                new: Some(next),
+                old: current,
+            },
             timestamp: r.timestamp,
             headers: r.headers,
         })?;
@@ -118,24 +126,31 @@ impl<K: Data, V: Data> Grouped<K, V> {
         let node = inner.name("aggregate");
         let parent = input.node.clone();
         inner.add(|t| {
-            t.add_processor::<Aggregate<K, V, A>, K, V, K, A>(&node, &[&parent], move || {
-                Aggregate {
+            t.add_processor::<Aggregate<K, V, A>, K, V, K, Change<A>>(
+                &node,
+                &[&parent],
+                move || Aggregate {
                     store: store.clone(),
                     fold: fold.clone(),
-                }
-            })
+                },
+            )
         });
         let spec = StoreSpec::key_value::<K, A>(name, keys.clone(), aggregates.clone());
         let at = node.clone();
         inner.add(|t| t.add_state_store(spec, &[&at]));
         drop(inner);
-        let stream = Stream::new(
-            input.inner.clone(),
-            node,
-            keys.clone(),
-            aggregates.clone(),
-            false,
-        );
-        Table::new(stream, name.to_string(), keys, aggregates)
+        Table {
+            changes: Stream::new(
+                input.inner.clone(),
+                node,
+                keys,
+                Arc::new(ChangeSerde(aggregates.clone())),
+                false,
+            ),
+            store: name.to_string(),
+            values: aggregates,
+            window_grace: None,
+            key_value: true,
+        }
     }
 }

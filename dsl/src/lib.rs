@@ -28,17 +28,22 @@
 //! ```
 
 mod builder;
+mod change;
 mod data;
 mod grouped;
+mod joins;
 mod ops;
 mod stream;
+mod stream_join;
 mod table;
 mod windows;
 
 pub use builder::StreamBuilder;
+pub use change::Change;
 pub use data::Data;
 pub use grouped::Grouped;
 pub use sluice_runtime as runtime;
 pub use stream::{Splitter, Stream};
-pub use table::Table;
+pub use stream_join::JoinWindows;
+pub use table::{GroupedTable, Table};
 pub use windows::{TimeWindows, Windowed, WindowedGrouped, WindowedSerde};

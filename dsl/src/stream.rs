@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use sluice_runtime::processor::Processor;
 use sluice_runtime::serde::Serde;
-use sluice_runtime::topology::StoreSpec;
+use sluice_runtime::topology::{StoreSpec, TopologyError};
 
 use crate::Data;
 use crate::builder::Shared;
@@ -69,7 +69,7 @@ impl<K: Data, V: Data> Stream<K, V> {
     }
 
     /// Adds processor `P` (made by `factory`) fed by `parents`; returns its name.
-    fn add<P, K2, V2>(
+    pub(crate) fn add<P, K2, V2>(
         &self,
         kind: &str,
         parents: &[&str],
@@ -80,13 +80,58 @@ impl<K: Data, V: Data> Stream<K, V> {
         K2: Data,
         V2: Data,
     {
-        let mut inner = self.inner.borrow_mut();
-        let name = inner.name(kind);
-        inner.add(|t| t.add_processor::<P, K, V, K2, V2>(&name, parents, factory));
+        let name = self.inner.borrow_mut().name(kind);
+        self.add_as::<P, K2, V2>(&name, parents, factory);
         name
     }
 
-    fn derive<K2: Data, V2: Data>(
+    /// Adds processor `P` named `name` (from `Inner::name`) fed by `parents`.
+    pub(crate) fn add_as<P, K2, V2>(
+        &self,
+        name: &str,
+        parents: &[&str],
+        factory: impl Fn() -> P + Send + Sync + 'static,
+    ) where
+        P: Processor<K, V, K2, V2> + 'static,
+        K2: Data,
+        V2: Data,
+    {
+        self.inner
+            .borrow_mut()
+            .add(|t| t.add_processor::<P, K, V, K2, V2>(name, parents, factory));
+    }
+
+    /// Records `error` for `build` to report.
+    pub(crate) fn fail(&self, error: String) {
+        self.inner
+            .borrow_mut()
+            .add(|_| Err(TopologyError::Invalid(error)));
+    }
+
+    /// This stream, through the repartition topic `topic` if its key may have changed.
+    pub(crate) fn co_partitioned(&self, topic: &str) -> Self {
+        if self.key_changed {
+            self.repartition(topic)
+        } else {
+            self.clone()
+        }
+    }
+
+    /// Adds the state store `spec`, used by processor `node`.
+    pub(crate) fn add_store(&self, spec: StoreSpec, node: &str) {
+        self.inner
+            .borrow_mut()
+            .add(|t| t.add_state_store(spec, &[node]));
+    }
+
+    /// Gives processor `node` access to the existing store `store`.
+    pub(crate) fn connect_store(&self, store: &str, node: &str) {
+        self.inner
+            .borrow_mut()
+            .add(|t| t.connect_store(store, node));
+    }
+
+    pub(crate) fn derive<K2: Data, V2: Data>(
         &self,
         node: String,
         keys: Arc<dyn Serde<K2>>,
@@ -96,7 +141,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         Stream::new(self.inner.clone(), node, keys, values, key_changed)
     }
 
-    fn flat_map_inner<K2: Data, V2: Data>(
+    pub(crate) fn flat_map_inner<K2: Data, V2: Data>(
         &self,
         kind: &str,
         f: impl Fn(K, V) -> Vec<(K2, V2)> + Send + Sync + 'static,

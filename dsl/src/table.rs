@@ -1,50 +1,389 @@
-//! [`Table`]: the latest value per key, kept in a store and updated by a stream of changes
-//! (each update forwards the key's new value). Built so far: the tables aggregations
-//! return, and `to_stream`.
+//! [`Table`]: the latest value per key, kept in a RocksDB store (with a changelog) and
+//! updated by a stream of [`Change`]s. Every table here is materialized: sources
+//! (`StreamBuilder::table`, `Stream::to_table`), aggregations, and each `filter` /
+//! `map_values` / join result has its own store, so any table can be joined or queried, and
+//! each update forwards the key's new value together with the one it replaced (deletes
+//! included). `group_by` re-keys a table; its aggregations subtract a record's old value
+//! from its old group and add the new value to the new group ([`GroupedTable`]).
 
 use std::sync::Arc;
 
-use sluice_runtime::serde::Serde;
+use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
+use sluice_runtime::serde::{OptionSerde, Serde};
+use sluice_runtime::topology::StoreSpec;
 
+use crate::change::{Change, ChangeSerde};
 use crate::{Data, Stream};
 
 /// A table of the latest value per key.
 #[derive(Debug, Clone)]
 pub struct Table<K, V> {
-    updates: Stream<K, V>,
-    store: String,
-    keys: Arc<dyn Serde<K>>,
-    values: Arc<dyn Serde<V>>,
+    pub(crate) changes: Stream<K, Change<V>>,
+    pub(crate) store: String,
+    pub(crate) values: Arc<dyn Serde<V>>,
+    /// For a windowed table: the grace of its windows (a window's value is final once
+    /// stream time passes its end plus this).
+    pub(crate) window_grace: Option<i64>,
+    /// The store is a key-value store keyed by `K` (false for windowed aggregations, whose
+    /// store is a window or session store).
+    pub(crate) key_value: bool,
+}
+
+/// Writes each new value (or delete) to the store and forwards the change it made.
+pub(crate) struct Materialize {
+    pub store: String,
+}
+
+impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for Materialize {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        r: Record<K, Option<V>>,
+    ) -> ProcessResult {
+        let mut store = ctx.kv_store::<K, V>(&self.store)?;
+        let old = store.get(&r.key)?;
+        match &r.value {
+            Some(v) => store.put(&r.key, v)?,
+            None if old.is_none() => return Ok(()),
+            None => store.delete(&r.key)?,
+        }
+        let Record {
+            key,
+            value: new,
+            timestamp,
+            headers,
+        } = r;
+        ctx.forward(Record {
+            key,
+            value: Change { new, old },
+            timestamp,
+            headers,
+        })?;
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data> Stream<K, Option<V>> {
+    /// Materializes this stream of new values (`None`: delete) as a table in store `store`,
+    /// repartitioning first (through `<store>-repartition`) if the key may have changed.
+    pub(crate) fn materialize(&self, store: &str, values: Arc<dyn Serde<V>>) -> Table<K, V> {
+        let input = if self.key_changed {
+            self.repartition(&format!("{store}-repartition"))
+        } else {
+            self.clone()
+        };
+        let name = store.to_string();
+        let node = input.add::<Materialize, K, Change<V>>("to-table", &[&input.node], move || {
+            Materialize {
+                store: name.clone(),
+            }
+        });
+        let spec = StoreSpec::key_value::<K, V>(store, input.keys.clone(), values.clone());
+        input.add_store(spec, &node);
+        let changes = input.derive(
+            node,
+            input.keys.clone(),
+            Arc::new(ChangeSerde(values.clone())),
+            false,
+        );
+        Table {
+            changes,
+            store: store.to_string(),
+            values,
+            window_grace: None,
+            key_value: true,
+        }
+    }
+}
+
+impl<K: Data, V: Data> Stream<K, V> {
+    /// This stream as a table in store `store`: each record is its key's new value.
+    pub fn to_table(&self, store: &str) -> Table<K, V> {
+        let values = self.values.clone();
+        self.flat_map_inner(
+            "to-table-values",
+            |k, v| vec![(k, Some(v))],
+            self.keys.clone(),
+            Arc::new(OptionSerde(values.clone())),
+            self.key_changed,
+        )
+        .materialize(store, values)
+    }
 }
 
 impl<K: Data, V: Data> Table<K, V> {
-    pub(crate) fn new(
-        updates: Stream<K, V>,
-        store: String,
-        keys: Arc<dyn Serde<K>>,
-        values: Arc<dyn Serde<V>>,
-    ) -> Self {
-        Self {
-            updates,
-            store,
-            keys,
-            values,
-        }
-    }
-
     /// The store holding the table (for `TopologyTestDriver::kv_store` and queries).
     pub fn store_name(&self) -> &str {
         &self.store
     }
 
-    /// The table's updates as a stream: one record per change, the key's new value.
-    pub fn to_stream(&self) -> Stream<K, V> {
-        Stream::new(
-            self.updates.inner.clone(),
-            self.updates.node.clone(),
-            self.keys.clone(),
+    /// The table's updates as a stream: one record per change, the key's new value, or
+    /// `None` when the key was deleted (written to a topic as a null value, a tombstone).
+    pub fn to_stream(&self) -> Stream<K, Option<V>> {
+        self.changes.flat_map_inner(
+            "to-stream",
+            |k, c: Change<V>| vec![(k, c.new)],
+            self.changes.keys.clone(),
+            Arc::new(OptionSerde(self.values.clone())),
+            false,
+        )
+    }
+
+    /// The table's new values as a stream, deletes left out (for tables that never delete,
+    /// such as aggregations).
+    pub fn to_value_stream(&self) -> Stream<K, V> {
+        self.changes.flat_map_inner(
+            "to-value-stream",
+            |k, c: Change<V>| c.new.map(|v| (k, v)).into_iter().collect(),
+            self.changes.keys.clone(),
             self.values.clone(),
             false,
         )
+    }
+
+    /// The rows for which `keep` holds, in store `store`: a key whose new value fails the
+    /// predicate is deleted from the result (a tombstone goes downstream).
+    pub fn filter(
+        &self,
+        store: &str,
+        keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> Table<K, V> {
+        self.derived(store, self.values.clone(), move |k, v| {
+            if keep(k, &v) { Some(v) } else { None }
+        })
+    }
+
+    /// The rows for which `drop` does not hold, in store `store`.
+    pub fn filter_not(
+        &self,
+        store: &str,
+        drop: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> Table<K, V> {
+        self.filter(store, move |k, v| !drop(k, v))
+    }
+
+    /// Each row's value mapped by `f`, in store `store` (deletes stay deletes).
+    pub fn map_values<V2: Data>(
+        &self,
+        store: &str,
+        f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+    ) -> Table<K, V2> {
+        self.derived(store, V2::serde(), move |k, v| Some(f(k, v)))
+    }
+
+    /// A table whose new value for a key is `f(key, new value)` (`None`: delete).
+    fn derived<V2: Data>(
+        &self,
+        store: &str,
+        values: Arc<dyn Serde<V2>>,
+        f: impl Fn(&K, V) -> Option<V2> + Send + Sync + 'static,
+    ) -> Table<K, V2> {
+        let derived = self
+            .changes
+            .flat_map_inner(
+                "table-values",
+                move |k, c: Change<V>| {
+                    let new = c.new.and_then(|v| f(&k, v));
+                    vec![(k, new)]
+                },
+                self.changes.keys.clone(),
+                Arc::new(OptionSerde(values.clone())),
+                false,
+            )
+            .materialize(store, values);
+        Table {
+            window_grace: self.window_grace,
+            ..derived
+        }
+    }
+
+    /// Re-keys the table: each row becomes the row `f(key, value)` of the result, grouped
+    /// (through the repartition topic `<store>-repartition` of the aggregation) for
+    /// `count`, `reduce` or `aggregate` with an adder and a subtractor.
+    pub fn group_by<K2: Data, V2: Data>(
+        &self,
+        f: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> GroupedTable<K2, V2> {
+        let regrouped = self.changes.flat_map_inner(
+            "table-group-by",
+            move |k, c: Change<V>| {
+                let mut out = Vec::with_capacity(2);
+                if let Some(old) = c.old {
+                    let (k2, v2) = f(&k, &old);
+                    out.push((
+                        k2,
+                        Change {
+                            new: None,
+                            old: Some(v2),
+                        },
+                    ));
+                }
+                if let Some(new) = c.new {
+                    let (k2, v2) = f(&k, &new);
+                    out.push((
+                        k2,
+                        Change {
+                            new: Some(v2),
+                            old: None,
+                        },
+                    ));
+                }
+                out
+            },
+            K2::serde(),
+            Change::<V2>::serde(),
+            true,
+        );
+        GroupedTable {
+            regrouped,
+            values: V2::serde(),
+        }
+    }
+}
+
+/// A table re-keyed by [`Table::group_by`], ready to aggregate.
+#[derive(Debug, Clone)]
+pub struct GroupedTable<K, V> {
+    /// Subtractions (`old` only) and additions (`new` only) under the new keys.
+    regrouped: Stream<K, Change<V>>,
+    /// The serde of the new values.
+    values: Arc<dyn Serde<V>>,
+}
+
+/// One step of a table aggregation: the key, its aggregate so far (`None` before the
+/// first), a subtraction or addition; the new aggregate (`None`: nothing to store yet).
+type Step<K, V, A> = Arc<dyn Fn(&K, Option<A>, &Change<V>) -> Option<A> + Send + Sync>;
+
+/// Applies each subtraction and addition to its key's aggregate.
+struct TableAggregate<K, V, A> {
+    store: String,
+    step: Step<K, V, A>,
+}
+
+impl<K: Data, V: Data, A: Data> Processor<K, Change<V>, K, Change<A>> for TableAggregate<K, V, A> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<A>>,
+        r: Record<K, Change<V>>,
+    ) -> ProcessResult {
+        let mut store = ctx.kv_store::<K, A>(&self.store)?;
+        let before = store.get(&r.key)?;
+        let Some(acc) = (self.step)(&r.key, before.clone(), &r.value) else {
+            return Ok(());
+        };
+        store.put(&r.key, &acc)?;
+        ctx.forward(Record {
+            key: r.key,
+            value: Change {
+                new: Some(acc),
+                old: before,
+            },
+            timestamp: r.timestamp,
+            headers: r.headers,
+        })?;
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data> GroupedTable<K, V> {
+    /// The number of rows per new key, in store `store`.
+    pub fn count(&self, store: &str) -> Table<K, u64> {
+        self.aggregate(
+            store,
+            || 0u64,
+            |_, _, n| n + 1,
+            |_, _, n: u64| n.saturating_sub(1),
+        )
+    }
+
+    /// Per new key: `init()`, plus `add(key, value, aggregate)` for each row that joins the
+    /// group and `subtract(key, value, aggregate)` for each row that leaves it (a row
+    /// whose value changes leaves with its old value, then joins with its new one).
+    pub fn aggregate<A: Data>(
+        &self,
+        store: &str,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        add: impl Fn(&K, &V, A) -> A + Send + Sync + 'static,
+        subtract: impl Fn(&K, &V, A) -> A + Send + Sync + 'static,
+    ) -> Table<K, A> {
+        self.aggregate_with(store, init, add, subtract, A::serde())
+    }
+
+    /// [`GroupedTable::aggregate`] with the aggregate's serde given.
+    pub fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        add: impl Fn(&K, &V, A) -> A + Send + Sync + 'static,
+        subtract: impl Fn(&K, &V, A) -> A + Send + Sync + 'static,
+        aggregates: Arc<dyn Serde<A>>,
+    ) -> Table<K, A> {
+        let step = move |k: &K, acc: Option<A>, c: &Change<V>| {
+            let mut acc = acc.unwrap_or_else(&init);
+            if let Some(old) = &c.old {
+                acc = subtract(k, old, acc);
+            }
+            if let Some(new) = &c.new {
+                acc = add(k, new, acc);
+            }
+            Some(acc)
+        };
+        self.fold(store, Arc::new(step), aggregates)
+    }
+
+    /// Per new key, the rows folded with `add(aggregate, value)` from the first one, and
+    /// `subtract(aggregate, value)` applied for each row that leaves, in store `store`.
+    pub fn reduce(
+        &self,
+        store: &str,
+        add: impl Fn(V, &V) -> V + Send + Sync + 'static,
+        subtract: impl Fn(V, &V) -> V + Send + Sync + 'static,
+    ) -> Table<K, V> {
+        let step = move |_: &K, mut acc: Option<V>, c: &Change<V>| {
+            if let Some(old) = &c.old {
+                acc = acc.map(|a| subtract(a, old));
+            }
+            if let Some(new) = &c.new {
+                acc = Some(match acc {
+                    Some(a) => add(a, new),
+                    None => new.clone(),
+                });
+            }
+            acc
+        };
+        let values = self.values.clone();
+        self.fold(store, Arc::new(step), values)
+    }
+
+    fn fold<A: Data>(
+        &self,
+        store: &str,
+        step: Step<K, V, A>,
+        aggregates: Arc<dyn Serde<A>>,
+    ) -> Table<K, A> {
+        let input = self.regrouped.repartition(&format!("{store}-repartition"));
+        let name = store.to_string();
+        let node = input.add::<TableAggregate<K, V, A>, K, Change<A>>(
+            "table-aggregate",
+            &[&input.node],
+            move || TableAggregate {
+                store: name.clone(),
+                step: step.clone(),
+            },
+        );
+        let spec = StoreSpec::key_value::<K, A>(store, input.keys.clone(), aggregates.clone());
+        input.add_store(spec, &node);
+        Table {
+            changes: input.derive(
+                node,
+                input.keys.clone(),
+                Arc::new(ChangeSerde(aggregates.clone())),
+                false,
+            ),
+            store: store.to_string(),
+            values: aggregates,
+            window_grace: None,
+            key_value: true,
+        }
     }
 }

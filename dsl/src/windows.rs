@@ -13,6 +13,7 @@ use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Reco
 use sluice_runtime::serde::Serde;
 use sluice_runtime::topology::StoreSpec;
 
+use crate::change::{Change, ChangeSerde};
 use crate::{Data, Grouped, Stream, Table};
 
 fn millis(d: Duration) -> i64 {
@@ -143,10 +144,12 @@ struct WindowAggregate<K, V, A> {
     fold: Fold<K, V, A>,
 }
 
-impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, A> for WindowAggregate<K, V, A> {
+impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
+    for WindowAggregate<K, V, A>
+{
     fn process(
         &mut self,
-        ctx: &mut ProcessorContext<'_, Windowed<K>, A>,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>,
         r: Record<K, V>,
     ) -> ProcessResult {
         // Stream time as it is with this record in it.
@@ -169,7 +172,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, A> for WindowAggreg
         for start in open {
             let mut store = ctx.window_store::<K, A>(&self.store)?;
             let current = store.fetch(&r.key, start, start)?.pop().map(|(_, a)| a);
-            let next = (self.fold)(&r.key, r.value.clone(), current);
+            let next = (self.fold)(&r.key, r.value.clone(), current.clone());
             store.put(&r.key, start, &next)?;
             let key = Windowed {
                 key: r.key.clone(),
@@ -178,7 +181,10 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, A> for WindowAggreg
             };
             ctx.forward(Record {
                 key,
-                value: next,
+                value: Change {
+                    new: Some(next),
+                    old: current,
+                },
                 timestamp: r.timestamp,
                 headers: r.headers.clone(),
             })?;
@@ -231,7 +237,7 @@ impl<K: Data, V: Data> WindowedGrouped<K, V> {
         let node = inner.name("window-aggregate");
         let parent = input.node.clone();
         inner.add(|t| {
-            t.add_processor::<WindowAggregate<K, V, A>, K, V, Windowed<K>, A>(
+            t.add_processor::<WindowAggregate<K, V, A>, K, V, Windowed<K>, Change<A>>(
                 &node,
                 &[&parent],
                 move || WindowAggregate {
@@ -249,13 +255,19 @@ impl<K: Data, V: Data> WindowedGrouped<K, V> {
         inner.add(|t| t.add_state_store(spec, &[&at]));
         drop(inner);
         let windowed_keys: Arc<dyn Serde<Windowed<K>>> = Arc::new(WindowedSerde(keys));
-        let stream = Stream::new(
+        let changes = Stream::new(
             input.inner.clone(),
             node,
-            windowed_keys.clone(),
-            aggregates.clone(),
+            windowed_keys,
+            Arc::new(ChangeSerde(aggregates.clone())),
             false,
         );
-        Table::new(stream, name.to_string(), windowed_keys, aggregates)
+        Table {
+            changes,
+            store: name.to_string(),
+            values: aggregates,
+            window_grace: Some(windows.grace_ms),
+            key_value: false,
+        }
     }
 }

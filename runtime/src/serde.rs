@@ -16,6 +16,16 @@ pub trait Serde<T>: Send + Sync + fmt::Debug {
     fn serialize(&self, value: &T) -> Result<Vec<u8>>;
     /// Decodes a value; bad input is an error naming the type, never a panic.
     fn deserialize(&self, bytes: &[u8]) -> Result<T>;
+    /// Encodes a record value for a topic, where `None` is a null value (Kafka's tombstone).
+    /// Only [`OptionSerde`] ever writes a null; every other serde writes its bytes.
+    fn serialize_nullable(&self, value: &T) -> Result<Option<Vec<u8>>> {
+        self.serialize(value).map(Some)
+    }
+    /// Decodes a record value read from a topic, where `None` is a null value. A serde that
+    /// has no null decodes it as empty bytes (so `()` and `""` read back from a null).
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<T> {
+        self.deserialize(bytes.unwrap_or_default())
+    }
 }
 
 impl<T> Serde<T> for std::sync::Arc<dyn Serde<T>> {
@@ -24,6 +34,53 @@ impl<T> Serde<T> for std::sync::Arc<dyn Serde<T>> {
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<T> {
         (**self).deserialize(bytes)
+    }
+    fn serialize_nullable(&self, value: &T) -> Result<Option<Vec<u8>>> {
+        (**self).serialize_nullable(value)
+    }
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<T> {
+        (**self).deserialize_nullable(bytes)
+    }
+}
+
+/// `Option<T>` over the serde of `T`. In a topic, `None` is a null value (a tombstone, as a
+/// table's delete is written in Kafka) and `Some(v)` is exactly `v`'s bytes, so a reader
+/// that does not expect deletes reads the same bytes. In a state store (no nulls there) a
+/// one-byte tag comes first: 0 for `None`, 1 for `Some`.
+pub struct OptionSerde<T>(pub std::sync::Arc<dyn Serde<T>>);
+
+impl<T> fmt::Debug for OptionSerde<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OptionSerde<{:?}>", self.0)
+    }
+}
+
+impl<T> Serde<Option<T>> for OptionSerde<T> {
+    fn serialize(&self, value: &Option<T>) -> Result<Vec<u8>> {
+        match value {
+            None => Ok(vec![0]),
+            Some(v) => {
+                let mut out = vec![1];
+                out.extend(self.0.serialize(v)?);
+                Ok(out)
+            }
+        }
+    }
+    fn deserialize(&self, bytes: &[u8]) -> Result<Option<T>> {
+        match bytes.split_first() {
+            Some((0, [])) => Ok(None),
+            Some((1, rest)) => self.0.deserialize(rest).map(Some),
+            _ => Err(Error::Serde {
+                type_name: type_name::<Option<T>>(),
+                reason: format!("expected a tag byte 0 or 1, found {:?}", bytes.first()),
+            }),
+        }
+    }
+    fn serialize_nullable(&self, value: &Option<T>) -> Result<Option<Vec<u8>>> {
+        value.as_ref().map(|v| self.0.serialize(v)).transpose()
+    }
+    fn deserialize_nullable(&self, bytes: Option<&[u8]>) -> Result<Option<T>> {
+        bytes.map(|b| self.0.deserialize(b)).transpose()
     }
 }
 
@@ -218,5 +275,30 @@ mod tests {
         assert!(StringSerde.deserialize(&[0xff, 0xfe]).is_err());
         assert!(BincodeSerde::<Order>::default().deserialize(&[1]).is_err());
         assert!(JsonSerde::<Order>::default().deserialize(b"{").is_err());
+    }
+
+    #[test]
+    fn option_serde_writes_none_as_a_null_value_and_some_as_the_plain_bytes() {
+        let serde = OptionSerde::<String>(std::sync::Arc::new(StringSerde));
+        assert_eq!(serde.serialize_nullable(&None).ok(), Some(None));
+        assert_eq!(
+            serde.serialize_nullable(&Some("a".into())).ok(),
+            Some(Some(b"a".to_vec()))
+        );
+        assert_eq!(serde.deserialize_nullable(None).ok(), Some(None));
+        assert_eq!(
+            serde.deserialize_nullable(Some(b"")).ok(),
+            Some(Some(String::new()))
+        );
+        for value in [None, Some(String::new()), Some("x".into())] {
+            let bytes = serde.serialize(&value).unwrap_or_default();
+            assert_eq!(serde.deserialize(&bytes).ok(), Some(value));
+        }
+        assert!(serde.deserialize(&[]).is_err() && serde.deserialize(&[0, 1]).is_err());
+        // A serde without nulls reads a null as empty bytes, as before.
+        assert_eq!(
+            StringSerde.deserialize_nullable(None).ok(),
+            Some(String::new())
+        );
     }
 }

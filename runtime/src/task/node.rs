@@ -126,7 +126,8 @@ where
     }
 }
 
-/// Decodes what a source topic holds; a null key or value decodes from empty bytes.
+/// Decodes what a source topic holds; a null key decodes from empty bytes, a null value as
+/// the value serde says (`Serde::deserialize_nullable`).
 pub(crate) struct SourceNode<K, V> {
     pub keys: Arc<dyn Serde<K>>,
     pub values: Arc<dyn Serde<V>>,
@@ -167,10 +168,7 @@ where
             .keys
             .deserialize(key.unwrap_or_default())
             .map_err(bad)?;
-        let value = self
-            .values
-            .deserialize(value.unwrap_or_default())
-            .map_err(bad)?;
+        let value = self.values.deserialize_nullable(value).map_err(bad)?;
         let children = core.children(me);
         core.forward(
             &children,
@@ -215,10 +213,11 @@ impl<K: 'static, V: 'static> NodeLogic for SinkNode<K, V> {
                 ),
             ));
         }
-        let mut out = ProducerRecord::new(self.topic.clone(), self.values.serialize(&value)?)
+        let mut out = ProducerRecord::new(self.topic.clone(), Bytes::new())
             .with_key(Bytes::from(key_bytes))
             .with_partition(partition)
             .with_timestamp(record.timestamp);
+        out.value = self.values.serialize_nullable(&value)?.map(Bytes::from);
         out.headers = record.headers;
         core.output.push(out);
         Ok(())

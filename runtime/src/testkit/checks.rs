@@ -165,9 +165,7 @@ pub(super) fn check_outputs<K: Ord + Clone + Debug, V: PartialEq + Clone + Debug
         let key = spec
             .keys
             .deserialize(r.key.as_deref().unwrap_or_default())?;
-        let value = spec
-            .values
-            .deserialize(r.value.as_deref().unwrap_or_default())?;
+        let value = spec.values.deserialize_nullable(r.value.as_deref())?;
         actual.entry(key).or_default().push(value);
     }
     let mut anomalies = Vec::new();

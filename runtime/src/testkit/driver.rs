@@ -167,8 +167,13 @@ impl TopologyTestDriver {
         timestamp: i64,
     ) -> Result<()> {
         let key = topic.keys.serialize(&key)?;
-        let value = topic.values.serialize(&value)?;
-        self.pipe_raw(&topic.name, Some(key.into()), Some(value.into()), timestamp)
+        let value = topic.values.serialize_nullable(&value)?;
+        self.pipe_raw(
+            &topic.name,
+            Some(key.into()),
+            value.map(Into::into),
+            timestamp,
+        )
     }
 
     /// Pipes raw bytes (a null key or value as `None`), e.g. to test bad records.
@@ -260,9 +265,7 @@ impl TopologyTestDriver {
                     key: topic
                         .keys
                         .deserialize(r.key.as_deref().unwrap_or_default())?,
-                    value: topic
-                        .values
-                        .deserialize(r.value.as_deref().unwrap_or_default())?,
+                    value: topic.values.deserialize_nullable(r.value.as_deref())?,
                     timestamp: r.timestamp.unwrap_or(0),
                     headers: r.headers,
                 })

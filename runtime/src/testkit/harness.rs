@@ -376,11 +376,9 @@ where
             match step {
                 Step::Produce(records) => {
                     for (k, v) in records {
-                        let record = ProducerRecord::new(
-                            self.input.name.clone(),
-                            self.input.values.serialize(v)?,
-                        )
-                        .with_key(self.input.keys.serialize(k)?);
+                        let mut record = ProducerRecord::new(self.input.name.clone(), "")
+                            .with_key(self.input.keys.serialize(k)?);
+                        record.value = self.input.values.serialize_nullable(v)?.map(Into::into);
                         producer.send(record)?;
                         produced.push((k.clone(), v.clone()));
                     }

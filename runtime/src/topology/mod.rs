@@ -73,6 +73,9 @@ mod graph;
 /// What is wrong with a topology.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
+    /// A topology the DSL (or another builder on top) cannot make, and why.
+    #[error("{0}")]
+    Invalid(String),
     /// Two nodes (or two stores) with one name.
     #[error("the name `{0}` is used twice")]
     DuplicateName(String),
@@ -334,6 +337,23 @@ impl TopologyBuilder {
         }
         let users = processors.iter().map(|p| p.to_string()).collect();
         self.stores.insert(name, (store, users));
+        Ok(self)
+    }
+
+    /// Gives `processor` access to the existing store `store` too (a join reading the store
+    /// of a table, say). Processors sharing a store run in one task.
+    pub fn connect_store(
+        &mut self,
+        store: &str,
+        processor: &str,
+    ) -> Result<&mut Self, TopologyError> {
+        let (_, users) = self
+            .stores
+            .get_mut(store)
+            .ok_or_else(|| TopologyError::Invalid(format!("there is no state store `{store}`")))?;
+        if !users.iter().any(|u| u == processor) {
+            users.push(processor.to_string());
+        }
         Ok(self)
     }
 

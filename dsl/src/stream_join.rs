@@ -1,0 +1,399 @@
+//! Stream-stream joins over [`JoinWindows`]: a left record at time `t` joins every right
+//! record of its key with a timestamp in `[t - before, t + after]` (so a right record at
+//! `t'` joins left records in `[t' - after, t' + before]`), whichever arrives first. Both
+//! sides are buffered in window stores (with changelogs) for `before + after + grace`.
+//!
+//! `left_join` and `outer_join` follow Kafka Streams 3.1+: a record that found no partner
+//! is emitted with `None` only once its window has closed (stream time past `t + after +
+//! grace` for a left record, `t' + before + grace` for a right one), so no result is
+//! emitted and later contradicted. A record arriving after its window closed is dropped
+//! and counted.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
+use sluice_runtime::serde::Serde;
+use sluice_runtime::topology::StoreSpec;
+
+use crate::change::ListSerde;
+use crate::{Data, Stream};
+
+/// How far apart in time two records may be to join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindows {
+    before_ms: i64,
+    after_ms: i64,
+    grace_ms: i64,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl JoinWindows {
+    /// Records at most `difference` apart join (either way), no grace.
+    pub fn of(difference: Duration) -> Self {
+        let ms = millis(difference);
+        Self {
+            before_ms: ms,
+            after_ms: ms,
+            grace_ms: 0,
+        }
+    }
+    /// A right record may be up to `before` older than the left one.
+    pub fn before(mut self, before: Duration) -> Self {
+        self.before_ms = millis(before);
+        self
+    }
+    /// A right record may be up to `after` newer than the left one.
+    pub fn after(mut self, after: Duration) -> Self {
+        self.after_ms = millis(after);
+        self
+    }
+    /// How long after a window closes (in stream time) its late records are still joined.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = millis(grace);
+        self
+    }
+    /// Whether a left record at `left` and a right record at `right` join.
+    pub fn joins(&self, left: i64, right: i64) -> bool {
+        left.saturating_sub(self.before_ms) <= right && right <= left.saturating_add(self.after_ms)
+    }
+    /// How long a record must stay buffered.
+    fn retention(&self) -> Duration {
+        let ms = self
+            .before_ms
+            .saturating_add(self.after_ms)
+            .saturating_add(self.grace_ms)
+            .saturating_add(1);
+        Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+}
+
+/// A record of either side, as the join processor receives it.
+#[derive(Debug, Clone)]
+pub(crate) enum Side<L, R> {
+    Left(L),
+    Right(R),
+}
+
+/// `Side` as a tag byte (0 left, 1 right) and the value.
+pub(crate) struct SideSerde<L, R>(Arc<dyn Serde<L>>, Arc<dyn Serde<R>>);
+
+impl<L, R> fmt::Debug for SideSerde<L, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SideSerde<{:?}, {:?}>", self.0, self.1)
+    }
+}
+
+impl<L, R> Serde<Side<L, R>> for SideSerde<L, R> {
+    fn serialize(&self, value: &Side<L, R>) -> sluice_runtime::Result<Vec<u8>> {
+        let (tag, mut bytes) = match value {
+            Side::Left(l) => (0, self.0.serialize(l)?),
+            Side::Right(r) => (1, self.1.serialize(r)?),
+        };
+        bytes.insert(0, tag);
+        Ok(bytes)
+    }
+    fn deserialize(&self, bytes: &[u8]) -> sluice_runtime::Result<Side<L, R>> {
+        match bytes.split_first() {
+            Some((0, rest)) => Ok(Side::Left(self.0.deserialize(rest)?)),
+            Some((1, rest)) => Ok(Side::Right(self.1.deserialize(rest)?)),
+            _ => Err(sluice_runtime::Error::Serde {
+                type_name: "join side",
+                reason: "expected a tag byte 0 or 1".into(),
+            }),
+        }
+    }
+}
+
+impl<L: Data, R: Data> Data for Side<L, R> {
+    fn serde() -> Arc<dyn Serde<Self>> {
+        Arc::new(SideSerde(L::serde(), R::serde()))
+    }
+}
+
+/// Which records without a partner are emitted (with `None`) when their window closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unmatched {
+    Neither,
+    Left,
+    Both,
+}
+
+/// The joiner of a pair (`None` for a side without a partner); `None` emits nothing.
+type Joiner<K, L, R, VR> = Arc<dyn Fn(&K, Option<&L>, Option<&R>) -> Option<VR> + Send + Sync>;
+
+/// The names of the four window stores of one join.
+#[derive(Debug, Clone)]
+struct Stores {
+    left: String,
+    right: String,
+    left_unmatched: String,
+    right_unmatched: String,
+}
+
+struct StreamJoin<K, L, R, VR> {
+    windows: JoinWindows,
+    emit: Unmatched,
+    joiner: Joiner<K, L, R, VR>,
+    stores: Stores,
+    since_expiry: u32,
+}
+
+/// Appends `value` to `key`'s list at `time` in window store `store`.
+fn append<K: Data, V: Data, KO: Data, VO: Data>(
+    ctx: &mut ProcessorContext<'_, KO, VO>,
+    store: &str,
+    key: &K,
+    time: i64,
+    value: V,
+) -> sluice_runtime::Result<()> {
+    let mut store = ctx.window_store::<K, Vec<V>>(store)?;
+    let mut list = store
+        .fetch(key, time, time)?
+        .pop()
+        .map(|(_, l)| l)
+        .unwrap_or_default();
+    list.push(value);
+    store.put(key, time, &list)?;
+    Ok(())
+}
+
+impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
+    fn emit(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        key: &K,
+        (l, r): (Option<&L>, Option<&R>),
+        timestamp: i64,
+        headers: &[sluice_runtime::log::batch::Header],
+    ) -> sluice_runtime::Result<()> {
+        match (self.joiner)(key, l, r) {
+            Some(value) => ctx.forward(Record {
+                key: key.clone(),
+                value,
+                timestamp,
+                headers: headers.to_vec(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Emits (with `None`) and forgets the unmatched records of `store` whose window closed
+    /// before stream time `now`; `reach` is how far ahead of a record its window extends.
+    fn close_unmatched<V: Data>(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        store: &str,
+        reach: i64,
+        now: i64,
+        pair: impl Fn(&V) -> (Option<&L>, Option<&R>),
+    ) -> sluice_runtime::Result<()> {
+        let closed_before = now.saturating_sub(reach.saturating_add(self.windows.grace_ms));
+        let closed = ctx
+            .window_store::<K, Vec<V>>(store)?
+            .fetch_all(i64::MIN, closed_before.saturating_sub(1))?;
+        for (key, time, list) in closed {
+            ctx.window_store::<K, Vec<V>>(store)?.delete(&key, time)?;
+            for v in &list {
+                self.emit(ctx, &key, pair(v), time, &[])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
+    for StreamJoin<K, L, R, VR>
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        r: Record<K, Side<L, R>>,
+    ) -> ProcessResult {
+        let (t, w) = (r.timestamp, self.windows);
+        let now = ctx.stream_time().max(t);
+        let reach = match r.value {
+            Side::Left(_) => w.after_ms,
+            Side::Right(_) => w.before_ms,
+        };
+        if t.saturating_add(reach).saturating_add(w.grace_ms) < now {
+            ctx.record_dropped("late: the record's join window is closed");
+            return Ok(());
+        }
+        let s = self.stores.clone();
+        match &r.value {
+            Side::Left(l) => {
+                let (from, to) = (t.saturating_sub(w.before_ms), t.saturating_add(w.after_ms));
+                let partners = ctx
+                    .window_store::<K, Vec<R>>(&s.right)?
+                    .fetch(&r.key, from, to)?;
+                for (time, list) in &partners {
+                    for partner in list {
+                        self.emit(
+                            ctx,
+                            &r.key,
+                            (Some(l), Some(partner)),
+                            t.max(*time),
+                            &r.headers,
+                        )?;
+                    }
+                }
+                if partners.is_empty() {
+                    if self.emit != Unmatched::Neither {
+                        append(ctx, &s.left_unmatched, &r.key, t, l.clone())?;
+                    }
+                } else if self.emit == Unmatched::Both {
+                    let mut waiting = ctx.window_store::<K, Vec<R>>(&s.right_unmatched)?;
+                    for (time, _) in waiting.fetch(&r.key, from, to)? {
+                        waiting.delete(&r.key, time)?;
+                    }
+                }
+                append(ctx, &s.left, &r.key, t, l.clone())?;
+            }
+            Side::Right(right) => {
+                let (from, to) = (t.saturating_sub(w.after_ms), t.saturating_add(w.before_ms));
+                let partners = ctx
+                    .window_store::<K, Vec<L>>(&s.left)?
+                    .fetch(&r.key, from, to)?;
+                for (time, list) in &partners {
+                    for partner in list {
+                        self.emit(
+                            ctx,
+                            &r.key,
+                            (Some(partner), Some(right)),
+                            t.max(*time),
+                            &r.headers,
+                        )?;
+                    }
+                }
+                if partners.is_empty() {
+                    if self.emit == Unmatched::Both {
+                        append(ctx, &s.right_unmatched, &r.key, t, right.clone())?;
+                    }
+                } else if self.emit != Unmatched::Neither {
+                    let mut waiting = ctx.window_store::<K, Vec<L>>(&s.left_unmatched)?;
+                    for (time, _) in waiting.fetch(&r.key, from, to)? {
+                        waiting.delete(&r.key, time)?;
+                    }
+                }
+                append(ctx, &s.right, &r.key, t, right.clone())?;
+            }
+        }
+        if self.emit != Unmatched::Neither {
+            self.close_unmatched::<L>(ctx, &s.left_unmatched, w.after_ms, now, |l| {
+                (Some(l), None)
+            })?;
+        }
+        if self.emit == Unmatched::Both {
+            self.close_unmatched::<R>(ctx, &s.right_unmatched, w.before_ms, now, |r| {
+                (None, Some(r))
+            })?;
+        }
+        self.since_expiry += 1;
+        if self.since_expiry >= 1024 {
+            self.since_expiry = 0;
+            ctx.window_store::<K, Vec<L>>(&s.left)?.expire()?;
+            ctx.window_store::<K, Vec<R>>(&s.right)?.expire()?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data> Stream<K, V> {
+    /// Each pair of records of one key from this stream and `other` whose timestamps
+    /// `windows` accepts, joined (inner join). The result's timestamp is the later one.
+    pub fn join<VO: Data, VR: Data>(
+        &self,
+        other: &Stream<K, VO>,
+        windows: JoinWindows,
+        joiner: impl Fn(&K, &V, &VO) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR> {
+        let joiner: Joiner<K, V, VO, VR> = Arc::new(move |k, l, r| Some(joiner(k, l?, r?)));
+        self.stream_join("join", other, windows, Unmatched::Neither, joiner)
+    }
+
+    /// [`Stream::join`], and each record of this stream that found no partner by the time
+    /// its window closed, joined with `None`.
+    pub fn left_join<VO: Data, VR: Data>(
+        &self,
+        other: &Stream<K, VO>,
+        windows: JoinWindows,
+        joiner: impl Fn(&K, &V, Option<&VO>) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR> {
+        let joiner: Joiner<K, V, VO, VR> = Arc::new(move |k, l, r| Some(joiner(k, l?, r)));
+        self.stream_join("left-join", other, windows, Unmatched::Left, joiner)
+    }
+
+    /// [`Stream::join`], and each record of either stream that found no partner by the
+    /// time its window closed, joined with `None` for the other side.
+    pub fn outer_join<VO: Data, VR: Data>(
+        &self,
+        other: &Stream<K, VO>,
+        windows: JoinWindows,
+        joiner: impl Fn(&K, Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+    ) -> Stream<K, VR> {
+        let joiner: Joiner<K, V, VO, VR> = Arc::new(move |k, l, r| Some(joiner(k, l, r)));
+        self.stream_join("outer-join", other, windows, Unmatched::Both, joiner)
+    }
+
+    fn stream_join<VO: Data, VR: Data>(
+        &self,
+        kind: &str,
+        other: &Stream<K, VO>,
+        windows: JoinWindows,
+        emit: Unmatched,
+        joiner: Joiner<K, V, VO, VR>,
+    ) -> Stream<K, VR> {
+        let name = self.inner.borrow_mut().name(kind);
+        let left = self
+            .co_partitioned(&format!("{name}-left-repartition"))
+            .map_values(Side::<V, VO>::Left);
+        let right = other
+            .co_partitioned(&format!("{name}-right-repartition"))
+            .map_values(Side::<V, VO>::Right);
+        let both = left.merge(&right);
+        let stores = Stores {
+            left: format!("{name}-left-store"),
+            right: format!("{name}-right-store"),
+            left_unmatched: format!("{name}-left-unmatched-store"),
+            right_unmatched: format!("{name}-right-unmatched-store"),
+        };
+        let s = stores.clone();
+        both.add_as::<StreamJoin<K, V, VO, VR>, K, VR>(&name, &[&both.node], move || StreamJoin {
+            windows,
+            emit,
+            joiner: joiner.clone(),
+            stores: s.clone(),
+            since_expiry: 0,
+        });
+        let (keys, retention) = (both.keys.clone(), windows.retention());
+        for (store, left_side) in [
+            (&stores.left, true),
+            (&stores.right, false),
+            (&stores.left_unmatched, true),
+            (&stores.right_unmatched, false),
+        ] {
+            let spec = if left_side {
+                StoreSpec::window::<K, Vec<V>>(
+                    store,
+                    keys.clone(),
+                    ListSerde(self.values.clone()),
+                    retention,
+                )
+            } else {
+                StoreSpec::window::<K, Vec<VO>>(
+                    store,
+                    keys.clone(),
+                    ListSerde(other.values.clone()),
+                    retention,
+                )
+            };
+            both.add_store(spec, &name);
+        }
+        both.derive(name, keys, VR::serde(), false)
+    }
+}
