@@ -21,8 +21,8 @@ pub struct Table<K, V> {
     pub(crate) changes: Stream<K, Change<V>>,
     pub(crate) store: String,
     pub(crate) values: Arc<dyn Serde<V>>,
-    /// For a windowed table: the grace of its windows (a window's value is final once
-    /// stream time passes its end plus this).
+    /// For a windowed table: how long after a window's `end` its value may still change
+    /// (its value is final once stream time reaches `end` plus this).
     pub(crate) window_grace: Option<i64>,
     /// The store is a key-value store keyed by `K` (false for windowed aggregations, whose
     /// store is a window or session store).

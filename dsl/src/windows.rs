@@ -16,7 +16,7 @@ use sluice_runtime::topology::StoreSpec;
 use crate::change::{Change, ChangeSerde};
 use crate::{Data, Grouped, Stream, Table};
 
-fn millis(d: Duration) -> i64 {
+pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -69,14 +69,17 @@ impl TimeWindows {
     }
 }
 
-/// A key with the window `[start, end)` it was aggregated in.
+/// A key with the window it was aggregated in: `[start, end)` for time windows;
+/// `[start, end]` (both inclusive: the first and last record) for session windows and for
+/// sliding windows.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Windowed<K> {
     /// The key.
     pub key: K,
     /// The window's start (inclusive), ms.
     pub start: i64,
-    /// The window's end (exclusive), ms.
+    /// The window's end, ms (exclusive for time windows, inclusive for session and sliding
+    /// windows).
     pub end: i64,
 }
 
