@@ -54,7 +54,7 @@ pub(crate) type Shared = Rc<RefCell<Inner>>;
 /// # Ok::<(), sluice_dsl::runtime::topology::TopologyError>(())
 /// ```
 pub struct StreamBuilder {
-    inner: Shared,
+    pub(crate) inner: Shared,
 }
 
 impl std::fmt::Debug for StreamBuilder {

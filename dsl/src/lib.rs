@@ -30,6 +30,7 @@
 mod builder;
 mod change;
 mod data;
+mod global;
 mod grouped;
 mod joins;
 mod ops;
@@ -44,6 +45,7 @@ mod windows;
 pub use builder::StreamBuilder;
 pub use change::Change;
 pub use data::Data;
+pub use global::GlobalTable;
 pub use grouped::Grouped;
 pub use session::{SessionGrouped, SessionWindows};
 pub use sliding::{SlidingGrouped, SlidingWindows};

@@ -19,6 +19,7 @@
 
 mod assignment;
 mod commit;
+mod global;
 mod metrics;
 mod setup;
 mod shared;
@@ -113,6 +114,7 @@ impl App {
         let plan =
             setup::prepare_topics(broker, &self.application_id, &self.topology, &self.config)?;
         let db = StateDb::open(&dir.join("rocksdb"))?;
+        let global = global::GlobalUpdater::bootstrap(&db, broker, &self.topology, &self.config)?;
         let shared = Arc::new(Shared::new(self.config.num_threads));
         let context = Arc::new(thread::ThreadContext {
             application_id: Arc::from(self.application_id.as_str()),
@@ -136,6 +138,17 @@ impl App {
                 .name(name)
                 .spawn(move || thread::run(context, index))
                 .map_err(|e| Error::IllegalState(format!("cannot start a stream thread: {e}")))?;
+            threads.push(spawned);
+        }
+        if let Some(updater) = global {
+            let shared = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!(
+                    "{}-{instance_id}-GlobalThread",
+                    self.application_id
+                ))
+                .spawn(move || updater.run(shared))
+                .map_err(|e| Error::IllegalState(format!("cannot start the global thread: {e}")))?;
             threads.push(spawned);
         }
         tracing::info!(app = %self.application_id, instance = %instance_id, threads = self.config.num_threads, "app started");

@@ -37,6 +37,9 @@ const CHECKPOINTS: &str = "__checkpoints";
 /// Most bytes of write-ahead log kept before memtables are flushed.
 const WAL_LIMIT: u64 = 128 << 20;
 
+/// The partition number of a global store's `StoreName`.
+pub const GLOBAL_PARTITION: i32 = -1;
+
 /// A store of one task: the store's name and the task's partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreName {
@@ -53,6 +56,17 @@ impl StoreName {
             store: store.into(),
             partition,
         }
+    }
+
+    /// The one column family of global store `store`, shared by the instance's tasks.
+    pub fn global(store: impl Into<String>) -> Self {
+        Self::new(store, GLOBAL_PARTITION)
+    }
+
+    /// Where the global store `store` has read partition `partition` of its topic up to
+    /// (a checkpoint name; no column family of its own).
+    pub fn global_position(store: &str, partition: i32) -> Self {
+        Self::new(format!("{store}@global-topic"), partition)
     }
 
     /// Its column family's name.

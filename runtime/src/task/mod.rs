@@ -73,6 +73,10 @@ impl Task {
             stores.insert(spec.name().to_string(), (spec.open)(db, &name)?);
             changelogs.push((name, changelog_topic(&application_id, spec.name())));
         }
+        for spec in &sub.global_store_specs {
+            let name = StoreName::global(spec.name());
+            stores.insert(spec.name().to_string(), (spec.open)(db, &name)?);
+        }
         let queues = sub
             .source_topics
             .iter()

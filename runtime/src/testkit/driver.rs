@@ -50,7 +50,7 @@ use crate::config::DeserializationHandler;
 use crate::error::{Error, Result};
 use crate::processor::{KvStore, Record, SessionStoreHandle, WindowStoreHandle};
 use crate::serde::Serde;
-use crate::state::{KeyValueStore, SessionStore, StateDb, WindowStore};
+use crate::state::{KeyValueStore, SessionStore, StateDb, StoreName, WindowStore};
 use crate::task::core::Clock;
 use crate::task::{Task, TaskId};
 use crate::topology::Topology;
@@ -196,6 +196,28 @@ impl TopologyTestDriver {
         timestamp: i64,
         headers: Vec<sluice_log::batch::Header>,
     ) -> Result<()> {
+        let globals: Vec<String> = self
+            .topology
+            .global_stores()
+            .into_iter()
+            .filter(|(_, t)| t == topic)
+            .map(|(store, _)| store)
+            .collect();
+        if !globals.is_empty() {
+            // A global store's topic updates the store at once (a null value deletes).
+            let Some(key) = key else {
+                return Ok(());
+            };
+            let mut overlay = self.db.overlay();
+            for store in globals {
+                let family = StoreName::global(store).column_family();
+                match &value {
+                    Some(v) => overlay.put(&family, key.to_vec(), v.to_vec()),
+                    None => overlay.delete(&family, key.to_vec()),
+                }
+            }
+            return self.db.apply(overlay, &[]);
+        }
         let Some(sub) = self.topology.reader_of(topic) else {
             return Err(Error::IllegalState(format!(
                 "no source of the topology reads topic `{topic}`"

@@ -60,7 +60,11 @@ impl TopologyBuilder {
                 }
             }
         }
-        for (store, (_, users)) in &self.stores {
+        let global = self
+            .global_stores
+            .iter()
+            .map(|(s, (_, _, users))| (s, users));
+        for (store, users) in self.stores.iter().map(|(s, (_, u))| (s, u)).chain(global) {
             if users.is_empty() {
                 return Err(TopologyError::UnconnectedStore(store.clone()));
             }
@@ -176,11 +180,17 @@ impl TopologyBuilder {
                 .filter(|c| self.nodes[*c].parents.contains(name))
                 .filter_map(|c| position.get(c.as_str()).copied())
                 .collect();
+            let global = self
+                .global_stores
+                .iter()
+                .filter(|(_, (_, _, users))| users.contains(name))
+                .map(|(s, _)| s.clone());
             let stores = self
                 .stores
                 .iter()
                 .filter(|(_, (_, users))| users.contains(name))
                 .map(|(s, _)| s.clone())
+                .chain(global)
                 .collect();
             if let NodeKind::Source { topics } = &self.nodes[name].kind {
                 for topic in topics {
@@ -209,6 +219,12 @@ impl TopologyBuilder {
             store_specs: store_names
                 .iter()
                 .map(|s| self.stores[s].0.clone())
+                .collect(),
+            global_store_specs: self
+                .global_stores
+                .values()
+                .filter(|(_, _, users)| users.iter().any(|u| nodes.contains(u)))
+                .map(|(spec, _, _)| spec.clone())
                 .collect(),
             stores: store_names,
             shape: Arc::new(shape),

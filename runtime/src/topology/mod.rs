@@ -176,6 +176,8 @@ pub struct TopologyBuilder {
     nodes: BTreeMap<String, Node>,
     order: Vec<String>,
     stores: BTreeMap<String, (StoreSpec, Vec<String>)>,
+    /// Global stores: spec, the topic that fills them, the processors that read them.
+    global_stores: BTreeMap<String, (StoreSpec, String, Vec<String>)>,
 }
 
 impl TopologyBuilder {
@@ -191,7 +193,7 @@ impl TopologyBuilder {
         parents: &[&str],
         typed: Typed,
     ) -> Result<&mut Self, TopologyError> {
-        if self.nodes.contains_key(name) || self.stores.contains_key(name) {
+        if self.name_taken(name) {
             return Err(TopologyError::DuplicateName(name.to_string()));
         }
         let parents = parents.iter().map(|p| p.to_string()).collect();
@@ -332,7 +334,7 @@ impl TopologyBuilder {
         processors: &[&str],
     ) -> Result<&mut Self, TopologyError> {
         let name = store.name.clone();
-        if self.nodes.contains_key(&name) || self.stores.contains_key(&name) {
+        if self.name_taken(&name) {
             return Err(TopologyError::DuplicateName(name));
         }
         let users = processors.iter().map(|p| p.to_string()).collect();
@@ -340,17 +342,55 @@ impl TopologyBuilder {
         Ok(self)
     }
 
+    /// A node, store or global store is named `name` already.
+    fn name_taken(&self, name: &str) -> bool {
+        self.nodes.contains_key(name)
+            || self.stores.contains_key(name)
+            || self.global_stores.contains_key(name)
+    }
+
+    /// A global key-value store: every instance keeps all of `topic` (every partition) in
+    /// it, read_committed, a null value deleting its key; the topic is its changelog. It is
+    /// filled before the stream threads start and kept up to date by a thread of its own;
+    /// processors connected with [`TopologyBuilder::connect_store`] read it (and must not
+    /// write it). Its serdes must be the topic's: keys are stored as the topic's bytes.
+    pub fn add_global_store(
+        &mut self,
+        store: StoreSpec,
+        topic: &str,
+    ) -> Result<&mut Self, TopologyError> {
+        let name = store.name.clone();
+        if self.name_taken(&name) {
+            return Err(TopologyError::DuplicateName(name));
+        }
+        if store.kind() != StoreKind::KeyValue {
+            return Err(TopologyError::Invalid(format!(
+                "global store `{name}` must be a key-value store"
+            )));
+        }
+        self.global_stores
+            .insert(name, (store, topic.to_string(), Vec::new()));
+        Ok(self)
+    }
+
     /// Gives `processor` access to the existing store `store` too (a join reading the store
-    /// of a table, say). Processors sharing a store run in one task.
+    /// of a table, say). Processors sharing a (non-global) store run in one task.
     pub fn connect_store(
         &mut self,
         store: &str,
         processor: &str,
     ) -> Result<&mut Self, TopologyError> {
-        let (_, users) = self
-            .stores
-            .get_mut(store)
-            .ok_or_else(|| TopologyError::Invalid(format!("there is no state store `{store}`")))?;
+        let users = match (
+            self.stores.get_mut(store),
+            self.global_stores.get_mut(store),
+        ) {
+            (Some((_, users)), _) | (None, Some((_, _, users))) => users,
+            (None, None) => {
+                return Err(TopologyError::Invalid(format!(
+                    "there is no state store `{store}`"
+                )));
+            }
+        };
         if !users.iter().any(|u| u == processor) {
             users.push(processor.to_string());
         }
@@ -383,6 +423,8 @@ pub struct SubTopology {
     pub shape: Arc<TaskShape>,
     pub(crate) factories: Vec<typed::NodeFactory>,
     pub(crate) store_specs: Vec<StoreSpec>,
+    /// The global stores its processors read.
+    pub(crate) global_store_specs: Vec<StoreSpec>,
 }
 
 impl std::fmt::Debug for SubTopology {
@@ -407,6 +449,23 @@ impl Topology {
     /// The sub-topologies, numbered by position.
     pub fn sub_topologies(&self) -> &[SubTopology] {
         &self.sub_topologies
+    }
+
+    /// The global stores: name and the topic that fills each.
+    pub fn global_stores(&self) -> Vec<(String, String)> {
+        self.builder
+            .global_stores
+            .iter()
+            .map(|(name, (_, topic, _))| (name.clone(), topic.clone()))
+            .collect()
+    }
+
+    /// The topic that fills global store `store`, if it is one.
+    pub fn global_topic(&self, store: &str) -> Option<&str> {
+        self.builder
+            .global_stores
+            .get(store)
+            .map(|(_, topic, _)| topic.as_str())
     }
 
     /// The sub-topology reading `topic`, by number.
