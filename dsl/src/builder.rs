@@ -16,11 +16,17 @@ pub(crate) struct Inner {
     pub topology: TopologyBuilder,
     next: usize,
     error: Option<TopologyError>,
+    /// The name `named` chose for the next operator.
+    pub pending_name: Option<String>,
 }
 
 impl Inner {
-    /// A fresh node name for an operator of `kind`: `kind-0003`.
+    /// The node name of the next operator of `kind`: the one `named` chose, else a fresh
+    /// `kind-0003`.
     pub fn name(&mut self, kind: &str) -> String {
+        if let Some(name) = self.pending_name.take() {
+            return name;
+        }
         self.next += 1;
         format!("{kind}-{:04}", self.next)
     }
@@ -77,6 +83,7 @@ impl StreamBuilder {
                 topology: TopologyBuilder::new(),
                 next: 0,
                 error: None,
+                pending_name: None,
             })),
         }
     }

@@ -30,6 +30,7 @@
 mod builder;
 mod change;
 mod data;
+mod fk_join;
 mod global;
 mod grouped;
 mod joins;

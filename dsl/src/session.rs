@@ -2,9 +2,11 @@
 //! session `[first timestamp, last timestamp]` (both inclusive). A record that falls
 //! within the gap of one or more sessions merges them (their aggregates combined with the
 //! merger) and extends the result; the merged-away sessions are deleted downstream (a
-//! `None` for their `Windowed` key). A session is final once stream time passes its end
-//! plus the grace period: a record that would only touch closed sessions is dropped and
-//! counted, as Kafka Streams does (`mergedWindow.end() < streamTime - grace`).
+//! `None` for their `Windowed` key). A record is dropped and counted when the session it
+//! would make ends more than the grace period behind stream time, as Kafka Streams does
+//! (`mergedWindow.end() < streamTime - grace`). A session is final once stream time passes
+//! its end plus gap plus grace: no record can extend it then, and a late record that
+//! bridges it to an open session merges with the open one only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,11 +86,18 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
     ) -> ProcessResult {
         let (t, w) = (r.timestamp, self.windows);
         let now = ctx.stream_time().max(t);
-        let touched = ctx.session_store::<K, A>(&self.store)?.find_sessions(
+        let mut touched = ctx.session_store::<K, A>(&self.store)?.find_sessions(
             &r.key,
             t.saturating_sub(w.gap_ms),
             t.saturating_add(w.gap_ms),
         )?;
+        // A closed session (past end + gap + grace: final, maybe emitted by a suppress, maybe
+        // expired from the store) is never merged into, even by a late record that bridges it
+        // to an open session; otherwise whether it merged would depend on the store's
+        // retention and a final result could be deleted after its emission.
+        touched.retain(|(s, _)| {
+            s.end.saturating_add(w.gap_ms).saturating_add(w.grace_ms) >= now
+        });
         let mut merged = Session { start: t, end: t };
         for (s, _) in &touched {
             merged.start = merged.start.min(s.start);

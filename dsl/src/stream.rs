@@ -63,6 +63,41 @@ impl<K: Data, V: Data> Stream<K, V> {
         }
     }
 
+    /// Names the next operator applied to this stream: its processor gets `name`, and the
+    /// stores and internal topics it derives (`<name>-repartition`, `<name>-left-store`...)
+    /// are named after it, so they stay stable when the topology changes elsewhere
+    /// (Kafka Streams' `Named`). Operators that take a store name use that for the store.
+    ///
+    /// ```
+    /// use sluice_dsl::StreamBuilder;
+    /// let b = StreamBuilder::new();
+    /// b.stream::<String, i64>("in").named("only-positive").filter(|_, v| *v > 0).to("out");
+    /// let topology = b.build()?;
+    /// assert!(topology.describe().contains("Processor: only-positive"));
+    /// # Ok::<(), sluice_dsl::runtime::topology::TopologyError>(())
+    /// ```
+    pub fn named(&self, name: &str) -> Self {
+        self.inner.borrow_mut().pending_name = Some(name.to_string());
+        self.clone()
+    }
+
+    /// This stream with `keys` as its key serde from here on (for the topics, repartition
+    /// topics and stores of the operators that follow).
+    pub fn with_key_serde(&self, keys: impl Serde<K> + 'static) -> Self {
+        Self {
+            keys: Arc::new(keys),
+            ..self.clone()
+        }
+    }
+
+    /// This stream with `values` as its value serde from here on.
+    pub fn with_value_serde(&self, values: impl Serde<V> + 'static) -> Self {
+        Self {
+            values: Arc::new(values),
+            ..self.clone()
+        }
+    }
+
     /// The processor node this stream's records come from.
     pub fn node_name(&self) -> &str {
         &self.node

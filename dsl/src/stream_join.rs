@@ -6,8 +6,9 @@
 //! `left_join` and `outer_join` follow Kafka Streams 3.1+: a record that found no partner
 //! is emitted with `None` only once its window has closed (stream time past `t + after +
 //! grace` for a left record, `t' + before + grace` for a right one), so no result is
-//! emitted and later contradicted. A record arriving after its window closed is dropped
-//! and counted.
+//! emitted and later contradicted (a record emitted with `None` is forgotten, so a late
+//! partner, whose own window is still open, no longer joins it). A record arriving after
+//! its window closed is dropped and counted.
 
 use std::fmt;
 use std::sync::Arc;
@@ -184,10 +185,12 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
 
     /// Emits (with `None`) and forgets the unmatched records of `store` whose window closed
     /// before stream time `now`; `reach` is how far ahead of a record its window extends.
+    /// They leave `buffer` (their side's records) too: a late partner must not join a record
+    /// already emitted without one.
     fn close_unmatched<V: Data>(
         &self,
         ctx: &mut ProcessorContext<'_, K, VR>,
-        store: &str,
+        (store, buffer): (&str, &str),
         reach: i64,
         now: i64,
         pair: impl Fn(&V) -> (Option<&L>, Option<&R>),
@@ -198,6 +201,7 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
             .fetch_all(i64::MIN, closed_before.saturating_sub(1))?;
         for (key, time, list) in closed {
             ctx.window_store::<K, Vec<V>>(store)?.delete(&key, time)?;
+            ctx.window_store::<K, Vec<V>>(buffer)?.delete(&key, time)?;
             for v in &list {
                 self.emit(ctx, &key, pair(v), time, &[])?;
             }
@@ -225,6 +229,16 @@ impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
             return Ok(());
         }
         let s = self.stores.clone();
+        // Close before this record waits: a jump of stream time puts the records it closes
+        // behind the retention of the unmatched store as soon as this one is written there.
+        if self.emit != Unmatched::Neither {
+            let stores = (s.left_unmatched.as_str(), s.left.as_str());
+            self.close_unmatched::<L>(ctx, stores, w.after_ms, now, |l| (Some(l), None))?;
+        }
+        if self.emit == Unmatched::Both {
+            let stores = (s.right_unmatched.as_str(), s.right.as_str());
+            self.close_unmatched::<R>(ctx, stores, w.before_ms, now, |r| (None, Some(r)))?;
+        }
         match &r.value {
             Side::Left(l) => {
                 let (from, to) = (t.saturating_sub(w.before_ms), t.saturating_add(w.after_ms));
@@ -282,16 +296,6 @@ impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
                 }
                 append(ctx, &s.right, &r.key, t, right.clone())?;
             }
-        }
-        if self.emit != Unmatched::Neither {
-            self.close_unmatched::<L>(ctx, &s.left_unmatched, w.after_ms, now, |l| {
-                (Some(l), None)
-            })?;
-        }
-        if self.emit == Unmatched::Both {
-            self.close_unmatched::<R>(ctx, &s.right_unmatched, w.before_ms, now, |r| {
-                (None, Some(r))
-            })?;
         }
         self.since_expiry += 1;
         if self.since_expiry >= 1024 {

@@ -112,6 +112,12 @@ impl<K: Data, V: Data> Stream<K, V> {
 }
 
 impl<K: Data, V: Data> Table<K, V> {
+    /// Names the next operator applied to this table (see [`Stream::named`]).
+    pub fn named(&self, name: &str) -> Self {
+        self.changes.named(name);
+        self.clone()
+    }
+
     /// The store holding the table (for `TopologyTestDriver::kv_store` and queries).
     pub fn store_name(&self) -> &str {
         &self.store

@@ -62,6 +62,15 @@ fn count(broker: &Broker, topic: &str) -> Result<Option<i32>> {
     }
 }
 
+/// Creates the repartition topic `topic` (if nobody did meanwhile); its partition count.
+fn create_internal(broker: &Broker, topic: &str, partitions: i32) -> Result<i32> {
+    match broker.create_topic(topic, TopicConfig::default().with_partitions(partitions)) {
+        Ok(()) | Err(LogError::TopicExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(broker.partition_count(topic)?)
+}
+
 /// Checks and creates the topics of `topology` for app `application_id`.
 pub(crate) fn prepare_topics(
     broker: &Broker,
@@ -85,8 +94,26 @@ pub(crate) fn prepare_topics(
             }
         }
     }
-    // Repartition topics take their writer's partition count; writers may come later in
-    // the topology, so resolve until nothing changes.
+    // A repartition topic read beside external topics takes their partition count (the
+    // subscriptions of a foreign-key join go to the right table's partitions).
+    for topic in &internal {
+        let beside = subs
+            .iter()
+            .filter(|s| s.source_topics.contains(topic))
+            .flat_map(|s| &s.source_topics)
+            .filter(|t| !internal.contains(*t))
+            .filter_map(|t| counts.get(t).copied())
+            .max();
+        if let Some(partitions) = beside {
+            let n = match count(broker, topic)? {
+                Some(n) => n,
+                None => create_internal(broker, topic, partitions)?,
+            };
+            counts.insert(topic.clone(), n);
+        }
+    }
+    // Other repartition topics take their writer's partition count; writers may come later
+    // in the topology, so resolve until nothing changes.
     let mut task_counts: Vec<Option<i32>> = vec![None; subs.len()];
     for _ in 0..=subs.len() {
         for (i, sub) in subs.iter().enumerate() {
@@ -112,15 +139,7 @@ pub(crate) fn prepare_topics(
             for topic in sub.sink_topics.iter().filter(|t| internal.contains(*t)) {
                 let n = match count(broker, topic)? {
                     Some(n) => n,
-                    None => {
-                        let created = broker
-                            .create_topic(topic, TopicConfig::default().with_partitions(first));
-                        match created {
-                            Ok(()) | Err(LogError::TopicExists { .. }) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                        broker.partition_count(topic)?
-                    }
+                    None => create_internal(broker, topic, first)?,
                 };
                 counts.insert(topic.clone(), n);
             }
