@@ -3,7 +3,10 @@
 //! arguments, and checks their exit status and the figures they print: a conserved total,
 //! every transfer applied once per side, no duplicate and nothing lost, also across a
 //! crash and restart (and a failure when the same crash strikes an at-least-once run); and
-//! every pipeline consumer agreeing with the log file.
+//! every pipeline consumer agreeing with the log file. Also the DSL examples `sessions`,
+//! `enrichment` and `fraud`, each of which checks its output against a plain-Rust
+//! computation: session windows equal to a brute-force sessionization, enriched orders and
+//! revenue per segment as of each order's time, and exactly the expected fraud alerts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -250,4 +253,82 @@ fn pipeline_consumers_agree_with_the_log_file() {
         assert!(out.contains(agreement), "missing {agreement:?}");
     }
     assert!(run.took < Duration::from_secs(20), "took {:?}", run.took);
+}
+
+#[test]
+fn sessions_equal_the_brute_force_sessionization() {
+    for args in [&[][..], &["--seed", "7"][..]] {
+        let run = run("sessions", args);
+        assert!(
+            run.success,
+            "sessions failed:\n{}\n{}",
+            run.stdout, run.stderr
+        );
+        let out = &run.stdout;
+        let sessions = figure(out, "total: ");
+        assert!(sessions > 0, "no session");
+        assert_eq!(
+            figure(out, "sessionization ("),
+            sessions,
+            "sessions expected"
+        );
+        assert_eq!(
+            figure(out, "sessions, "),
+            figure(out, "produced "),
+            "clicks in sessions"
+        );
+        assert!(figure(out, "updates and ") > 0, "no session was replaced");
+        let merged = figure(out, "by a late click: ");
+        assert!(merged > 0, "no late click merged two sessions");
+        assert_eq!(merged, figure(out, "(bridging clicks: "), "merges");
+        assert_eq!(figure(out, "commits, "), 0, "clicks dropped as late");
+        assert!(out.contains("sessions): true"), "brute force");
+        assert!(run.took < Duration::from_secs(20), "took {:?}", run.took);
+    }
+}
+
+#[test]
+fn enrichment_sees_each_customer_as_of_the_order() {
+    let run = run("enrichment", &[]);
+    assert!(
+        run.success,
+        "enrichment failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    let out = &run.stdout;
+    assert_eq!(figure(out, "`orders-enriched`: "), 600, "enriched orders");
+    assert_eq!(figure(out, "orders ("), 0, "duplicate orders");
+    assert_eq!(figure(out, "total: "), 600, "orders in the revenue totals");
+    // Orders of customers not (yet) known, before and after the profile changes.
+    assert!(figure(out, "of unknown customers: ") > 0, "unknown before");
+    assert!(
+        figure(out, "before the profile changes, ") > 0,
+        "unknown after"
+    );
+    assert!(
+        out.contains("(deleted): its orders before the change went to [")
+            && out.contains("after to [unknown customer]"),
+        "the deleted customer"
+    );
+    assert!(out.contains("plain-Rust enrichment: true"), "enrichment");
+    assert!(out.contains("plain-Rust totals: true"), "revenue totals");
+    assert!(run.took < Duration::from_secs(20), "took {:?}", run.took);
+}
+
+#[test]
+fn fraud_alerts_each_window_once() {
+    for args in [&[][..], &["--seed", "11"][..]] {
+        let run = run("fraud", args);
+        assert!(run.success, "fraud failed:\n{}\n{}", run.stdout, run.stderr);
+        let out = &run.stdout;
+        let alerts = figure(out, "total: ");
+        assert!(alerts > 0, "no alert");
+        assert_eq!(figure(out, "pairs ("), alerts, "alerts expected");
+        assert_eq!(figure(out, "`fraud-alerts`: "), alerts, "alert records");
+        assert_eq!(figure(out, "alerted twice: "), 0, "windows alerted twice");
+        assert_eq!(figure(out, "injected bursts caught: "), 6, "bursts caught");
+        assert_eq!(figure(out, "commits, "), 0, "transactions dropped as late");
+        assert!(out.contains("expected): true"), "alerts");
+        assert!(run.took < Duration::from_secs(20), "took {:?}", run.took);
+    }
 }

@@ -1,0 +1,546 @@
+//! Order enrichment: a stream of orders joined with a table of customers, exactly once.
+//!
+//! The topic `customers` (3 partitions, keyed by customer id, JSON values) is the changelog
+//! of a table: each record is a customer's latest profile, a null value (a tombstone)
+//! deletes the customer. The topic `orders` (3 partitions, keyed by the same customer id,
+//! so the two are co-partitioned) carries orders. The DSL app:
+//!
+//! - reads `customers` as a table (`builder.table`, store `customers-store`);
+//! - joins each order with its customer as the table is when the order is processed
+//!   (`left_join_table`: an order of an unknown or deleted customer is kept, marked
+//!   unknown) and writes the enriched orders to `orders-enriched`;
+//! - re-keys them by market segment (country and tier, `group_by`, through the repartition
+//!   topic `revenue-repartition`) and sums orders and revenue per segment (`aggregate`),
+//!   writing every new total to `revenue-by-segment`.
+//!
+//! The input is produced in four steps, each one processed before the next is produced,
+//! so the result is deterministic: the customers; a first batch of orders; a few profile
+//! changes (a move abroad, an upgrade, a downgrade, a new customer who had ordered before
+//! signing up, and a deleted customer); a second batch of orders. An order before the
+//! changes sees the old profile, one after sees the new one.
+//!
+//! At the end it prints the revenue per segment and checks every enriched order and every
+//! segment total against the same enrichment computed in plain Rust; it exits non-zero if
+//! any differs.
+//!
+//! ```text
+//! cargo run --release --example enrichment [-- --seed 7]
+//! ```
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice::dsl::{Data, StreamBuilder, bincode_data, json_data};
+use sluice::log::{IsolationLevel, OffsetSpec};
+use sluice::prelude::*;
+use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
+use sluice::runtime::{AppConfig, ProcessingGuarantee};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+const APP_ID: &str = "order-enrichment";
+const CUSTOMERS: &str = "customers";
+const ORDERS: &str = "orders";
+const ENRICHED: &str = "orders-enriched";
+const REVENUE: &str = "revenue-by-segment";
+/// The repartition topic of the `revenue` aggregation (`<store>-repartition`).
+const REPARTITION: &str = "revenue-repartition";
+const PARTITIONS: i32 = 3;
+const KNOWN_CUSTOMERS: u32 = 40;
+/// Orders come from ids up to this; those above `KNOWN_CUSTOMERS` have no profile (yet).
+const ORDERING_CUSTOMERS: u32 = 44;
+const ORDERS_PER_BATCH: u64 = 300;
+const COUNTRIES: [&str; 5] = ["DE", "FR", "US", "JP", "BR"];
+const NAMES: [&str; 10] = [
+    "Ada", "Bruno", "Chiara", "Dmitri", "Emeka", "Fatima", "Goro", "Hanna", "Ines", "Jonas",
+];
+
+/// The key of both topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+struct CustomerId(u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Tier {
+    Bronze,
+    Silver,
+    Gold,
+}
+
+/// A customer's profile, as JSON (as a CDC feed might carry it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Customer {
+    name: String,
+    country: String,
+    tier: Tier,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Order {
+    id: u64,
+    cents: i64,
+}
+
+/// An order with what the customers table said about its customer at the time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct EnrichedOrder {
+    order: u64,
+    cents: i64,
+    /// `None`: the customer was unknown (never created, or deleted) when the order came.
+    customer: Option<Customer>,
+}
+
+/// A market segment: the key of the revenue totals.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Segment {
+    country: String,
+    /// `None` for orders of unknown customers.
+    tier: Option<Tier>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Revenue {
+    orders: u64,
+    cents: i64,
+}
+
+bincode_data!(CustomerId, Order, EnrichedOrder, Segment, Revenue);
+json_data!(Customer);
+
+fn enrich(order: Order, customer: Option<Customer>) -> EnrichedOrder {
+    EnrichedOrder {
+        order: order.id,
+        cents: order.cents,
+        customer,
+    }
+}
+
+impl EnrichedOrder {
+    fn segment(&self) -> Segment {
+        match &self.customer {
+            Some(c) => Segment {
+                country: c.country.clone(),
+                tier: Some(c.tier),
+            },
+            None => Segment {
+                country: String::new(),
+                tier: None,
+            },
+        }
+    }
+}
+
+impl Segment {
+    fn label(&self) -> String {
+        match self.tier {
+            Some(tier) => format!("{}/{tier:?}", self.country),
+            None => "unknown customer".into(),
+        }
+    }
+}
+
+impl Customer {
+    fn label(&self) -> String {
+        format!("{}/{:?}", self.country, self.tier)
+    }
+}
+
+/// A small deterministic generator (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+fn tier_of(n: u64) -> Tier {
+    match n % 10 {
+        0..=5 => Tier::Bronze,
+        6..=8 => Tier::Silver,
+        _ => Tier::Gold,
+    }
+}
+
+/// One step of the input: customer changes (`None`: delete) or orders.
+enum Step {
+    Customers(Vec<(CustomerId, Option<Customer>)>),
+    Orders(Vec<(CustomerId, Order)>),
+}
+
+/// The input, step by step.
+fn generate(seed: u64) -> Vec<Step> {
+    let mut rng = Rng(seed);
+    let profiles: Vec<Customer> = (1..=KNOWN_CUSTOMERS)
+        .map(|id| Customer {
+            name: format!("{} #{id}", NAMES[rng.below(NAMES.len() as u64) as usize]),
+            country: COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize].into(),
+            tier: tier_of(rng.next()),
+        })
+        .collect();
+    let profile = |id: u32| profiles[id as usize - 1].clone();
+    let customers = (1..=KNOWN_CUSTOMERS)
+        .map(|id| (CustomerId(id), Some(profile(id))))
+        .collect();
+    let mut next_order = 0;
+    let mut orders = |rng: &mut Rng| -> Vec<(CustomerId, Order)> {
+        (0..ORDERS_PER_BATCH)
+            .map(|_| {
+                next_order += 1;
+                let customer = CustomerId(1 + rng.below(u64::from(ORDERING_CUSTOMERS)) as u32);
+                let cents = 500 + rng.below(24_500) as i64;
+                (
+                    customer,
+                    Order {
+                        id: next_order,
+                        cents,
+                    },
+                )
+            })
+            .collect()
+    };
+    let first = orders(&mut rng);
+    // The profile changes: the first customers (from a few fixed ids on) they apply to.
+    let first_from = |from: u32, fits: &dyn Fn(&Customer) -> bool| {
+        (from..=KNOWN_CUSTOMERS)
+            .find(|&id| fits(&profile(id)))
+            .unwrap_or(from)
+    };
+    let moving = first_from(3, &|c| c.country != "JP");
+    let upgrading = first_from(7, &|c| c.tier != Tier::Gold);
+    let downgrading = first_from(20, &|c| c.tier != Tier::Bronze);
+    let changes = vec![
+        (
+            CustomerId(moving),
+            Some(Customer {
+                country: "JP".into(),
+                ..profile(moving)
+            }),
+        ),
+        (
+            CustomerId(upgrading),
+            Some(Customer {
+                tier: Tier::Gold,
+                ..profile(upgrading)
+            }),
+        ),
+        (CustomerId(12), None),
+        (
+            CustomerId(downgrading),
+            Some(Customer {
+                tier: Tier::Bronze,
+                ..profile(downgrading)
+            }),
+        ),
+        (
+            CustomerId(KNOWN_CUSTOMERS + 1),
+            Some(Customer {
+                name: format!("Karla #{}", KNOWN_CUSTOMERS + 1),
+                country: "FR".into(),
+                tier: Tier::Silver,
+            }),
+        ),
+    ];
+    let second = orders(&mut rng);
+    vec![
+        Step::Customers(customers),
+        Step::Orders(first),
+        Step::Customers(changes),
+        Step::Orders(second),
+    ]
+}
+
+/// The plain-Rust enrichment: each order with its customer as of the step it is in.
+fn expected(steps: &[Step]) -> BTreeMap<u64, EnrichedOrder> {
+    let mut table: BTreeMap<CustomerId, Customer> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for step in steps {
+        match step {
+            Step::Customers(changes) => {
+                for (id, change) in changes {
+                    match change {
+                        Some(c) => table.insert(*id, c.clone()),
+                        None => table.remove(id),
+                    };
+                }
+            }
+            Step::Orders(orders) => {
+                for (id, order) in orders {
+                    out.insert(order.id, enrich(order.clone(), table.get(id).cloned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether the app committed every partition of `topics` to its end.
+fn caught_up(broker: &Broker, topics: &[&str]) -> Res<bool> {
+    for &topic in topics {
+        let tps: Vec<TopicPartition> = (0..broker.partition_count(topic)?)
+            .map(|p| TopicPartition::new(topic, p))
+            .collect();
+        for (tp, committed) in broker.offset_fetch(APP_ID, &tps, false)? {
+            let end = broker
+                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
+                .map_or(0, |l| l.offset);
+            if committed.unwrap_or(0) < end {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Waits until the app has processed and committed everything produced so far.
+fn wait_caught_up(broker: &Broker, handle: &AppHandle) -> Res<()> {
+    while !(handle.state() == AppState::Running
+        && caught_up(broker, &[CUSTOMERS, ORDERS, REPARTITION])?)
+    {
+        if handle.state() == AppState::Error {
+            return Err(handle.error().unwrap_or_default().into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// The app's figures once its last commit is counted (the input offsets are visible as
+/// committed a moment before the commit counter moves).
+fn settled_metrics(handle: &AppHandle) -> AppMetrics {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut metrics = handle.metrics();
+    while metrics.commits == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        metrics = handle.metrics();
+    }
+    metrics
+}
+
+/// Every committed record of `topic`, each partition in offset order.
+fn read_all(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
+    let mut consumer = Consumer::new(
+        broker,
+        ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted),
+    );
+    consumer.assign(
+        (0..broker.partition_count(topic)?)
+            .map(|p| TopicPartition::new(topic, p))
+            .collect(),
+    )?;
+    let mut out = Vec::new();
+    loop {
+        let records = consumer.poll(Duration::from_millis(100))?;
+        if records.is_empty() {
+            return Ok(out);
+        }
+        out.extend(records);
+    }
+}
+
+/// Produces one step and waits for the producer to deliver it.
+fn produce(producer: &Producer, step: &Step) -> Res<String> {
+    let ids = CustomerId::serde();
+    match step {
+        Step::Customers(changes) => {
+            let (customers, mut deletes) = (Customer::serde(), 0);
+            for (id, change) in changes {
+                let key = ids.serialize(id)?;
+                let record = match change {
+                    Some(c) => ProducerRecord::new(CUSTOMERS, customers.serialize(c)?),
+                    // A null value: the tombstone that deletes the customer.
+                    None => {
+                        deletes += 1;
+                        ProducerRecord {
+                            value: None,
+                            ..ProducerRecord::new(CUSTOMERS, Vec::new())
+                        }
+                    }
+                };
+                producer.send(record.with_key(key))?;
+            }
+            producer.flush()?;
+            Ok(format!(
+                "{} customer records to `{CUSTOMERS}` ({deletes} of them tombstones)",
+                changes.len()
+            ))
+        }
+        Step::Orders(orders) => {
+            let values = Order::serde();
+            for (id, order) in orders {
+                let record = ProducerRecord::new(ORDERS, values.serialize(order)?)
+                    .with_key(ids.serialize(id)?);
+                producer.send(record)?;
+            }
+            producer.flush()?;
+            Ok(format!("{} orders to `{ORDERS}`", orders.len()))
+        }
+    }
+}
+
+fn euros(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn main() -> Res<()> {
+    let mut seed = 7;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--seed", Some(s)) => seed = s.parse()?,
+            _ => return Err(format!("unknown argument {arg:?} (usage: [--seed N])").into()),
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default())?;
+    for topic in [CUSTOMERS, ORDERS, ENRICHED, REVENUE] {
+        broker.create_topic(topic, TopicConfig::default().with_partitions(PARTITIONS))?;
+    }
+
+    let b = StreamBuilder::new();
+    let customers = b.table::<CustomerId, Customer>(CUSTOMERS, "customers-store");
+    let enriched = b
+        .stream::<CustomerId, Order>(ORDERS)
+        .left_join_table(&customers, |_, order, customer| enrich(order, customer));
+    enriched.to(ENRICHED);
+    enriched
+        .group_by(|_, e| e.segment())
+        .aggregate("revenue", Revenue::default, |_, e, r| Revenue {
+            orders: r.orders + 1,
+            cents: r.cents + e.cents,
+        })
+        .to_value_stream()
+        .to(REVENUE);
+    let topology = b.build()?;
+    println!("{}", topology.describe());
+
+    let config = AppConfig::default()
+        .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .with_state_dir(dir.path().join("state"));
+    let app = App::new(APP_ID, topology, config)?;
+    let started = Instant::now();
+    let handle = app.start(&broker)?;
+    let steps = generate(seed);
+    let producer = Producer::new(&broker, ProducerConfig::default())?;
+    for (n, step) in steps.iter().enumerate() {
+        let what = produce(&producer, step)?;
+        wait_caught_up(&broker, &handle)?;
+        println!("step {}: {what}, processed", n + 1);
+    }
+    let metrics = settled_metrics(&handle);
+    handle.shutdown()?;
+    let took = started.elapsed();
+
+    // The enriched orders, by order id.
+    let (enriched_values, orders_before) = (EnrichedOrder::serde(), ORDERS_PER_BATCH);
+    let mut got: BTreeMap<u64, EnrichedOrder> = BTreeMap::new();
+    let mut duplicates = 0;
+    for r in read_all(&broker, ENRICHED)? {
+        let e = enriched_values.deserialize(r.value.as_deref().unwrap_or_default())?;
+        if got.insert(e.order, e).is_some() {
+            duplicates += 1;
+        }
+    }
+    let want = expected(&steps);
+    let unknown = |before: bool| {
+        got.values()
+            .filter(|e| (e.order <= orders_before) == before && e.customer.is_none())
+            .count()
+    };
+    println!(
+        "`{ENRICHED}`: {} orders ({duplicates} duplicates), of unknown customers: {} before \
+         the profile changes, {} after",
+        got.len(),
+        unknown(true),
+        unknown(false)
+    );
+    let changed: Vec<(CustomerId, &Option<Customer>)> = steps
+        .iter()
+        .skip(1)
+        .filter_map(|s| match s {
+            Step::Customers(changes) => Some(changes),
+            Step::Orders(_) => None,
+        })
+        .flatten()
+        .map(|(id, c)| (*id, c))
+        .collect();
+    for (CustomerId(id), change) in changed {
+        let what = match change {
+            Some(c) => format!("now {}", c.label()),
+            None => "deleted".into(),
+        };
+        let seen = |before: bool| -> String {
+            let segments: std::collections::BTreeSet<String> = steps
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Orders(o) => Some(o),
+                    Step::Customers(_) => None,
+                })
+                .flatten()
+                .filter(|(c, o)| c.0 == id && (o.id <= orders_before) == before)
+                .filter_map(|(_, o)| got.get(&o.id))
+                .map(|e| e.segment().label())
+                .collect();
+            segments.into_iter().collect::<Vec<_>>().join(", ")
+        };
+        println!(
+            "  customer {id} ({what}): its orders before the change went to [{}], after to [{}]",
+            seen(true),
+            seen(false)
+        );
+    }
+
+    // The revenue per segment: the last total of each key.
+    let (segments, revenues) = (Segment::serde(), Revenue::serde());
+    let mut totals: BTreeMap<Segment, Revenue> = BTreeMap::new();
+    for r in read_all(&broker, REVENUE)? {
+        totals.insert(
+            segments.deserialize(r.key.as_deref().unwrap_or_default())?,
+            revenues.deserialize(r.value.as_deref().unwrap_or_default())?,
+        );
+    }
+    let mut want_totals: BTreeMap<Segment, Revenue> = BTreeMap::new();
+    for e in want.values() {
+        let r = want_totals.entry(e.segment()).or_default();
+        r.orders += 1;
+        r.cents += e.cents;
+    }
+    println!("segment            orders      revenue");
+    for (s, r) in &totals {
+        println!("{:<17}  {:>6}  {:>11}", s.label(), r.orders, euros(r.cents));
+    }
+    let orders: u64 = totals.values().map(|r| r.orders).sum();
+    let cents: i64 = totals.values().map(|r| r.cents).sum();
+    println!(
+        "total: {orders} orders, revenue {} in {} segments",
+        euros(cents),
+        totals.len()
+    );
+    println!(
+        "{} records processed in {:.2} s, {} commits",
+        metrics.records_processed,
+        took.as_secs_f64(),
+        metrics.commits
+    );
+    let orders_match = got == want && duplicates == 0;
+    let totals_match = totals == want_totals;
+    println!("every enriched order equals the plain-Rust enrichment: {orders_match}");
+    println!("revenue per segment equals the plain-Rust totals: {totals_match}");
+    if !(orders_match && totals_match) {
+        for (id, e) in &want {
+            if got.get(id) != Some(e) {
+                println!("  order {id}: expected {e:?}, got {:?}", got.get(id));
+            }
+        }
+        return Err("the enrichment differs from the plain-Rust computation".into());
+    }
+    Ok(())
+}
