@@ -1,13 +1,17 @@
 //! sluice-dsl: the typed streams-and-tables DSL that compiles to a runtime topology
 //! (DESIGN §4).
 //!
-//! Built so far: [`StreamBuilder`], [`Stream`] with its stateless operators (filter,
-//! filter_not, map, map_values, flat_map, flat_map_values, select_key, peek, foreach,
-//! merge, split into named branches, to, repartition, and `process` for the Processor API),
-//! grouping (`group_by`, `group_by_key`) with count, reduce and aggregate giving a
-//! [`Table`], tumbling and hopping [`TimeWindows`] with grace (late records dropped and
-//! counted), and [`Data`], which chooses serdes by type. Sliding and session windows, table
-//! operators, joins and suppression come next.
+//! - [`StreamBuilder`]: `stream`, `table`, `global_table`, `build`.
+//! - [`Stream`]: the stateless operators (filter, filter_not, map, map_values, flat_map,
+//!   flat_map_values, select_key, peek, foreach, merge, split into named branches), `to`,
+//!   `repartition`, `to_table`, `process` (the Processor API), grouping ([`Grouped`]) and
+//!   joins: with a stream over [`JoinWindows`], with a [`Table`], with a [`GlobalTable`].
+//! - [`Grouped`]: count, reduce, aggregate; [`TimeWindows`] (tumbling, hopping),
+//!   [`SlidingWindows`] and [`SessionWindows`], with grace (late records dropped and counted).
+//! - [`Table`]: materialized, forwarding [`Change`]s; filter, map_values, to_stream,
+//!   group_by ([`GroupedTable`], with adder and subtractor), joins with tables (also by
+//!   foreign key) and [`Suppressed`] updates.
+//! - [`Data`] chooses serdes by type; `named` names operators, stores and internal topics.
 //!
 //! ```
 //! use sluice_dsl::StreamBuilder;
