@@ -95,9 +95,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
         // expired from the store) is never merged into, even by a late record that bridges it
         // to an open session; otherwise whether it merged would depend on the store's
         // retention and a final result could be deleted after its emission.
-        touched.retain(|(s, _)| {
-            s.end.saturating_add(w.gap_ms).saturating_add(w.grace_ms) >= now
-        });
+        touched.retain(|(s, _)| s.end.saturating_add(w.gap_ms).saturating_add(w.grace_ms) >= now);
         let mut merged = Session { start: t, end: t };
         for (s, _) in &touched {
             merged.start = merged.start.min(s.start);
