@@ -3,12 +3,14 @@
 //! `t'` joins left records in `[t' - after, t' + before]`), whichever arrives first. Both
 //! sides are buffered in window stores (with changelogs) for `before + after + grace`.
 //!
-//! `left_join` and `outer_join` follow Kafka Streams 3.1+: a record that found no partner
-//! is emitted with `None` only once its window has closed (stream time past `t + after +
-//! grace` for a left record, `t' + before + grace` for a right one), so no result is
-//! emitted and later contradicted (a record emitted with `None` is forgotten, so a late
-//! partner, whose own window is still open, no longer joins it). A record arriving after
-//! its window closed is dropped and counted.
+//! `left_join` and `outer_join` follow Kafka Streams 3.1+ in emitting a record that found
+//! no partner with `None` only once its window has closed (stream time past `t + after +
+//! grace` for a left record, `t' + before + grace` for a right one), and stricter than it,
+//! only once no partner can come any more: a late partner is accepted until its own window
+//! closes, so the `None` waits until stream time passes `t + before + after + grace` (either
+//! side). So no result is emitted and later contradicted: the left or outer join's output is
+//! that of the join of all accepted records. A record arriving after its window closed is
+//! dropped and counted.
 
 use std::fmt;
 use std::sync::Arc;
@@ -183,14 +185,12 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
         }
     }
 
-    /// Emits (with `None`) and forgets the unmatched records of `store` whose window closed
-    /// before stream time `now`; `reach` is how far ahead of a record its window extends.
-    /// They leave `buffer` (their side's records) too: a late partner must not join a record
-    /// already emitted without one.
+    /// Emits (with `None`) and forgets the unmatched records of `store` that no partner can
+    /// join any more at stream time `now`: those more than `reach` plus grace behind it.
     fn close_unmatched<V: Data>(
         &self,
         ctx: &mut ProcessorContext<'_, K, VR>,
-        (store, buffer): (&str, &str),
+        store: &str,
         reach: i64,
         now: i64,
         pair: impl Fn(&V) -> (Option<&L>, Option<&R>),
@@ -201,7 +201,6 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
             .fetch_all(i64::MIN, closed_before.saturating_sub(1))?;
         for (key, time, list) in closed {
             ctx.window_store::<K, Vec<V>>(store)?.delete(&key, time)?;
-            ctx.window_store::<K, Vec<V>>(buffer)?.delete(&key, time)?;
             for v in &list {
                 self.emit(ctx, &key, pair(v), time, &[])?;
             }
@@ -229,15 +228,16 @@ impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
             return Ok(());
         }
         let s = self.stores.clone();
-        // Close before this record waits: a jump of stream time puts the records it closes
-        // behind the retention of the unmatched store as soon as this one is written there.
+        // A record without a partner waits until none can come: a partner is accepted until
+        // its own window closes, so up to `before + after + grace` after the record (either
+        // side). Close first: writing this record to a store of waiting records moves that
+        // store's retention, which would hide the records a jump of stream time closes.
+        let reach = w.before_ms.saturating_add(w.after_ms);
         if self.emit != Unmatched::Neither {
-            let stores = (s.left_unmatched.as_str(), s.left.as_str());
-            self.close_unmatched::<L>(ctx, stores, w.after_ms, now, |l| (Some(l), None))?;
+            self.close_unmatched::<L>(ctx, &s.left_unmatched, reach, now, |l| (Some(l), None))?;
         }
         if self.emit == Unmatched::Both {
-            let stores = (s.right_unmatched.as_str(), s.right.as_str());
-            self.close_unmatched::<R>(ctx, stores, w.before_ms, now, |r| (None, Some(r)))?;
+            self.close_unmatched::<R>(ctx, &s.right_unmatched, reach, now, |r| (None, Some(r)))?;
         }
         match &r.value {
             Side::Left(l) => {
