@@ -248,3 +248,56 @@ fn transactional_calls_in_the_wrong_state_are_clear_errors() {
         "no transactional id"
     );
 }
+
+#[test]
+fn current_lag_counts_what_is_readable_beyond_the_polled_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = common::quiet_broker(dir.path());
+    broker
+        .create_topic("lagged", TopicConfig::default())
+        .expect("topic");
+    let plain = Producer::new(&broker, ProducerConfig::default()).expect("producer");
+    for i in 0..5 {
+        plain
+            .send(ProducerRecord::new("lagged", format!("v{i}")))
+            .expect("send");
+    }
+    plain.flush().expect("flush");
+    let txn = Producer::new(
+        &broker,
+        ProducerConfig::default().with_transactional_id("lagger"),
+    )
+    .expect("producer");
+    txn.init_transactions().expect("init");
+    txn.begin_transaction().expect("begin");
+    txn.send(ProducerRecord::new("lagged", "open"))
+        .expect("send");
+    txn.flush().expect("flush");
+
+    let tp = TopicPartition::new("lagged", 0);
+    let mut consumer = Consumer::new(
+        &broker,
+        ConsumerConfig::default()
+            .with_max_poll_records(2)
+            .with_auto_offset_reset(sluice_log::OffsetReset::Earliest),
+    );
+    consumer.assign(vec![tp.clone()]).expect("assign");
+    assert_eq!(
+        consumer.current_lag(&tp).expect("lag"),
+        None,
+        "before any fetch"
+    );
+    let first = consumer.poll(Duration::from_secs(1)).expect("poll");
+    assert_eq!(first.len(), 2);
+    // read_committed: the open transaction is beyond the last stable offset.
+    assert_eq!(consumer.current_lag(&tp).expect("lag"), Some(3));
+    let mut seen = first.len();
+    while seen < 5 {
+        seen += consumer.poll(Duration::from_secs(1)).expect("poll").len();
+    }
+    assert_eq!(consumer.current_lag(&tp).expect("lag"), Some(0));
+    txn.commit_transaction().expect("commit");
+    let last = consumer.poll(Duration::from_secs(1)).expect("poll");
+    assert_eq!(last.len(), 1, "the committed record");
+    assert_eq!(consumer.current_lag(&tp).expect("lag"), Some(0));
+}

@@ -85,6 +85,11 @@ pub struct AppConfig {
     pub deserialization_handler: DeserializationHandler,
     /// Records per poll.
     pub max_poll_records: usize,
+    /// How long a task with several input partitions waits for one that has no records
+    /// queued and none on the broker, before processing the others (Kafka's
+    /// `max.task.idle.ms`). Whatever it is, a task never processes while a drained input
+    /// has records on the broker not yet fetched: they may be older than what is queued.
+    pub max_task_idle: Duration,
     /// How long the group waits for a silent instance before giving its tasks away.
     pub session_timeout: Duration,
     /// How often threads heartbeat (and notice rebalances).
@@ -128,6 +133,7 @@ impl Default for AppConfig {
             state_dir: None,
             deserialization_handler: DeserializationHandler::Fail,
             max_poll_records: 1000,
+            max_task_idle: Duration::ZERO,
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(100),
             restore_batch: 10_000,
@@ -167,6 +173,12 @@ impl AppConfig {
     /// Sets the records per poll.
     pub fn with_max_poll_records(mut self, records: usize) -> Self {
         self.max_poll_records = records;
+        self
+    }
+    /// Sets how long a task waits for an input partition that has nothing to read (see
+    /// [`AppConfig::max_task_idle`]).
+    pub fn with_max_task_idle(mut self, idle: Duration) -> Self {
+        self.max_task_idle = idle;
         self
     }
     /// Sets the session timeout.

@@ -132,6 +132,9 @@ pub struct Consumer {
     pub(super) assignment: Vec<(TopicPartition, Arc<str>)>,
     pub(super) positions: HashMap<TopicPartition, i64>,
     pub(super) buffer: VecDeque<ConsumerRecord>,
+    /// Per partition, the end its last fetch reported: the last stable offset under
+    /// read_committed, else the high watermark (for `current_lag`).
+    pub(super) fetched_ends: HashMap<TopicPartition, i64>,
     /// Set while subscribed to a group.
     pub(super) membership: Option<super::consumer_group::Membership>,
 }
@@ -145,6 +148,7 @@ impl Consumer {
             assignment: Vec::new(),
             positions: HashMap::new(),
             buffer: VecDeque::new(),
+            fetched_ends: HashMap::new(),
             membership: None,
         }
     }
@@ -178,6 +182,7 @@ impl Consumer {
             self.positions.insert(tp, record.offset);
         }
         self.positions.retain(|tp, _| partitions.contains(tp));
+        self.fetched_ends.retain(|tp, _| partitions.contains(tp));
         self.assignment = partitions
             .into_iter()
             .map(|tp| {
@@ -270,6 +275,18 @@ impl Consumer {
         }
     }
 
+    /// How many records of `tp` are readable beyond what `poll` has returned, as of its
+    /// last fetch (the end it reported minus the position; buffered records count), or
+    /// `None` before the first fetch of `tp` (Kafka's `currentLag`, KIP-695). Under
+    /// read_committed the end is the last stable offset, so an open transaction adds no lag.
+    pub fn current_lag(&mut self, tp: &TopicPartition) -> Result<Option<i64>> {
+        let Some(&end) = self.fetched_ends.get(tp) else {
+            return Ok(None);
+        };
+        let position = self.position(tp)?;
+        Ok(Some((end - position).max(0)))
+    }
+
     /// Returns the next records, waiting up to `timeout` when none are there yet. An empty
     /// result means nothing arrived in time.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
@@ -320,6 +337,11 @@ impl Consumer {
         fetch_offset: i64,
         data: PartitionData,
     ) -> Result<()> {
+        let end = match self.config.isolation {
+            IsolationLevel::ReadCommitted => data.last_stable_offset,
+            IsolationLevel::ReadUncommitted => data.high_watermark,
+        };
+        self.fetched_ends.insert(tp.clone(), end);
         if data.records.is_empty() {
             return Ok(());
         }

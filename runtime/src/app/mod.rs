@@ -20,6 +20,7 @@
 mod assignment;
 mod commit;
 mod global;
+mod idle;
 mod metrics;
 mod setup;
 mod shared;

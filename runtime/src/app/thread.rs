@@ -127,6 +127,8 @@ pub(super) struct StreamThread {
     pub dirty: bool,
     pub last_commit: Instant,
     pub last_heartbeat: Instant,
+    /// Since when each task has waited for a drained, caught-up input (`max_task_idle`).
+    pub idle_since: HashMap<TaskId, Instant>,
 }
 
 impl StreamThread {
@@ -159,6 +161,7 @@ impl StreamThread {
             dirty: false,
             last_commit: Instant::now(),
             last_heartbeat: Instant::now(),
+            idle_since: HashMap::new(),
         };
         thread.join_group()?;
         Ok(thread)
@@ -283,7 +286,10 @@ impl StreamThread {
         let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
         let mut count = 0;
         for id in ids {
-            while let Some(task) = self.tasks.get_mut(&id) {
+            while self.ready(id) {
+                let Some(task) = self.tasks.get_mut(&id) else {
+                    break;
+                };
                 let outcome =
                     std::panic::catch_unwind(AssertUnwindSafe(|| task.process_next(&handler)));
                 let processed = match outcome {

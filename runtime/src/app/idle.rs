@@ -1,0 +1,46 @@
+//! When a task may process (Kafka's `max.task.idle.ms`, KIP-695): a task merges its input
+//! partitions in timestamp order, which only holds if it does not run ahead while one of
+//! its inputs is drained. A drained input with records on the broker not yet fetched
+//! (`Consumer::current_lag`) makes the task wait for the next poll; a drained input that is
+//! caught up makes it wait `max_task_idle` (zero by default), then process without it.
+
+use std::time::Instant;
+
+use super::thread::StreamThread;
+use crate::task::TaskId;
+
+impl StreamThread {
+    /// Whether task `id` may process its next queued record now.
+    pub(super) fn ready(&mut self, id: TaskId) -> bool {
+        let Some(task) = self.tasks.get(&id) else {
+            return false;
+        };
+        if task.queued() == 0 {
+            return false;
+        }
+        let drained: Vec<_> = task
+            .inputs()
+            .filter(|tp| task.queued_of(tp) == 0)
+            .cloned()
+            .collect();
+        if drained.is_empty() {
+            self.idle_since.remove(&id);
+            return true;
+        }
+        // A lag the consumer cannot tell (an error) does not hold the task back.
+        let fetchable = drained
+            .iter()
+            .any(|tp| !matches!(self.consumer.current_lag(tp), Ok(Some(0)) | Err(_)));
+        if fetchable {
+            return false;
+        }
+        let max = self.ctx.config.max_task_idle;
+        let since = *self.idle_since.entry(id).or_insert_with(Instant::now);
+        if since.elapsed() >= max {
+            self.idle_since.remove(&id);
+            true
+        } else {
+            false
+        }
+    }
+}
