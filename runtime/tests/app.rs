@@ -113,6 +113,37 @@ fn wordcount_is_exact_across_a_repartition_topic_and_a_restart() {
 }
 
 #[test]
+fn an_app_writes_its_declared_internal_topics_under_its_own_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(&dir.path().join("log"));
+    topic(&broker, "text-input", 2);
+    topic(&broker, "word-counts", 2);
+    produce(&broker, "text-input", &[(None, b"a b a".to_vec())]);
+    let mut builder = wordcount_builder();
+    builder.declare_internal_topic("words-repartition");
+    let app = App::new(
+        "owner",
+        builder.build().expect("topology"),
+        config(&dir.path().join("state")),
+    )
+    .expect("app");
+    assert!(
+        app.topology()
+            .internal_topics()
+            .contains("owner-words-repartition")
+    );
+    let handle = app.start(&broker).expect("start");
+    assert!(eventually(WAIT, || word_counts(&broker).1 == 3));
+    handle.shutdown().expect("clean shutdown");
+    assert_eq!(word_counts(&broker).0["a"], 2);
+    assert!(broker.topic_metadata("owner-words-repartition").is_ok());
+    assert!(
+        broker.topic_metadata("words-repartition").is_err(),
+        "the undeclared name is not used"
+    );
+}
+
+#[test]
 fn two_instances_share_the_work_and_rebalance_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = broker(&dir.path().join("log"));

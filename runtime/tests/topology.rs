@@ -188,3 +188,49 @@ fn a_type_mismatch_message_names_both_sides() {
         "{message}"
     );
 }
+
+#[test]
+fn an_app_names_declared_internal_topics_after_itself() {
+    let mut b = wordcount_builder();
+    b.declare_internal_topic("words-repartition");
+    let topology = b.build().expect("valid");
+    // The topology as built (and as the test driver runs it) keeps the declared names.
+    assert_eq!(
+        topology.internal_topics().into_iter().collect::<Vec<_>>(),
+        vec!["words-repartition"]
+    );
+    let owned = topology.for_application("wc").expect("renamed");
+    assert_eq!(
+        owned.internal_topics().into_iter().collect::<Vec<_>>(),
+        vec!["wc-words-repartition"]
+    );
+    assert_eq!(owned.reader_of("wc-words-repartition"), Some(1));
+    assert_eq!(owned.reader_of("words-repartition"), None);
+    assert!(
+        owned.sub_topologies()[0]
+            .sink_topics
+            .contains("wc-words-repartition")
+    );
+    // Topics not declared (the app's input and output) keep their names.
+    assert_eq!(
+        owned
+            .external_source_topics()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec!["text-input"]
+    );
+    assert!(
+        owned.sub_topologies()[1]
+            .sink_topics
+            .contains("word-counts")
+    );
+    assert!(
+        owned
+            .describe()
+            .contains("Sink: to-words (topic: wc-words-repartition)")
+    );
+    // Without declarations nothing changes.
+    let plain = wordcount_builder().build().expect("valid");
+    let same = plain.for_application("wc").expect("unchanged");
+    assert_eq!(same.internal_topics(), plain.internal_topics());
+}

@@ -83,11 +83,20 @@ impl App {
                 reason: "must be positive".into(),
             });
         }
+        // The topology's own topics are named after the app.
+        let topology = topology
+            .for_application(&application_id)
+            .map_err(Error::from)?;
         Ok(Self {
             application_id,
             topology: Arc::new(topology),
             config,
         })
+    }
+
+    /// The topology as this app runs it (its internal topics named `<application id>-...`).
+    pub fn topology(&self) -> &Topology {
+        &self.topology
     }
 
     /// The application id.

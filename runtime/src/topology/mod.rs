@@ -69,6 +69,7 @@ use crate::task::node::{Partitioner, ProcessorNode, SinkNode, SourceNode};
 use typed::Typed;
 
 mod graph;
+mod internal;
 
 /// What is wrong with a topology.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,6 +179,8 @@ pub struct TopologyBuilder {
     stores: BTreeMap<String, (StoreSpec, Vec<String>)>,
     /// Global stores: spec, the topic that fills them, the processors that read them.
     global_stores: BTreeMap<String, (StoreSpec, String, Vec<String>)>,
+    /// Topics the topology owns, renamed per application (`internal.rs`).
+    declared_internal: BTreeSet<String>,
 }
 
 impl TopologyBuilder {
@@ -234,6 +237,7 @@ impl TopologyBuilder {
             }),
             input: None,
             output: Some(TypeSig::of::<K, V>()),
+            retarget: None,
         };
         self.add(name, NodeKind::Source { topics }, &[], typed)
     }
@@ -261,6 +265,7 @@ impl TopologyBuilder {
             }),
             input: Some(TypeSig::of::<KIn, VIn>()),
             output: Some(TypeSig::of::<KOut, VOut>()),
+            retarget: None,
         };
         self.add(name, NodeKind::Processor, parents, typed)
     }
@@ -308,18 +313,23 @@ impl TopologyBuilder {
         values: Arc<dyn Serde<V>>,
         partitioner: Option<Partitioner<K, V>>,
     ) -> Result<&mut Self, TopologyError> {
-        let owned_topic = topic.to_string();
-        let typed = Typed {
-            factory: Arc::new(move || {
+        let retarget: typed::SinkFactory = Arc::new(move |topic: String| {
+            let (keys, values, partitioner) = (keys.clone(), values.clone(), partitioner.clone());
+            let factory: typed::NodeFactory = Arc::new(move || {
                 Box::new(SinkNode {
-                    topic: owned_topic.clone(),
+                    topic: topic.clone(),
                     keys: keys.clone(),
                     values: values.clone(),
                     partitioner: partitioner.clone(),
                 })
-            }),
+            });
+            factory
+        });
+        let typed = Typed {
+            factory: retarget(topic.to_string()),
             input: Some(TypeSig::of::<K, V>()),
             output: None,
+            retarget: Some(retarget),
         };
         let kind = NodeKind::Sink {
             topic: topic.to_string(),

@@ -43,10 +43,15 @@ impl std::fmt::Display for TypeSig {
 /// Makes a fresh node for each task.
 pub(crate) type NodeFactory = Arc<dyn Fn() -> Box<dyn NodeLogic> + Send + Sync>;
 
+/// Makes a sink's factory for the topic it writes (so a topology can rename topics).
+pub(crate) type SinkFactory = Arc<dyn Fn(String) -> NodeFactory + Send + Sync>;
+
 /// A node's factory and edge types.
 #[derive(Clone)]
 pub(crate) struct Typed {
     pub factory: NodeFactory,
+    /// For a sink: its factory for another topic.
+    pub retarget: Option<SinkFactory>,
     /// What it receives (none for a source).
     pub input: Option<TypeSig>,
     /// What it forwards (none for a sink).
