@@ -32,8 +32,9 @@
 //! again; the total may even stay conserved (both sides repeat), but the duplicate count
 //! and the digest give it away, and the example fails. It ends by itself in a few seconds.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::error::Error;
 use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
@@ -41,10 +42,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use common::{Res, Rng, RunningApp, mix};
 use sluice::dsl::{Data, StreamBuilder};
-use sluice::log::{IsolationLevel, OffsetSpec};
 use sluice::prelude::*;
-use sluice::runtime::app::{App, AppHandle, AppState};
+use sluice::runtime::app::AppState;
 use sluice::runtime::config::CrashPoint;
 use sluice::runtime::serde::{BigEndianSerde, Serde};
 use sluice::runtime::state::{StateDb, StoreName, WriteOverlay};
@@ -56,28 +57,6 @@ const PARTITIONS: i32 = 4;
 const APP_ID: &str = "bank";
 const STORE: &str = "balances";
 const OUTPUT: &str = "balances";
-
-type Res<T> = Result<T, Box<dyn Error>>;
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix(self.0)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// SplitMix64's finalizer: a good 64-bit hash of a 64-bit number.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// A transfer of `amount` cents from one account to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +237,7 @@ words_data!(Entry, Account);
 /// The opening balances (10.00 to 1000.00) and the transfers (0.01 to 250.00 each, between
 /// two different accounts; balances may go negative: this bank lends freely).
 fn generate(seed: u64, transfers: u64) -> (Vec<i64>, Vec<Transfer>) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let opening = (0..ACCOUNTS)
         .map(|_| 1_000 + rng.below(99_001) as i64)
         .collect();
@@ -361,57 +340,14 @@ impl CrashAt {
     }
 }
 
-/// Whether the group committed every partition of `topics` to its end.
-fn caught_up(broker: &Broker, group: &str, topics: &[String]) -> Res<bool> {
-    let mut partitions = Vec::new();
-    for topic in topics {
-        let count = broker.partition_count(topic)?;
-        partitions.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
-    }
-    for (tp, committed) in broker.offset_fetch(group, &partitions, false)? {
-        let end = broker
-            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
-        if committed.unwrap_or(0) < end {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// Every committed record of `topic`, up to its high watermark (so an open transaction,
-/// which holds read_committed readers back, is an error after a few seconds).
-fn read_committed(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let config = ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted);
-    let mut consumer = Consumer::new(broker, config);
-    let partitions = broker.topic_metadata(topic)?.partitions;
-    let tps: Vec<TopicPartition> = (0..partitions.len() as i32)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    consumer.assign(tps.clone())?;
-    let mut out = Vec::new();
-    for (tp, info) in tps.iter().zip(&partitions) {
-        while consumer.position(tp)? < info.high_watermark {
-            out.extend(consumer.poll(Duration::from_millis(10))?);
-            if Instant::now() > deadline {
-                return Err(format!("{topic}/{} does not read to its end", tp.partition).into());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Runs the app until every input is committed, or until it dies as `crash` says.
+/// Waits until the app has committed every input, or until it dies as `crash` says.
 /// Returns whether it crashed.
 fn run(
     broker: &Broker,
-    app: &App,
-    sources: &[String],
+    app: &RunningApp,
     applied: &AtomicU64,
     crash: Option<(u64, CrashAt)>,
-) -> Res<(bool, AppHandle)> {
-    let handle = app.start(broker)?;
+) -> Res<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some((after, at)) = crash
@@ -419,17 +355,16 @@ fn run(
         {
             // A kill is the caller's to do; an armed crash point kills the app itself.
             if at == CrashAt::Kill
-                || handle.wait_for_state(AppState::Error, Duration::from_secs(10))
+                || app
+                    .handle
+                    .wait_for_state(AppState::Error, Duration::from_secs(10))
             {
-                return Ok((true, handle));
+                return Ok(true);
             }
             return Err("the armed crash point was not reached".into());
         }
-        if handle.state() == AppState::Error {
-            return Err(handle.error().unwrap_or_default().into());
-        }
-        if handle.state() == AppState::Running && caught_up(broker, APP_ID, sources)? {
-            return Ok((false, handle));
+        if app.caught_up(broker)? {
+            return Ok(false);
         }
         if Instant::now() > deadline {
             return Err("the app did not catch up within 60 s".into());
@@ -453,10 +388,8 @@ fn main() -> Res<()> {
     let started = Instant::now();
     let temp = tempfile::tempdir()?;
     let dir = temp.path();
-    let broker = Broker::open(dir.join("log"), BrokerConfig::default())?;
-    for topic in ["transfers", OUTPUT] {
-        broker.create_topic(topic, TopicConfig::default().with_partitions(PARTITIONS))?;
-    }
+    let topics = TopicConfig::default().with_partitions(PARTITIONS);
+    let broker = common::open_broker(dir, &["transfers", OUTPUT], &topics)?;
     let (opening, transfers) = generate(options.seed, options.transfers);
     let opening = Arc::new(opening);
     let producer = Producer::new(&broker, ProducerConfig::default())?;
@@ -474,11 +407,6 @@ fn main() -> Res<()> {
 
     let applied = Arc::new(AtomicU64::new(0));
     let topology = bank_topology(opening.clone(), applied.clone())?;
-    let sources: Vec<String> = topology
-        .sub_topologies()
-        .iter()
-        .flat_map(|s| s.source_topics.iter().cloned())
-        .collect();
     let state_dir = dir.join("state");
     let config = AppConfig::default()
         .with_processing_guarantee(guarantee)
@@ -499,18 +427,13 @@ fn main() -> Res<()> {
         }
         _ => config.clone(),
     };
-    let app = App::new(APP_ID, topology, first)?;
-    let (crashed, handle) = run(
-        &broker,
-        &app,
-        &sources,
-        &applied,
-        options.crash_after.map(|n| (n, options.crash_point)),
-    )?;
-    let mut metrics = handle.metrics();
-    let handle = if crashed {
+    let app = RunningApp::start(&broker, APP_ID, topology, first)?;
+    let crash = options.crash_after.map(|n| (n, options.crash_point));
+    let crashed = run(&broker, &app, &applied, crash)?;
+    let mut metrics = app.handle.metrics();
+    let app = if crashed {
         let at_crash = transfers_applied(&applied);
-        handle.kill();
+        app.handle.kill();
         let how = match options.crash_point.point() {
             Some(point) => format!("at {point:?}"),
             None => "by AppHandle::kill".to_string(),
@@ -519,23 +442,20 @@ fn main() -> Res<()> {
             "crashed {how} after about {at_crash} transfers were applied ({} commits before)",
             metrics.commits
         );
-        let app = App::new(
-            APP_ID,
-            bank_topology(opening.clone(), applied.clone())?,
-            config,
-        )?;
-        let (_, handle) = run(&broker, &app, &sources, &applied, None)?;
-        let again = handle.metrics();
+        let topology = bank_topology(opening.clone(), applied.clone())?;
+        let app = RunningApp::start(&broker, APP_ID, topology, config)?;
+        run(&broker, &app, &applied, None)?;
+        let again = app.handle.metrics();
         println!(
             "restarted on the same state dir: {} records processed, {} changelog records restored, {} commits",
             again.records_processed, again.records_restored, again.commits
         );
         metrics = again;
-        handle
+        app
     } else {
-        handle
+        app
     };
-    handle.shutdown()?;
+    app.handle.shutdown()?;
     let processing = started.elapsed();
 
     let failures = check(&broker, &state_dir, &opening, &transfers)?;
@@ -546,15 +466,7 @@ fn main() -> Res<()> {
         metrics.commits,
         metrics.commit_latency_p50_us
     );
-    if failures.is_empty() {
-        println!("result: OK");
-        Ok(())
-    } else {
-        for failure in &failures {
-            println!("FAILED: {failure}");
-        }
-        Err(format!("{} check(s) failed", failures.len()).into())
-    }
+    common::conclude(&failures)
 }
 
 /// The final aggregates in RocksDB (after the clean shutdown).
@@ -608,7 +520,7 @@ fn check(
     let mut applications: BTreeMap<(u64, Side), u64> = BTreeMap::new();
     let mut last: BTreeMap<u32, Account> = BTreeMap::new();
     let mut out_of_sequence = 0;
-    for record in read_committed(broker, OUTPUT)? {
+    for record in common::read_committed(broker, OUTPUT)? {
         let account: u32 = BigEndianSerde.deserialize(record.key.as_deref().unwrap_or_default())?;
         let update = Account::serde().deserialize(record.value.as_deref().unwrap_or_default())?;
         let previous = last.get(&account).map_or(0, Account::applied);

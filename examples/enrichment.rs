@@ -27,26 +27,21 @@
 //! cargo run --release --example enrichment [-- --seed 7]
 //! ```
 
-use std::collections::BTreeMap;
-use std::error::Error;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{Res, Rng, RunningApp};
 use serde::{Deserialize, Serialize};
 use sluice::dsl::{Data, StreamBuilder, bincode_data, json_data};
-use sluice::log::{IsolationLevel, OffsetSpec};
 use sluice::prelude::*;
-use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
 use sluice::runtime::{AppConfig, ProcessingGuarantee};
-
-type Res<T> = Result<T, Box<dyn Error>>;
 
 const APP_ID: &str = "order-enrichment";
 const CUSTOMERS: &str = "customers";
 const ORDERS: &str = "orders";
 const ENRICHED: &str = "orders-enriched";
 const REVENUE: &str = "revenue-by-segment";
-/// The repartition topic of the `revenue` aggregation (`<store>-repartition`).
-const REPARTITION: &str = "revenue-repartition";
 const PARTITIONS: i32 = 3;
 const KNOWN_CUSTOMERS: u32 = 40;
 /// Orders come from ids up to this; those above `KNOWN_CUSTOMERS` have no profile (yet).
@@ -146,22 +141,6 @@ impl Customer {
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 fn tier_of(n: u64) -> Tier {
     match n % 10 {
         0..=5 => Tier::Bronze,
@@ -178,12 +157,12 @@ enum Step {
 
 /// The input, step by step.
 fn generate(seed: u64) -> Vec<Step> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let profiles: Vec<Customer> = (1..=KNOWN_CUSTOMERS)
         .map(|id| Customer {
-            name: format!("{} #{id}", NAMES[rng.below(NAMES.len() as u64) as usize]),
-            country: COUNTRIES[rng.below(COUNTRIES.len() as u64) as usize].into(),
-            tier: tier_of(rng.next()),
+            name: format!("{} #{id}", rng.pick(&NAMES)),
+            country: rng.pick(&COUNTRIES).into(),
+            tier: tier_of(rng.next_u64()),
         })
         .collect();
     let profile = |id: u32| profiles[id as usize - 1].clone();
@@ -282,70 +261,6 @@ fn expected(steps: &[Step]) -> BTreeMap<u64, EnrichedOrder> {
     out
 }
 
-/// Whether the app committed every partition of `topics` to its end.
-fn caught_up(broker: &Broker, topics: &[&str]) -> Res<bool> {
-    for &topic in topics {
-        let tps: Vec<TopicPartition> = (0..broker.partition_count(topic)?)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect();
-        for (tp, committed) in broker.offset_fetch(APP_ID, &tps, false)? {
-            let end = broker
-                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                .map_or(0, |l| l.offset);
-            if committed.unwrap_or(0) < end {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
-/// Waits until the app has processed and committed everything produced so far.
-fn wait_caught_up(broker: &Broker, handle: &AppHandle) -> Res<()> {
-    while !(handle.state() == AppState::Running
-        && caught_up(broker, &[CUSTOMERS, ORDERS, REPARTITION])?)
-    {
-        if handle.state() == AppState::Error {
-            return Err(handle.error().unwrap_or_default().into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
-
-/// The app's figures once its last commit is counted (the input offsets are visible as
-/// committed a moment before the commit counter moves).
-fn settled_metrics(handle: &AppHandle) -> AppMetrics {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut metrics = handle.metrics();
-    while metrics.commits == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        metrics = handle.metrics();
-    }
-    metrics
-}
-
-/// Every committed record of `topic`, each partition in offset order.
-fn read_all(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted),
-    );
-    consumer.assign(
-        (0..broker.partition_count(topic)?)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect(),
-    )?;
-    let mut out = Vec::new();
-    loop {
-        let records = consumer.poll(Duration::from_millis(100))?;
-        if records.is_empty() {
-            return Ok(out);
-        }
-        out.extend(records);
-    }
-}
-
 /// Produces one step and waits for the producer to deliver it.
 fn produce(producer: &Producer, step: &Step) -> Res<String> {
     let ids = CustomerId::serde();
@@ -391,19 +306,10 @@ fn euros(cents: i64) -> String {
 }
 
 fn main() -> Res<()> {
-    let mut seed = 7;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--seed", Some(s)) => seed = s.parse()?,
-            _ => return Err(format!("unknown argument {arg:?} (usage: [--seed N])").into()),
-        }
-    }
+    let seed = common::seed_arg(7)?;
     let dir = tempfile::tempdir()?;
-    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default())?;
-    for topic in [CUSTOMERS, ORDERS, ENRICHED, REVENUE] {
-        broker.create_topic(topic, TopicConfig::default().with_partitions(PARTITIONS))?;
-    }
+    let topics = TopicConfig::default().with_partitions(PARTITIONS);
+    let broker = common::open_broker(dir.path(), &[CUSTOMERS, ORDERS, ENRICHED, REVENUE], &topics)?;
 
     let b = StreamBuilder::new();
     let customers = b.table::<CustomerId, Customer>(CUSTOMERS, "customers-store");
@@ -425,25 +331,22 @@ fn main() -> Res<()> {
     let config = AppConfig::default()
         .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
         .with_state_dir(dir.path().join("state"));
-    let app = App::new(APP_ID, topology, config)?;
-    let started = Instant::now();
-    let handle = app.start(&broker)?;
+    // Each step is processed (and committed) before the next is produced.
+    let app = RunningApp::start(&broker, APP_ID, topology, config)?;
     let steps = generate(seed);
     let producer = Producer::new(&broker, ProducerConfig::default())?;
     for (n, step) in steps.iter().enumerate() {
         let what = produce(&producer, step)?;
-        wait_caught_up(&broker, &handle)?;
+        app.wait_caught_up(&broker, None)?;
         println!("step {}: {what}, processed", n + 1);
     }
-    let metrics = settled_metrics(&handle);
-    handle.shutdown()?;
-    let took = started.elapsed();
+    let (metrics, took) = app.shut_down()?;
 
     // The enriched orders, by order id.
     let (enriched_values, orders_before) = (EnrichedOrder::serde(), ORDERS_PER_BATCH);
     let mut got: BTreeMap<u64, EnrichedOrder> = BTreeMap::new();
     let mut duplicates = 0;
-    for r in read_all(&broker, ENRICHED)? {
+    for r in common::read_committed(&broker, ENRICHED)? {
         let e = enriched_values.deserialize(r.value.as_deref().unwrap_or_default())?;
         if got.insert(e.order, e).is_some() {
             duplicates += 1;
@@ -501,7 +404,7 @@ fn main() -> Res<()> {
     // The revenue per segment: the last total of each key.
     let (segments, revenues) = (Segment::serde(), Revenue::serde());
     let mut totals: BTreeMap<Segment, Revenue> = BTreeMap::new();
-    for r in read_all(&broker, REVENUE)? {
+    for r in common::read_committed(&broker, REVENUE)? {
         totals.insert(
             segments.deserialize(r.key.as_deref().unwrap_or_default())?,
             revenues.deserialize(r.value.as_deref().unwrap_or_default())?,
@@ -535,11 +438,8 @@ fn main() -> Res<()> {
     println!("every enriched order equals the plain-Rust enrichment: {orders_match}");
     println!("revenue per segment equals the plain-Rust totals: {totals_match}");
     if !(orders_match && totals_match) {
-        for (id, e) in &want {
-            if got.get(id) != Some(e) {
-                println!("  order {id}: expected {e:?}, got {:?}", got.get(id));
-            }
-        }
+        common::print_differences(&want, &got);
+        common::print_differences(&want_totals, &totals);
         return Err("the enrichment differs from the plain-Rust computation".into());
     }
     Ok(())

@@ -27,20 +27,18 @@
 //! cargo run --release --example fraud [-- --seed 7]
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::error::Error;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{Res, Rng};
 use serde::{Deserialize, Serialize};
 use sluice::dsl::{
     BufferConfig, Data, StreamBuilder, Suppressed, TimeWindows, bincode_data, json_data,
 };
-use sluice::log::{IsolationLevel, OffsetSpec};
 use sluice::prelude::*;
-use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
 use sluice::runtime::{AppConfig, ProcessingGuarantee};
-
-type Res<T> = Result<T, Box<dyn Error>>;
 
 const APP_ID: &str = "fraud-detector";
 const INPUT: &str = "card-transactions";
@@ -100,23 +98,6 @@ impl WindowStats {
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// A number in `0..n`.
-    fn below(&mut self, n: i64) -> i64 {
-        (self.next() % n.max(1) as u64) as i64
-    }
-}
-
 /// A generated transaction and when it reaches the topic.
 #[derive(Debug, Clone)]
 struct Event {
@@ -132,47 +113,47 @@ fn card_name(n: i64) -> String {
 
 /// The transactions in arrival order, and the cards given a burst.
 fn generate(seed: u64) -> (Vec<Event>, BTreeSet<String>) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let end = START_MS + HOURS * 60 * MINUTE;
     let mut times: Vec<(String, i64, i64)> = Vec::new();
     for c in 0..CARDS as i64 {
         let card = card_name(c);
-        let mut time = START_MS + rng.below(60 * MINUTE);
+        let mut time = START_MS + rng.below_i64(60 * MINUTE);
         while time < end {
-            let cents = 300 + rng.below(15_000);
+            let cents = 300 + rng.below_i64(15_000);
             times.push((card.clone(), time, cents));
-            if rng.below(12) == 0 {
+            if rng.below_i64(12) == 0 {
                 // A shopping trip: a few more purchases close together.
-                for _ in 0..1 + rng.below(3) {
-                    time += 20 * SECOND + rng.below(100 * SECOND);
-                    times.push((card.clone(), time, 300 + rng.below(15_000)));
+                for _ in 0..1 + rng.below_i64(3) {
+                    time += 20 * SECOND + rng.below_i64(100 * SECOND);
+                    times.push((card.clone(), time, 300 + rng.below_i64(15_000)));
                 }
             }
-            time += 2 * MINUTE + rng.below(60 * MINUTE);
+            time += 2 * MINUTE + rng.below_i64(60 * MINUTE);
         }
     }
     let mut burst_cards = BTreeSet::new();
     while (burst_cards.len() as u64) < BURSTS {
-        let card = card_name(rng.below(CARDS as i64));
+        let card = card_name(rng.below_i64(CARDS as i64));
         if !burst_cards.insert(card.clone()) {
             continue;
         }
         // Card testing: many small charges seconds apart.
-        let mut time = START_MS + 10 * MINUTE + rng.below((HOURS * 60 - 20) * MINUTE);
-        for _ in 0..6 + rng.below(5) {
-            times.push((card.clone(), time, 100 + rng.below(400)));
-            time += 2 * SECOND + rng.below(6 * SECOND);
+        let mut time = START_MS + 10 * MINUTE + rng.below_i64((HOURS * 60 - 20) * MINUTE);
+        for _ in 0..6 + rng.below_i64(5) {
+            times.push((card.clone(), time, 100 + rng.below_i64(400)));
+            time += 2 * SECOND + rng.below_i64(6 * SECOND);
         }
     }
     let mut events: Vec<Event> = times
         .into_iter()
         .map(|(card, time, cents)| {
-            let delay = if rng.below(10) == 0 {
-                rng.below(MAX_DELAY + 1)
+            let delay = if rng.below_i64(10) == 0 {
+                rng.below_i64(MAX_DELAY + 1)
             } else {
                 0
             };
-            let merchant = MERCHANTS[rng.below(MERCHANTS.len() as i64) as usize].to_string();
+            let merchant = rng.pick(&MERCHANTS).to_string();
             Event {
                 card,
                 time,
@@ -210,57 +191,6 @@ fn expected_alerts(events: &[Event]) -> BTreeMap<(String, i64), WindowStats> {
     windows
 }
 
-/// Whether the app committed every partition of `topics` to its end.
-fn caught_up(broker: &Broker, topics: &[&str]) -> Res<bool> {
-    for &topic in topics {
-        let tps: Vec<TopicPartition> = (0..broker.partition_count(topic)?)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect();
-        for (tp, committed) in broker.offset_fetch(APP_ID, &tps, false)? {
-            let end = broker
-                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                .map_or(0, |l| l.offset);
-            if committed.unwrap_or(0) < end {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
-/// The app's figures once its last commit is counted (the input offsets are visible as
-/// committed a moment before the commit counter moves).
-fn settled_metrics(handle: &AppHandle) -> AppMetrics {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut metrics = handle.metrics();
-    while metrics.commits == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        metrics = handle.metrics();
-    }
-    metrics
-}
-
-/// Every committed record of `topic`, each partition in offset order.
-fn read_all(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted),
-    );
-    consumer.assign(
-        (0..broker.partition_count(topic)?)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect(),
-    )?;
-    let mut out = Vec::new();
-    loop {
-        let records = consumer.poll(Duration::from_millis(100))?;
-        if records.is_empty() {
-            return Ok(out);
-        }
-        out.extend(records);
-    }
-}
-
 /// `HH:MM:SS` of a time on the day of the transactions.
 fn clock(ms: i64) -> String {
     let s = (ms - DAY_MS) / SECOND;
@@ -268,23 +198,13 @@ fn clock(ms: i64) -> String {
 }
 
 fn main() -> Res<()> {
-    let mut seed = 3;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--seed", Some(s)) => seed = s.parse()?,
-            _ => return Err(format!("unknown argument {arg:?} (usage: [--seed N])").into()),
-        }
-    }
+    let seed = common::seed_arg(3)?;
     let dir = tempfile::tempdir()?;
-    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default())?;
-    for topic in [INPUT, ALERTS] {
-        // The transactions are from a fixed day in the past: keep them whatever their age.
-        let config = TopicConfig::default()
-            .with_partitions(PARTITIONS)
-            .with_retention_ms(None);
-        broker.create_topic(topic, config)?;
-    }
+    // The transactions are from a fixed day in the past: keep them whatever their age.
+    let topics = TopicConfig::default()
+        .with_partitions(PARTITIONS)
+        .with_retention_ms(None);
+    let broker = common::open_broker(dir.path(), &[INPUT, ALERTS], &topics)?;
 
     let (events, burst_cards) = generate(seed);
     let late = events.iter().filter(|e| e.arrival > e.time).count();
@@ -349,23 +269,12 @@ fn main() -> Res<()> {
     let config = AppConfig::default()
         .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
         .with_state_dir(dir.path().join("state"));
-    let app = App::new(APP_ID, topology, config)?;
-    let started = Instant::now();
-    let handle = app.start(&broker)?;
-    while !(handle.state() == AppState::Running && caught_up(&broker, &[INPUT])?) {
-        if handle.state() == AppState::Error {
-            return Err(handle.error().unwrap_or_default().into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let metrics = settled_metrics(&handle);
-    handle.shutdown()?;
-    let took = started.elapsed();
+    let (metrics, took) = common::run_to_end(&broker, APP_ID, topology, config)?;
 
     let (cards, alerts) = (String::serde(), Alert::serde());
     let mut got: BTreeMap<(String, i64), WindowStats> = BTreeMap::new();
     let (mut records, mut repeated) = (0, 0);
-    for r in read_all(&broker, ALERTS)? {
+    for r in common::read_committed(&broker, ALERTS)? {
         let card = cards.deserialize(r.key.as_deref().unwrap_or_default())?;
         let alert = alerts.deserialize(r.value.as_deref().unwrap_or_default())?;
         records += 1;
@@ -423,14 +332,7 @@ fn main() -> Res<()> {
         expected.len()
     );
     if !matches {
-        for (key, w) in &expected {
-            if got.get(key) != Some(w) {
-                println!("  expected {key:?}: {w:?}, got {:?}", got.get(key));
-            }
-        }
-        for key in got.keys().filter(|k| !expected.contains_key(*k)) {
-            println!("  unexpected {key:?}");
-        }
+        common::print_differences(&expected, &got);
         return Err("the alerts differ from the plain-Rust computation".into());
     }
     Ok(())

@@ -27,8 +27,9 @@
 //! `--dir D` keeps the log file, the CSV file and the broker's data in D (a fresh
 //! directory: the topics must not exist yet); by default they go to a temporary directory.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::error::Error;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,14 +37,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Res, Rng, RunningApp};
 use sluice::dsl::StreamBuilder;
-use sluice::log::{IsolationLevel, OffsetSpec};
 use sluice::prelude::*;
 use sluice::runtime::AppConfig;
-use sluice::runtime::app::{App, AppHandle, AppState};
 use sluice::runtime::topology::Topology;
-
-type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const TOPIC: &str = "app-log";
 const PARTITIONS: i32 = 3;
@@ -53,25 +51,6 @@ const SERVICES: [&str; 5] = ["auth", "catalog", "checkout", "payments", "search"
 const SLOW_MS: u64 = 1_000;
 /// 2025-03-14T00:00:00Z in ms since the epoch: the day the log is from.
 const DAY_START_MS: i64 = 1_741_910_400_000;
-
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// One parsed line of the log:
 /// `2025-03-14T09:00:00.412Z INFO  checkout req=000001 GET /api/cart status=200 latency_ms=23`.
@@ -154,7 +133,7 @@ fn csv_field(field: &str) -> String {
 /// The log's lines, generated from `seed`: mostly fast INFO requests, some WARN (client
 /// errors, throttling), a few ERROR (server errors), and a slow tail.
 fn generate(seed: u64, lines: usize) -> Vec<String> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut clock_ms = 9 * 3_600_000;
     (1..=lines)
         .map(|request| {
@@ -195,7 +174,7 @@ fn generate(seed: u64, lines: usize) -> Vec<String> {
 /// Appends `lines` to `path` in bursts of 1 to 64 lines, a burst now and then ending in
 /// the middle of a line, then the end marker.
 fn write_log(path: &Path, lines: &[String], seed: u64) -> Res<()> {
-    let mut rng = Rng(seed ^ 0xF11E);
+    let mut rng = Rng::new(seed ^ 0xF11E);
     let mut file = File::create(path)?;
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let mut rest = text.as_bytes();
@@ -319,24 +298,6 @@ fn alerts_topology() -> Res<Topology> {
     Ok(b.build()?)
 }
 
-/// Partitions of `topics`, and whether `group` committed each to its end.
-fn caught_up(broker: &Broker, group: &str, topics: &[String]) -> Res<bool> {
-    let mut partitions = Vec::new();
-    for topic in topics {
-        let count = broker.partition_count(topic)?;
-        partitions.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
-    }
-    for (tp, committed) in broker.offset_fetch(group, &partitions, false)? {
-        let end = broker
-            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
-        if committed.unwrap_or(0) < end {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// The CSV sink: a plain consumer in group `csv-sink` writing a row per line to `path`
 /// and committing after each batch, until `shipped` is set and it has read everything.
 fn csv_sink(broker: &Broker, path: &Path, shipped: &AtomicBool) -> Res<usize> {
@@ -364,7 +325,7 @@ fn csv_sink(broker: &Broker, path: &Path, shipped: &AtomicBool) -> Res<usize> {
         if !records.is_empty() {
             out.flush()?; // the rows are on disk before their offsets are committed
             consumer.commit_sync()?;
-        } else if done && caught_up(broker, "csv-sink", &[TOPIC.to_string()])? {
+        } else if done && common::caught_up(broker, "csv-sink", &[TOPIC])? {
             consumer.unsubscribe()?;
             return Ok(rows);
         } else if Instant::now() > deadline {
@@ -373,76 +334,32 @@ fn csv_sink(broker: &Broker, path: &Path, shipped: &AtomicBool) -> Res<usize> {
     }
 }
 
-/// Every committed record of `topic` as (key, value), up to its high watermark.
-fn read_topic(broker: &Broker, topic: &str) -> Res<Vec<(String, Vec<u8>)>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let config = ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted);
-    let mut consumer = Consumer::new(broker, config);
-    let mut out = Vec::new();
-    for info in broker.topic_metadata(topic)?.partitions {
-        let tp = TopicPartition::new(topic, info.partition);
-        consumer.assign(vec![tp.clone()])?;
-        while consumer.position(&tp)? < info.high_watermark {
-            for r in consumer.poll(Duration::from_millis(10))? {
-                let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default());
-                out.push((
-                    key.into_owned(),
-                    r.value.map(|v| v.to_vec()).unwrap_or_default(),
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{topic}/{} does not read to its end", info.partition).into());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Starts the DSL app `id` and returns its handle and the topics it reads.
-fn start_app(
-    broker: &Broker,
-    dir: &Path,
-    id: &str,
-    topology: Topology,
-) -> Res<(AppHandle, Vec<String>)> {
-    let sources = topology
-        .sub_topologies()
-        .iter()
-        .flat_map(|s| s.source_topics.iter().cloned())
-        .collect();
-    let config = AppConfig::default().with_state_dir(dir.join(id));
-    Ok((App::new(id, topology, config)?.start(broker)?, sources))
-}
-
-fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
+fn main() -> Res<()> {
     let (mut lines, mut seed, mut keep) = (5_000usize, 7u64, None::<PathBuf>);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().ok_or(format!("{arg} needs a value"))?;
-        match arg.as_str() {
+    let usage = "[--lines N] [--seed N] [--dir D]";
+    for (name, value) in common::named_args(&["--lines", "--seed", "--dir"], usage)? {
+        match name.as_str() {
             "--lines" => lines = value.parse()?,
             "--seed" => seed = value.parse()?,
-            "--dir" => keep = Some(value.into()),
-            other => return Err(format!("unknown argument {other:?} (see the file's doc)").into()),
+            _ => keep = Some(value.into()),
         }
     }
     let started = Instant::now();
     let temp = tempfile::tempdir()?;
     let dir = keep.as_deref().unwrap_or(temp.path());
     std::fs::create_dir_all(dir)?;
-    let broker = Broker::open(dir.join("log"), BrokerConfig::default())?;
-    for topic in [TOPIC, "log-metrics", "alerts"] {
-        broker.create_topic(topic, TopicConfig::default().with_partitions(PARTITIONS))?;
-    }
+    let topics = TopicConfig::default().with_partitions(PARTITIONS);
+    let broker = common::open_broker(dir, &[TOPIC, "log-metrics", "alerts"], &topics)?;
 
     // The consumers start first and follow the topic as it fills.
-    let apps = [
+    let topologies = [
         ("log-metrics", metrics_topology()?),
         ("log-alerts", alerts_topology()?),
     ];
-    let mut handles = Vec::new();
-    for (id, topology) in apps {
-        handles.push((id, start_app(&broker, dir, id, topology)?));
+    let mut apps = Vec::new();
+    for (id, topology) in topologies {
+        let config = AppConfig::default().with_state_dir(dir.join(id));
+        apps.push(RunningApp::start(&broker, id, topology, config)?);
     }
     let shipped_all = Arc::new(AtomicBool::new(false));
     let csv_path = dir.join("app-log.csv");
@@ -476,18 +393,12 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     // Wait for every consumer to catch up.
     let csv_rows = csv.join().map_err(|_| "the CSV sink panicked")??;
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (id, (handle, sources)) in &handles {
-        while !(handle.state() == AppState::Running && caught_up(&broker, id, sources)?) {
-            if handle.state() == AppState::Error || Instant::now() > deadline {
-                return Err(
-                    format!("{id}: {}", handle.error().unwrap_or("too slow".into())).into(),
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    for app in &apps {
+        let waited = app.wait_caught_up(&broker, Some(deadline));
+        waited.map_err(|e| format!("{}: {e}", app.id))?;
     }
-    for (_, (handle, _)) in handles {
-        handle.shutdown()?;
+    for app in apps {
+        app.handle.shutdown()?;
     }
     let consumed = started.elapsed();
 
@@ -496,15 +407,7 @@ fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         "all consumers caught up {:.2} s after the start",
         consumed.as_secs_f64()
     );
-    if failures.is_empty() {
-        println!("result: OK");
-        Ok(())
-    } else {
-        for failure in &failures {
-            println!("FAILED: {failure}");
-        }
-        Err(format!("{} check(s) failed", failures.len()).into())
-    }
+    common::conclude(&failures)
 }
 
 /// Prints each consumer's result and returns the ones that disagree with `written`.
@@ -524,7 +427,7 @@ fn check(
             parsed.len()
         ));
     }
-    let in_topic = read_topic(broker, TOPIC)?.len();
+    let in_topic = common::read_committed(broker, TOPIC)?.len();
     println!("{TOPIC}: {in_topic} records");
     if in_topic != written.len() {
         failures.push(format!(
@@ -545,11 +448,7 @@ fn check(
             .or_default();
         *max = (*max).max(l.latency_ms);
     }
-    let mut metrics: BTreeMap<String, u64> = BTreeMap::new();
-    for (key, value) in read_topic(broker, "log-metrics")? {
-        let value = <[u8; 8]>::try_from(value.as_slice()).map_err(|_| "a metric is not a u64")?;
-        metrics.insert(key, u64::from_be_bytes(value));
-    }
+    let metrics = common::latest_u64_by_key(broker, "log-metrics")?;
     let get = |key: String| metrics.get(&key).copied().unwrap_or(0);
     let levels = ["INFO", "WARN", "ERROR"].map(|l| format!("{l} {}", get(format!("level/{l}"))));
     println!("consumer log-metrics (DSL group_by/group_by_key + count/aggregate):");
@@ -600,9 +499,9 @@ fn check(
     }
 
     // (c) alerts.
-    let mut alerts: Vec<String> = read_topic(broker, "alerts")?
+    let mut alerts: Vec<String> = common::read_committed(broker, "alerts")?
         .into_iter()
-        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
         .collect();
     let mut want: Vec<String> = written
         .iter()

@@ -24,18 +24,16 @@
 //! cargo run --release --example sessions [-- --seed 7]
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::error::Error;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{Res, Rng};
 use serde::{Deserialize, Serialize};
 use sluice::dsl::{Data, SessionWindows, StreamBuilder, Windowed, bincode_data};
-use sluice::log::{IsolationLevel, OffsetSpec};
 use sluice::prelude::*;
-use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
 use sluice::runtime::{AppConfig, ProcessingGuarantee};
-
-type Res<T> = Result<T, Box<dyn Error>>;
 
 const APP_ID: &str = "sessionizer";
 const INPUT: &str = "clicks";
@@ -94,23 +92,6 @@ impl SessionStats {
     }
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// A number in `0..n`.
-    fn below(&mut self, n: i64) -> i64 {
-        (self.next() % n.max(1) as u64) as i64
-    }
-}
-
 /// A generated click: who, when, which page, and when it reaches the topic.
 #[derive(Debug, Clone)]
 struct Event {
@@ -123,25 +104,25 @@ struct Event {
 
 /// The generated clickstream in arrival order, and how many clicks bridge two bursts.
 fn generate(seed: u64) -> (Vec<Event>, usize) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut events = Vec::new();
     let mut bridges = 0;
     for u in 0..USERS {
         let user = format!("user-{u:02}");
-        let mut time = START_MS + rng.below(90 * MINUTE);
-        let bursts = 2 + rng.below(5);
+        let mut time = START_MS + rng.below_i64(90 * MINUTE);
+        let bursts = 2 + rng.below_i64(5);
         for burst in 0..bursts {
-            let clicks = 1 + rng.below(15);
+            let clicks = 1 + rng.below_i64(15);
             for c in 0..clicks {
                 let mut delay = 0;
                 if c > 0 {
-                    time += 5_000 + rng.below(235_000);
+                    time += 5_000 + rng.below_i64(235_000);
                     // Slightly out of order: up to 90 s late.
-                    if rng.below(6) == 0 {
-                        delay = rng.below(90_000);
+                    if rng.below_i64(6) == 0 {
+                        delay = rng.below_i64(90_000);
                     }
                 }
-                let page = PAGES[rng.below(PAGES.len() as i64) as usize].to_string();
+                let page = rng.pick(&PAGES).to_string();
                 events.push(Event {
                     user: user.clone(),
                     time,
@@ -152,22 +133,22 @@ fn generate(seed: u64) -> (Vec<Event>, usize) {
             if burst + 1 == bursts {
                 break;
             }
-            if rng.below(4) == 0 {
+            if rng.below_i64(4) == 0 {
                 // A pause just over the gap with a click in its middle that arrives after
                 // the next burst has begun: that click merges the two sessions.
-                let idle = 31 * MINUTE + rng.below(5 * MINUTE);
+                let idle = 31 * MINUTE + rng.below_i64(5 * MINUTE);
                 let bridge = time + idle / 2;
                 let next = time + idle;
                 events.push(Event {
                     user: user.clone(),
                     time: bridge,
                     page: "/search".into(),
-                    arrival: next + 1_000 + rng.below(30_000),
+                    arrival: next + 1_000 + rng.below_i64(30_000),
                 });
                 bridges += 1;
                 time = next;
             } else {
-                time += 45 * MINUTE + rng.below(135 * MINUTE);
+                time += 45 * MINUTE + rng.below_i64(135 * MINUTE);
             }
         }
     }
@@ -210,79 +191,18 @@ fn sessionize(events: &[Event]) -> BTreeMap<SessionKey, SessionStats> {
     sessions
 }
 
-/// Whether the app committed every partition of `topics` to its end.
-fn caught_up(broker: &Broker, topics: &[&str]) -> Res<bool> {
-    for &topic in topics {
-        let tps: Vec<TopicPartition> = (0..broker.partition_count(topic)?)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect();
-        for (tp, committed) in broker.offset_fetch(APP_ID, &tps, false)? {
-            let end = broker
-                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                .map_or(0, |l| l.offset);
-            if committed.unwrap_or(0) < end {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
-/// The app's figures once its last commit is counted (the input offsets are visible as
-/// committed a moment before the commit counter moves).
-fn settled_metrics(handle: &AppHandle) -> AppMetrics {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut metrics = handle.metrics();
-    while metrics.commits == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-        metrics = handle.metrics();
-    }
-    metrics
-}
-
-/// Every committed record of `topic`, each partition in offset order.
-fn read_all(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted),
-    );
-    consumer.assign(
-        (0..broker.partition_count(topic)?)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect(),
-    )?;
-    let mut out = Vec::new();
-    loop {
-        let records = consumer.poll(Duration::from_millis(100))?;
-        if records.is_empty() {
-            return Ok(out);
-        }
-        out.extend(records);
-    }
-}
-
 fn minutes(ms: i64) -> f64 {
     ms as f64 / MINUTE as f64
 }
 
 fn main() -> Res<()> {
-    let mut seed = 42;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--seed", Some(s)) => seed = s.parse()?,
-            _ => return Err(format!("unknown argument {arg:?} (usage: [--seed N])").into()),
-        }
-    }
+    let seed = common::seed_arg(42)?;
     let dir = tempfile::tempdir()?;
-    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default())?;
-    for topic in [INPUT, OUTPUT] {
-        // The clicks are from a fixed day in the past: keep them whatever their age.
-        let config = TopicConfig::default()
-            .with_partitions(PARTITIONS)
-            .with_retention_ms(None);
-        broker.create_topic(topic, config)?;
-    }
+    // The clicks are from a fixed day in the past: keep them whatever their age.
+    let topics = TopicConfig::default()
+        .with_partitions(PARTITIONS)
+        .with_retention_ms(None);
+    let broker = common::open_broker(dir.path(), &[INPUT, OUTPUT], &topics)?;
 
     let (events, bridges) = generate(seed);
     let late = events.iter().filter(|e| e.arrival > e.time).count();
@@ -325,18 +245,7 @@ fn main() -> Res<()> {
     let config = AppConfig::default()
         .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
         .with_state_dir(dir.path().join("state"));
-    let app = App::new(APP_ID, topology, config)?;
-    let started = Instant::now();
-    let handle = app.start(&broker)?;
-    while !(handle.state() == AppState::Running && caught_up(&broker, &[INPUT])?) {
-        if handle.state() == AppState::Error {
-            return Err(handle.error().unwrap_or_default().into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let metrics = settled_metrics(&handle);
-    handle.shutdown()?;
-    let took = started.elapsed();
+    let (metrics, took) = common::run_to_end(&broker, APP_ID, topology, config)?;
 
     // Apply the changes in order: a null value means the session with that key is gone
     // (it grew to new bounds or was merged into another).
@@ -344,7 +253,7 @@ fn main() -> Res<()> {
     let mut sessions: BTreeMap<SessionKey, SessionStats> = BTreeMap::new();
     let (mut updates, mut removals) = (0, 0);
     let mut seen_starts: BTreeSet<(String, i64)> = BTreeSet::new();
-    for r in read_all(&broker, OUTPUT)? {
+    for r in common::read_committed(&broker, OUTPUT)? {
         let w = windowed.deserialize(r.key.as_deref().unwrap_or_default())?;
         seen_starts.insert((w.key.clone(), w.start));
         let key = (w.key, w.start, w.end);
@@ -412,14 +321,7 @@ fn main() -> Res<()> {
         expected.len()
     );
     if !matches {
-        for (key, s) in &expected {
-            if sessions.get(key) != Some(s) {
-                println!("  expected {key:?}: {s:?}, got {:?}", sessions.get(key));
-            }
-        }
-        for key in sessions.keys().filter(|k| !expected.contains_key(*k)) {
-            println!("  unexpected {key:?}");
-        }
+        common::print_differences(&expected, &sessions);
         return Err("the sessions differ from the brute-force sessionization".into());
     }
     if merged != bridges {

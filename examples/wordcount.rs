@@ -8,15 +8,14 @@
 //! Run with `cargo run --release --example wordcount [DATA_DIR]` (default: a temporary
 //! directory). It ends by itself.
 
-use std::collections::BTreeMap;
-use std::error::Error;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::Res;
 use sluice::dsl::StreamBuilder;
-use sluice::log::{IsolationLevel, OffsetSpec, TopicPartition};
 use sluice::prelude::*;
 use sluice::runtime::AppConfig;
-use sluice::runtime::app::{App, AppState};
 
 const TEXT: &str = include_str!("data/sluice.txt");
 
@@ -27,24 +26,7 @@ fn words(line: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether the app committed every input and repartition partition to its end.
-fn done(broker: &Broker) -> Result<bool, Box<dyn Error>> {
-    for topic in ["text-input", "word-counts-repartition"] {
-        let count = broker.partition_count(topic)?;
-        let tps: Vec<TopicPartition> = (0..count).map(|p| TopicPartition::new(topic, p)).collect();
-        for (tp, committed) in broker.offset_fetch("wordcount", &tps, false)? {
-            let end = broker
-                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                .map_or(0, |l| l.offset);
-            if committed.unwrap_or(0) < end {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Res<()> {
     let temp = tempfile::tempdir()?;
     let dir = std::env::args()
         .nth(1)
@@ -72,48 +54,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let topology = b.build()?;
     println!("{}", topology.describe());
 
-    let app = App::new(
-        "wordcount",
-        topology,
-        AppConfig::default().with_state_dir(dir.join("state")),
-    )?;
-    let started = Instant::now();
-    let handle = app.start(&broker)?;
-    while !(handle.state() == AppState::Running && done(&broker)?) {
-        if handle.state() == AppState::Error {
-            return Err(handle.error().unwrap_or_default().into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let metrics = handle.metrics();
-    handle.shutdown()?;
+    let config = AppConfig::default().with_state_dir(dir.join("state"));
+    // Until every input and repartition partition is committed to its end.
+    let (metrics, took) = common::run_to_end(&broker, "wordcount", topology, config)?;
 
     // The committed output: the last count of each word is its total.
-    let mut consumer = Consumer::new(
-        &broker,
-        ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted),
-    );
-    consumer.assign(
-        (0..2)
-            .map(|p| TopicPartition::new("word-counts-output", p))
-            .collect(),
-    )?;
-    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    loop {
-        let records = consumer.poll(Duration::from_millis(100))?;
-        if records.is_empty() {
-            break;
-        }
-        for r in records {
-            let word = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-            let count = r
-                .value
-                .as_deref()
-                .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                .map_or(0, u64::from_be_bytes);
-            totals.insert(word, count);
-        }
-    }
+    let totals = common::latest_u64_by_key(&broker, "word-counts-output")?;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for word in TEXT.lines().flat_map(words) {
         *expected.entry(word).or_default() += 1;
@@ -131,7 +77,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "{} records in {:.2} s, {} commits; every count equals the in-memory count: {}",
         metrics.records_processed,
-        started.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         metrics.commits,
         totals == expected
     );

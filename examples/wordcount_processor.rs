@@ -15,15 +15,14 @@
 //! first; `--until-done` stops (cleanly) once every input line is committed. The process
 //! kill test runs it this way and SIGKILLs it at random moments.
 
-use std::collections::BTreeMap;
-use std::error::Error;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
 
-use sluice::log::{OffsetSpec, TopicPartition};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Res, RunningApp};
 use sluice::prelude::*;
 use sluice::runtime::AppConfig;
-use sluice::runtime::app::{App, AppState};
 use sluice::runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
 use sluice::runtime::serde::{BigEndianSerde, StringSerde, UnitSerde};
 use sluice::runtime::topology::{StoreSpec, Topology, TopologyBuilder};
@@ -68,7 +67,7 @@ impl Processor<String, String, String, u64> for Count {
     }
 }
 
-fn topology() -> Result<Topology, Box<dyn Error>> {
+fn topology() -> Res<Topology> {
     let mut b = TopologyBuilder::new();
     b.add_source("lines", &["text-input"], UnitSerde, StringSerde)?;
     b.add_processor("split", &["lines"], || Split)?;
@@ -99,26 +98,7 @@ const DEMO: &str = "the quick brown fox jumps over the lazy dog
 the dog barks and the fox runs
 exactly once means every word counts once";
 
-/// Whether the group committed every partition of the input and repartition topics to its
-/// end (so every word is counted).
-fn all_committed(broker: &Broker) -> Result<bool, Box<dyn Error>> {
-    let mut partitions = Vec::new();
-    for topic in ["text-input", "words-repartition"] {
-        let count = broker.partition_count(topic)?;
-        partitions.extend((0..count).map(|p| TopicPartition::new(topic, p)));
-    }
-    for (tp, committed) in broker.offset_fetch("wordcount", &partitions, false)? {
-        let end = broker
-            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
-        if committed.unwrap_or(0) < end {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> Res<()> {
     let mut data_dir: Option<PathBuf> = None;
     let mut lines_file: Option<PathBuf> = None;
     let mut until_done = false;
@@ -158,47 +138,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("{}", topology.describe());
     }
     let config = AppConfig::default().with_state_dir(dir.join("app-state"));
-    let app = App::new("wordcount", topology, config)?;
-    let started = Instant::now();
-    let handle = app.start(&broker)?;
-    while !(handle.state() == AppState::Running && all_committed(&broker)?) {
-        if handle.state() == AppState::Error {
-            return Err(handle.error().unwrap_or_default().into());
-        }
-        if !demo && !until_done {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    // Until every input and repartition partition is committed to its end (so every word
+    // is counted); checked less often on a data directory without `--until-done`.
+    let app = RunningApp::start(&broker, "wordcount", topology, config)?;
+    let poll = Duration::from_millis(if demo || until_done { 10 } else { 100 });
+    while !app.caught_up(&broker)? {
+        std::thread::sleep(poll);
     }
-    let metrics = handle.metrics();
-    handle.shutdown()?;
+    let (metrics, took) = app.shut_down()?;
 
     // Read the committed counts back: the last count of each word is its total.
-    let mut consumer = Consumer::new(
-        &broker,
-        ConsumerConfig::default().with_isolation(sluice::log::IsolationLevel::ReadCommitted),
-    );
-    let partitions: Vec<TopicPartition> = (0..broker.partition_count("word-counts")?)
-        .map(|p| TopicPartition::new("word-counts", p))
-        .collect();
-    consumer.assign(partitions)?;
-    let mut totals = BTreeMap::new();
-    loop {
-        let records = consumer.poll(Duration::from_millis(100))?;
-        if records.is_empty() {
-            break;
-        }
-        for r in records {
-            let word = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-            let count = r
-                .value
-                .as_deref()
-                .and_then(|v| <[u8; 8]>::try_from(v).ok())
-                .map(u64::from_be_bytes);
-            totals.insert(word, count.unwrap_or(0));
-        }
-    }
+    let totals = common::latest_u64_by_key(&broker, "word-counts")?;
     if demo {
         println!("word counts (exactly once):");
         for (word, count) in &totals {
@@ -212,7 +162,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "commits": metrics.commits,
             "records_restored": metrics.records_restored,
             "distinct_words": totals.len(),
-            "seconds": started.elapsed().as_secs_f64(),
+            "seconds": took.as_secs_f64(),
         })
     );
     Ok(())

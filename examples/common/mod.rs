@@ -1,0 +1,284 @@
+//! What the examples share: the command line, seeded data, the broker, running an app until
+//! it has processed everything, and reading a topic back.
+//!
+//! Each example declares `mod common;` and compiles this file on its own (cargo does not
+//! take `examples/common/mod.rs` for an example), so a function one example does not use
+//! is dead code there: hence the `allow(dead_code)`.
+//!
+//! - [`named_args`], [`seed_arg`]: `--name value` arguments.
+//! - [`Rng`], [`mix`]: a small deterministic generator, so a seed replays a run.
+//! - [`open_broker`]: an embedded broker with the example's topics.
+//! - [`caught_up`], [`RunningApp`], [`run_to_end`]: whether a consumer group committed
+//!   every partition of some topics to its end; an app started, waited for and shut down.
+//! - [`read_committed`], [`latest_u64_by_key`]: every committed record of a topic.
+//! - [`print_differences`], [`conclude`]: reporting the checks.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::fmt::Debug;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sluice::log::{IsolationLevel, OffsetSpec};
+use sluice::prelude::*;
+use sluice::runtime::AppConfig;
+use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
+use sluice::runtime::topology::Topology;
+
+/// The examples' result: any error, sendable across threads.
+pub type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// The command line's `--name value` pairs, in order. An argument that is not one of
+/// `names`, or has no value, is an error that shows `usage`.
+pub fn named_args(names: &[&str], usage: &str) -> Res<Vec<(String, String)>> {
+    let mut pairs = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(name) = args.next() {
+        if !names.contains(&name.as_str()) {
+            return Err(format!("unknown argument {name:?} (usage: {usage})").into());
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{name} needs a value (usage: {usage})"))?;
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// The seed given with `--seed N` (the only argument allowed), or `default`.
+pub fn seed_arg(default: u64) -> Res<u64> {
+    let mut seed = default;
+    for (_, value) in named_args(&["--seed"], "[--seed N]")? {
+        seed = value.parse()?;
+    }
+    Ok(seed)
+}
+
+/// A small deterministic generator (SplitMix64): the same seed makes the same data.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        mix(self.0)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A number in `0..n` for signed quantities such as times and amounts (0 when `n` is 0
+    /// or less).
+    pub fn below_i64(&mut self, n: i64) -> i64 {
+        (self.next_u64() % n.max(1) as u64) as i64
+    }
+
+    /// One of `items` (not empty), each as likely.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// SplitMix64's finalizer: a good 64-bit hash of a 64-bit number.
+pub fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A broker with its data in `dir/log`, and `topics` created there with `config`.
+pub fn open_broker(dir: &Path, topics: &[&str], config: &TopicConfig) -> Res<Broker> {
+    let broker = Broker::open(dir.join("log"), BrokerConfig::default())?;
+    for topic in topics {
+        broker.create_topic(topic, config.clone())?;
+    }
+    Ok(broker)
+}
+
+/// Whether consumer group `group` has committed every partition of `topics` to its end
+/// (a partition without a committed offset counts as committed at 0).
+pub fn caught_up<S: AsRef<str>>(broker: &Broker, group: &str, topics: &[S]) -> Res<bool> {
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let topic = topic.as_ref();
+        let count = broker.partition_count(topic)?;
+        partitions.extend((0..count).map(|p| TopicPartition::new(topic, p)));
+    }
+    for (tp, committed) in broker.offset_fetch(group, &partitions, false)? {
+        let end = broker
+            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
+            .map_or(0, |l| l.offset);
+        if committed.unwrap_or(0) < end {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Every topic `topology` reads: its inputs and its repartition topics.
+pub fn source_topics(topology: &Topology) -> Vec<String> {
+    topology
+        .sub_topologies()
+        .iter()
+        .flat_map(|s| s.source_topics.iter().cloned())
+        .collect()
+}
+
+/// An app started on a broker, with what waiting for it needs.
+#[derive(Debug)]
+pub struct RunningApp {
+    /// The application id, which is also its consumer group.
+    pub id: String,
+    /// The running instance.
+    pub handle: AppHandle,
+    /// Every topic it reads ([`source_topics`]).
+    pub sources: Vec<String>,
+    /// When it was started.
+    pub started: Instant,
+}
+
+impl RunningApp {
+    /// Starts `topology` on `broker` as app `id` with `config`.
+    pub fn start(broker: &Broker, id: &str, topology: Topology, config: AppConfig) -> Res<Self> {
+        let sources = source_topics(&topology);
+        let app = App::new(id, topology, config)?;
+        let started = Instant::now();
+        let handle = app.start(broker)?;
+        Ok(Self {
+            id: id.to_string(),
+            handle,
+            sources,
+            started,
+        })
+    }
+
+    /// Whether the app runs and has committed everything its sources hold so far; an error
+    /// if it failed.
+    pub fn caught_up(&self, broker: &Broker) -> Res<bool> {
+        if self.handle.state() == AppState::Error {
+            return Err(self.handle.error().unwrap_or_default().into());
+        }
+        Ok(self.handle.state() == AppState::Running && caught_up(broker, &self.id, &self.sources)?)
+    }
+
+    /// Waits until the app has [caught up](Self::caught_up); an error if it fails, or
+    /// (`too slow`) if `deadline` passes first.
+    pub fn wait_caught_up(&self, broker: &Broker, deadline: Option<Instant>) -> Res<()> {
+        while !self.caught_up(broker)? {
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                return Err("too slow".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// The app's figures once its last commit is counted (the input offsets are visible as
+    /// committed a moment before the commit counter moves).
+    pub fn settled_metrics(&self) -> AppMetrics {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut metrics = self.handle.metrics();
+        while metrics.commits == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            metrics = self.handle.metrics();
+        }
+        metrics
+    }
+
+    /// Shuts the app down cleanly; returns its [settled](Self::settled_metrics) figures and
+    /// how long it ran.
+    pub fn shut_down(self) -> Res<(AppMetrics, Duration)> {
+        let metrics = self.settled_metrics();
+        self.handle.shutdown()?;
+        Ok((metrics, self.started.elapsed()))
+    }
+}
+
+/// Runs `topology` as app `id` with `config` until it has processed and committed
+/// everything its sources hold, then shuts it down: its figures and how long it ran.
+pub fn run_to_end(
+    broker: &Broker,
+    id: &str,
+    topology: Topology,
+    config: AppConfig,
+) -> Res<(AppMetrics, Duration)> {
+    let app = RunningApp::start(broker, id, topology, config)?;
+    app.wait_caught_up(broker, None)?;
+    app.shut_down()
+}
+
+/// Every committed record of `topic`, each partition in offset order, read_committed up to
+/// the high watermark (so an open transaction, which holds such a reader back, is an error
+/// after a few seconds).
+pub fn read_committed(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let config = ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted);
+    let mut consumer = Consumer::new(broker, config);
+    let partitions = broker.topic_metadata(topic)?.partitions;
+    let tps: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|info| TopicPartition::new(topic, info.partition))
+        .collect();
+    consumer.assign(tps.clone())?;
+    let mut out = Vec::new();
+    for (tp, info) in tps.iter().zip(&partitions) {
+        while consumer.position(tp)? < info.high_watermark {
+            out.extend(consumer.poll(Duration::from_millis(10))?);
+            if Instant::now() > deadline {
+                return Err(format!("{topic}/{} does not read to its end", tp.partition).into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The last committed value of each key of `topic`, for string keys and big-endian `u64`
+/// values (what `count` writes): each key's latest count.
+pub fn latest_u64_by_key(broker: &Broker, topic: &str) -> Res<BTreeMap<String, u64>> {
+    let mut latest = BTreeMap::new();
+    for r in read_committed(broker, topic)? {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let value = <[u8; 8]>::try_from(r.value.as_deref().unwrap_or_default())
+            .map_err(|_| format!("a value of {topic} is not a u64"))?;
+        latest.insert(key, u64::from_be_bytes(value));
+    }
+    Ok(latest)
+}
+
+/// Prints how `got` differs from `expected`: each expected entry missing or different in
+/// `got`, then each key only `got` has.
+pub fn print_differences<K: Ord + Debug, V: PartialEq + Debug>(
+    expected: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+) {
+    for (key, value) in expected {
+        if got.get(key) != Some(value) {
+            println!("  expected {key:?}: {value:?}, got {:?}", got.get(key));
+        }
+    }
+    for key in got.keys().filter(|k| !expected.contains_key(*k)) {
+        println!("  unexpected {key:?}");
+    }
+}
+
+/// Prints `result: OK`, or `FAILED: ` and each of the `failures`; an error if any.
+pub fn conclude(failures: &[String]) -> Res<()> {
+    if failures.is_empty() {
+        println!("result: OK");
+        return Ok(());
+    }
+    for failure in failures {
+        println!("FAILED: {failure}");
+    }
+    Err(format!("{} check(s) failed", failures.len()).into())
+}
