@@ -4,7 +4,7 @@
 //! N transfers (seeded, deterministic) go to the topic `transfers` (4 partitions) as lines
 //! `id,from,to,cents`. A DSL app turns each into a debit keyed by the source account and a
 //! credit keyed by the destination (`flat_map`), groups them by account (through
-//! `balances-repartition`) and folds them into an [`Account`]: the balance, the debits and
+//! `bank-balances-repartition`) and folds them into an [`Account`]: the balance, the debits and
 //! credits applied, and a digest (a wrapping sum of hashes) of the applied entries. Every
 //! new aggregate goes to the topic `balances` with the entry it applied.
 //!
@@ -268,7 +268,7 @@ fn bank_topology(opening: Arc<Vec<i64>>, applied: Arc<AtomicU64>) -> Res<Topolog
                 .into_iter()
                 .flatten()
         })
-        .group_by_key() // the key changed: through `balances-repartition`
+        .group_by_key() // the key changed: through `bank-balances-repartition`
         .aggregate(STORE, Account::default, move |account, entry, mut acc| {
             applied.fetch_add(1, Ordering::Relaxed);
             if acc.applied() == 0 {

@@ -10,7 +10,7 @@
 //!   (`left_join_table`: an order of an unknown or deleted customer is kept, marked
 //!   unknown) and writes the enriched orders to `orders-enriched`;
 //! - re-keys them by market segment (country and tier, `group_by`, through the repartition
-//!   topic `revenue-repartition`) and sums orders and revenue per segment (`aggregate`),
+//!   topic `order-enrichment-revenue-repartition`) and sums orders and revenue per segment (`aggregate`),
 //!   writing every new total to `revenue-by-segment`.
 //!
 //! The input is produced in four steps, each one processed before the next is produced,

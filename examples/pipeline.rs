@@ -263,7 +263,7 @@ fn metrics_topology() -> Res<Topology> {
         .filter(|_, line| LogLine::parse(line).is_some());
     lines
         .group_by(|_, line| LogLine::parse(line).map_or_else(String::new, |l| l.level.into()))
-        .count("level-counts") // a key change: through `level-counts-repartition`
+        .count("level-counts") // a key change: through `<app id>-level-counts-repartition`
         .to_stream()
         .map(|level, n| (format!("level/{level}"), n))
         .to("log-metrics");

@@ -369,10 +369,12 @@ impl<K: Data, V: Data> Stream<K, V> {
     }
 
     /// Writes the stream to the internal topic `topic` and reads it back: the records are
-    /// partitioned by their current key (a sub-topology boundary).
+    /// partitioned by their current key (a sub-topology boundary). An app names the topic
+    /// `<application id>-<topic>` on the broker and creates it when it starts.
     pub fn repartition(&self, topic: &str) -> Self {
         self.to(topic);
         let mut inner = self.inner.borrow_mut();
+        inner.add(|t| Ok(t.declare_internal_topic(topic)));
         let name = inner.name("repartition-source");
         let (keys, values) = (self.keys.clone(), self.values.clone());
         inner.add(|t| t.add_source(&name, &[topic], keys, values));

@@ -150,8 +150,9 @@ pub struct RunningApp {
 impl RunningApp {
     /// Starts `topology` on `broker` as app `id` with `config`.
     pub fn start(broker: &Broker, id: &str, topology: Topology, config: AppConfig) -> Res<Self> {
-        let sources = source_topics(&topology);
         let app = App::new(id, topology, config)?;
+        // As the app names them: its repartition topics are `<id>-...`.
+        let sources = source_topics(app.topology());
         let started = Instant::now();
         let handle = app.start(broker)?;
         Ok(Self {
