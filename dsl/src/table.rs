@@ -177,6 +177,17 @@ impl<K: Data, V: Data> Table<K, V> {
         self.derived(store, V2::serde(), move |k, v| Some(f(k, v)))
     }
 
+    /// [`Table::map_values`] with the serde of the new values (in the store, its changelog
+    /// and downstream topics) given.
+    pub fn map_values_with<V2: Data>(
+        &self,
+        store: &str,
+        f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+        values: impl Serde<V2> + 'static,
+    ) -> Table<K, V2> {
+        self.derived(store, Arc::new(values), move |k, v| Some(f(k, v)))
+    }
+
     /// A table whose new value for a key is `f(key, new value)` (`None`: delete).
     fn derived<V2: Data>(
         &self,
