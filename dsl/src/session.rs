@@ -17,7 +17,7 @@ use sluice_runtime::state::Session;
 use sluice_runtime::topology::StoreSpec;
 
 use crate::change::{Change, ChangeSerde};
-use crate::windows::millis;
+use crate::windows::{Expiry, millis};
 use crate::{Data, Grouped, Table, Windowed, WindowedSerde};
 
 /// Sessions of activity separated by gaps of at least `gap`.
@@ -74,6 +74,7 @@ struct SessionAggregate<K, V, A> {
     windows: SessionWindows,
     fold: Fold<K, V, A>,
     merge: Merger<K, A>,
+    expiry: Expiry,
 }
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
@@ -152,6 +153,9 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
             timestamp: t,
             headers: r.headers,
         })?;
+        if self.expiry.due() {
+            ctx.session_store::<K, A>(&self.store)?.expire()?;
+        }
         Ok(())
     }
 }
@@ -216,6 +220,7 @@ impl<K: Data, V: Data> SessionGrouped<K, V> {
                 windows,
                 fold: fold.clone(),
                 merge: merge.clone(),
+                expiry: Expiry::default(),
             },
         );
         let retention = Duration::from_millis(

@@ -18,7 +18,7 @@ use sluice_runtime::serde::Serde;
 use sluice_runtime::topology::StoreSpec;
 
 use crate::change::{Change, ChangeSerde, ListSerde};
-use crate::windows::millis;
+use crate::windows::{Expiry, millis};
 use crate::{Data, Grouped, Table, Windowed, WindowedSerde};
 
 /// Windows of a fixed time difference that slide with the records.
@@ -84,7 +84,7 @@ struct SlidingAggregate<K, V, A> {
     records: String,
     windows: SlidingWindows,
     fold: Fold<K, V, A>,
-    since_expiry: u32,
+    expiry: Expiry,
 }
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
@@ -151,9 +151,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                 headers: r.headers.clone(),
             })?;
         }
-        self.since_expiry += 1;
-        if self.since_expiry >= 1024 {
-            self.since_expiry = 0;
+        if self.expiry.due() {
             ctx.window_store::<K, Vec<V>>(&self.records)?.expire()?;
             ctx.window_store::<K, A>(&self.store)?.expire()?;
         }
@@ -214,7 +212,7 @@ impl<K: Data, V: Data> SlidingGrouped<K, V> {
                 records: rs.clone(),
                 windows,
                 fold: fold.clone(),
-                since_expiry: 0,
+                expiry: Expiry::default(),
             },
         );
         let (d, g) = (windows.difference_ms, windows.grace_ms);

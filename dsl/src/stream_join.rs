@@ -21,6 +21,7 @@ use sluice_runtime::serde::Serde;
 use sluice_runtime::topology::StoreSpec;
 
 use crate::change::ListSerde;
+use crate::windows::Expiry;
 use crate::{Data, Stream};
 
 /// How far apart in time two records may be to join.
@@ -143,7 +144,7 @@ struct StreamJoin<K, L, R, VR> {
     emit: Unmatched,
     joiner: Joiner<K, L, R, VR>,
     stores: Stores,
-    since_expiry: u32,
+    expiry: Expiry,
 }
 
 /// Appends `value` to `key`'s list at `time` in window store `store`.
@@ -297,9 +298,7 @@ impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
                 append(ctx, &s.right, &r.key, t, right.clone())?;
             }
         }
-        self.since_expiry += 1;
-        if self.since_expiry >= 1024 {
-            self.since_expiry = 0;
+        if self.expiry.due() {
             ctx.window_store::<K, Vec<L>>(&s.left)?.expire()?;
             ctx.window_store::<K, Vec<R>>(&s.right)?.expire()?;
         }
@@ -372,7 +371,7 @@ impl<K: Data, V: Data> Stream<K, V> {
             emit,
             joiner: joiner.clone(),
             stores: s.clone(),
-            since_expiry: 0,
+            expiry: Expiry::default(),
         });
         let (keys, retention) = (both.keys.clone(), windows.retention());
         for (store, left_side) in [

@@ -16,6 +16,27 @@ use sluice_runtime::topology::StoreSpec;
 use crate::change::{Change, ChangeSerde};
 use crate::{Data, Grouped, Stream, Table};
 
+/// How often a windowed processor deletes what its stores' retention has passed.
+#[derive(Debug, Default)]
+pub(crate) struct Expiry {
+    since: u32,
+}
+
+impl Expiry {
+    /// Records between two expiry passes.
+    const EVERY: u32 = 1024;
+
+    /// Counts a record; true once every [`Expiry::EVERY`] records.
+    pub fn due(&mut self) -> bool {
+        self.since += 1;
+        if self.since >= Self::EVERY {
+            self.since = 0;
+            return true;
+        }
+        false
+    }
+}
+
 pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -145,6 +166,7 @@ struct WindowAggregate<K, V, A> {
     store: String,
     windows: TimeWindows,
     fold: Fold<K, V, A>,
+    expiry: Expiry,
 }
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
@@ -191,6 +213,9 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
                 timestamp: r.timestamp,
                 headers: r.headers.clone(),
             })?;
+        }
+        if self.expiry.due() {
+            ctx.window_store::<K, A>(&self.store)?.expire()?;
         }
         Ok(())
     }
@@ -247,6 +272,7 @@ impl<K: Data, V: Data> WindowedGrouped<K, V> {
                     store: store.clone(),
                     windows,
                     fold: fold.clone(),
+                    expiry: Expiry::default(),
                 },
             )
         });
