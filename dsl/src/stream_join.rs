@@ -374,27 +374,35 @@ impl<K: Data, V: Data> Stream<K, V> {
             expiry: Expiry::default(),
         });
         let (keys, retention) = (both.keys.clone(), windows.retention());
-        for (store, left_side) in [
-            (&stores.left, true),
-            (&stores.right, false),
-            (&stores.left_unmatched, true),
-            (&stores.right_unmatched, false),
-        ] {
-            let spec = if left_side {
-                StoreSpec::window::<K, Vec<V>>(
-                    store,
-                    keys.clone(),
-                    ListSerde(self.values.clone()),
-                    retention,
-                )
-            } else {
-                StoreSpec::window::<K, Vec<VO>>(
-                    store,
-                    keys.clone(),
-                    ListSerde(other.values.clone()),
-                    retention,
-                )
-            };
+        let (lefts, rights) = (self.values.clone(), other.values.clone());
+        let specs = [
+            StoreSpec::window::<K, Vec<V>>(
+                &stores.left,
+                keys.clone(),
+                ListSerde(lefts.clone()),
+                retention,
+            ),
+            StoreSpec::window::<K, Vec<VO>>(
+                &stores.right,
+                keys.clone(),
+                ListSerde(rights.clone()),
+                retention,
+            ),
+            // Records waiting for a partner leave in time order as their windows close.
+            StoreSpec::time_ordered_window::<K, Vec<V>>(
+                &stores.left_unmatched,
+                keys.clone(),
+                ListSerde(lefts),
+                retention,
+            ),
+            StoreSpec::time_ordered_window::<K, Vec<VO>>(
+                &stores.right_unmatched,
+                keys.clone(),
+                ListSerde(rights),
+                retention,
+            ),
+        ];
+        for spec in specs {
             both.add_store(spec, &name);
         }
         both.derive(name, keys, VR::serde(), false)

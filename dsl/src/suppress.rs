@@ -339,7 +339,12 @@ impl<K: Data, V: Data> Table<K, V> {
         let forever = Duration::from_millis(i64::MAX as u64);
         for spec in [
             StoreSpec::key_value::<K, Held<V>>(&stores.held, keys.clone(), held),
-            StoreSpec::window::<K, ()>(&stores.deadlines, keys.clone(), UnitSerde, forever),
+            StoreSpec::time_ordered_window::<K, ()>(
+                &stores.deadlines,
+                keys.clone(),
+                UnitSerde,
+                forever,
+            ),
             StoreSpec::key_value::<(), (u64, u64)>(&stores.size, UnitSerde, <(u64, u64)>::serde()),
         ] {
             self.changes.add_store(spec, &name);

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use sluice_runtime::serde::{BigEndianSerde, StringSerde};
 use sluice_runtime::state::{Session, SessionStore, StateDb, StoreName};
 
-const RETENTION: i64 = 60;
+const RETENTION: i64 = 60_000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -26,9 +26,10 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let key = 0u32..5;
     prop_oneof![
-        6 => (key.clone(), 0i64..200, 0i64..30, "[a-z]{1,4}").prop_map(|(k, s, len, v)| Op::Put(k, s, s + len, v)),
+        // Whole seconds; 240 s spans four one-minute segments of the key-first layout.
+        6 => (key.clone(), 0i64..200, 0i64..30, "[a-z]{1,4}").prop_map(|(k, s, len, v)| Op::Put(k, s * 1_000, (s + len) * 1_000, v)),
         2 => any::<usize>().prop_map(Op::RemoveNth),
-        4 => (key, 0i64..240, 0i64..240).prop_map(|(k, e, s)| Op::Find(k, e, s)),
+        4 => (key, 0i64..240, 0i64..240).prop_map(|(k, e, s)| Op::Find(k, e * 1_000, s * 1_000)),
         1 => Just(Op::Expire),
         2 => Just(Op::Commit),
         1 => Just(Op::Abort),

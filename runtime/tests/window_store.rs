@@ -1,6 +1,7 @@
-//! The RocksDB window store against a model: puts into windows (late ones past retention are
-//! dropped), per-key fetches, key-range and time-range fetches, expiry, in transactions that
-//! commit or abort, across reopens.
+//! The RocksDB window store against a model, in both layouts: puts into windows (late ones
+//! past retention are dropped), per-key fetches, key-range and time-range fetches, expiry, in
+//! transactions that commit or abort, across reopens. Times span several of the key-first
+//! layout's segments (a minute each here); keys that are prefixes of others stay apart.
 
 mod common;
 
@@ -8,9 +9,9 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use sluice_runtime::serde::{BigEndianSerde, StringSerde};
-use sluice_runtime::state::{StateDb, StoreName, WindowStore};
+use sluice_runtime::state::{StateDb, StoreName, WindowLayout, WindowStore};
 
-const RETENTION: i64 = 50;
+const RETENTION: i64 = 50_000;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -25,7 +26,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let key = 0u32..6;
-    let time = 0i64..200;
+    // Whole seconds, so windows collide; 200 s spans four one-minute segments.
+    let time = (0i64..200).prop_map(|t| t * 1_000);
     prop_oneof![
         6 => (key.clone(), time.clone(), "[a-z]{1,4}").prop_map(|(k, t, v)| Op::Put(k, t, v)),
         3 => (key.clone(), time.clone(), time.clone()).prop_map(|(k, a, b)| Op::Fetch(k, a.min(b), a.max(b))),
@@ -37,19 +39,20 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn open(db: &StateDb, name: &StoreName) -> WindowStore<u32, String> {
-    db.window_store(name, BigEndianSerde, StringSerde, RETENTION)
+fn open(db: &StateDb, name: &StoreName, layout: WindowLayout) -> WindowStore<u32, String> {
+    db.window_store_with(name, BigEndianSerde, StringSerde, RETENTION, layout)
         .expect("window store")
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
     #[test]
-    fn windows_behave_like_the_model(ops in prop::collection::vec(op(), 1..80)) {
+    fn windows_behave_like_the_model(ops in prop::collection::vec(op(), 1..80), time_ordered in any::<bool>()) {
+        let layout = if time_ordered { WindowLayout::TimeOrdered } else { WindowLayout::KeyFirst };
         let dir = tempfile::tempdir().expect("tempdir");
         let name = StoreName::new("windows", 0);
         let mut db = StateDb::open(dir.path()).expect("open");
-        let mut store = open(&db, &name);
+        let mut store = open(&db, &name, layout);
         let mut overlay = db.overlay();
         // (start, key) -> value
         let mut committed: BTreeMap<(i64, u32), String> = BTreeMap::new();
@@ -99,7 +102,7 @@ proptest! {
                     drop(store);
                     drop(db);
                     db = StateDb::open(dir.path()).expect("reopen");
-                    store = open(&db, &name);
+                    store = open(&db, &name, layout);
                     overlay = db.overlay();
                     pending = committed.clone();
                     // The store recovers its observed time from the newest committed window.
@@ -114,5 +117,46 @@ proptest! {
             .map(|((t, k), v)| (*k, *t, v.clone()))
             .collect();
         prop_assert_eq!(store.fetch_all(&overlay, i64::MIN, i64::MAX).expect("all"), want);
+    }
+}
+
+#[test]
+fn keys_that_are_prefixes_of_others_stay_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = StateDb::open(dir.path()).expect("open");
+    for layout in [WindowLayout::KeyFirst, WindowLayout::TimeOrdered] {
+        let name = StoreName::new(format!("{layout:?}"), 0);
+        let store = db
+            .window_store_with(&name, StringSerde, StringSerde, 1_000_000, layout)
+            .expect("store");
+        let mut overlay = db.overlay();
+        let keys = ["a", "ab", "a\u{80}", "b", ""];
+        for (i, key) in keys.iter().enumerate() {
+            for t in [0i64, 70_000, 130_000] {
+                let value = format!("{key}@{t}#{i}");
+                store
+                    .put(&mut overlay, &key.to_string(), t, &value)
+                    .expect("put");
+            }
+        }
+        db.apply(overlay, &[]).expect("apply");
+        let overlay = db.overlay();
+        for key in keys {
+            let got = store
+                .fetch(&overlay, &key.to_string(), 0, 200_000)
+                .expect("fetch");
+            let times: Vec<i64> = got.iter().map(|(t, _)| *t).collect();
+            assert_eq!(times, [0, 70_000, 130_000], "{layout:?} {key:?}");
+            assert!(
+                got.iter().all(|(_, v)| v.starts_with(&format!("{key}@"))),
+                "{layout:?} {got:?}"
+            );
+        }
+        let all = store.fetch_all(&overlay, 60_000, 129_999).expect("all");
+        assert_eq!(
+            all.len(),
+            keys.len(),
+            "{layout:?}: only the windows at 70 s"
+        );
     }
 }

@@ -10,6 +10,7 @@ mod kv;
 mod overlay;
 mod restore;
 mod retention;
+mod segments;
 mod session;
 mod window;
 
@@ -18,7 +19,7 @@ pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
 pub use restore::{RestoreProgress, restore, restore_with};
 pub use session::{Session, SessionStore};
-pub use window::WindowStore;
+pub use window::{WindowLayout, WindowStore};
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -160,13 +161,25 @@ impl StateDb {
     }
 
     /// A typed window store over the column family of `name` (created if new), keeping
-    /// windows for `retention_ms` behind the newest window start written.
+    /// windows for `retention_ms` behind the newest window start written, laid out key first.
     pub fn window_store<K, V>(
         &self,
         name: &StoreName,
         keys: impl Serde<K> + 'static,
         values: impl Serde<V> + 'static,
         retention_ms: i64,
+    ) -> Result<WindowStore<K, V>> {
+        self.window_store_with(name, keys, values, retention_ms, WindowLayout::KeyFirst)
+    }
+
+    /// [`StateDb::window_store`] with the layout given.
+    pub fn window_store_with<K, V>(
+        &self,
+        name: &StoreName,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+        retention_ms: i64,
+        layout: WindowLayout,
     ) -> Result<WindowStore<K, V>> {
         let family = name.column_family();
         self.ensure_family(&family)?;
@@ -176,6 +189,7 @@ impl StateDb {
             Box::new(keys),
             Box::new(values),
             retention_ms,
+            layout,
         )
     }
 

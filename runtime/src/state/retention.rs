@@ -28,6 +28,14 @@ pub(super) struct Retention {
 }
 
 impl Retention {
+    /// A retention of `retention_ms` behind `observed`, the newest time written so far.
+    pub(super) fn new(retention_ms: i64, observed: i64) -> Self {
+        Self {
+            retention_ms,
+            observed: AtomicI64::new(observed),
+        }
+    }
+
     /// The retention of `family`, its observed time taken from its newest committed key.
     pub(super) fn open(db: &StateDb, family: &str, retention_ms: i64) -> Result<Self> {
         let observed = db
@@ -43,6 +51,11 @@ impl Retention {
     /// Notes a time written.
     pub(super) fn observe(&self, time: i64) {
         self.observed.fetch_max(time, Ordering::Relaxed);
+    }
+
+    /// The newest time written.
+    pub(super) fn observed(&self) -> i64 {
+        self.observed.load(Ordering::Relaxed)
     }
 
     /// Times below this are expired.

@@ -1,11 +1,11 @@
 //! [`SessionStore`]: values per (key, session `[start, end]`) with retention, over one
-//! column family. Entries are laid out by session end, then start, then the serialized key,
-//! so sessions that may still merge with a new record (those ending at or after a time) are
-//! one contiguous scan, and retention drops the sessions that ended longest ago.
-
-use std::ops::Bound;
+//! column family, laid out key first in time segments of the session end (`segments.rs`):
+//! `[segment][serialized key][end][start]`. The sessions of one key that may still merge
+//! with a new record (those ending at or after a time) are a short scan per segment, and
+//! retention drops the sessions that ended longest ago as a range at the front.
 
 use super::retention::{Retention, time_bytes, time_of};
+use super::segments::{Segments, segment_ms_for};
 use super::{StateDb, WriteOverlay};
 use crate::error::Result;
 use crate::serde::Serde;
@@ -25,6 +25,7 @@ pub struct SessionStore<K, V> {
     family: String,
     keys: Box<dyn Serde<K>>,
     values: Box<dyn Serde<V>>,
+    segments: Segments,
     /// Sessions that ended before the newest end written minus the retention are expired.
     retention: Retention,
 }
@@ -46,21 +47,26 @@ impl<K, V> SessionStore<K, V> {
         values: Box<dyn Serde<V>>,
         retention_ms: i64,
     ) -> Result<Self> {
-        let retention = Retention::open(&db, &family, retention_ms)?;
+        let segments = Segments {
+            segment_ms: segment_ms_for(retention_ms),
+            suffix: 16,
+        };
+        let newest = segments.newest(&db, &family, time_of)?;
         Ok(Self {
             db,
             family,
             keys,
             values,
-            retention,
+            segments,
+            retention: Retention::new(retention_ms, newest.unwrap_or(i64::MIN)),
         })
     }
 
     fn composite(&self, key: &K, session: Session) -> Result<Vec<u8>> {
-        let mut out = time_bytes(session.end).to_vec();
-        out.extend_from_slice(&time_bytes(session.start));
-        out.extend_from_slice(&self.keys.serialize(key)?);
-        Ok(out)
+        let mut suffix = time_bytes(session.end).to_vec();
+        suffix.extend_from_slice(&time_bytes(session.start));
+        let key = self.keys.serialize(key)?;
+        Ok(self.segments.compose(session.end, &key, &suffix))
     }
 
     /// Writes `key`'s session. A session that ended before the retention is dropped
@@ -101,20 +107,26 @@ impl<K, V> SessionStore<K, V> {
         latest_start: i64,
     ) -> Result<Vec<(Session, V)>> {
         let key = self.keys.serialize(key)?;
-        let low = time_bytes(earliest_end.max(self.retention.cutoff()));
-        let merged = self.db.merged_scan(
+        let from = earliest_end.max(self.retention.cutoff());
+        // No session ends after the newest end written.
+        let to = self.retention.observed().max(from);
+        let mut low = time_bytes(from).to_vec();
+        low.extend_from_slice(&time_bytes(i64::MIN));
+        let high = [time_bytes(i64::MAX), time_bytes(i64::MAX)].concat();
+        let found = self.segments.scan_key(
+            &self.db,
             &self.family,
             overlay,
-            Bound::Included(&low[..]),
-            Bound::Unbounded,
+            &key,
+            (from, to),
+            (&low, &high),
         )?;
-        merged
+        found
             .into_iter()
-            .filter_map(|(k, v)| {
-                let end = time_of(&k)?;
-                let start = time_of(k.get(8..)?)?;
-                (start <= latest_start && k.get(16..) == Some(&key[..]))
-                    .then_some((Session { start, end }, v))
+            .filter_map(|e| {
+                let end = time_of(&e.suffix)?;
+                let start = time_of(e.suffix.get(8..)?)?;
+                (end >= from && start <= latest_start).then_some((Session { start, end }, e.value))
             })
             .map(|(s, v)| Ok((s, self.values.deserialize(&v)?)))
             .collect()
@@ -123,6 +135,8 @@ impl<K, V> SessionStore<K, V> {
     /// Deletes (in the overlay) every session that ended before the retention; returns how
     /// many.
     pub fn expire(&self, overlay: &mut WriteOverlay) -> Result<usize> {
-        self.retention.expire(&self.db, &self.family, overlay)
+        let cutoff = self.retention.cutoff();
+        self.segments
+            .expire(&self.db, &self.family, overlay, cutoff, time_of)
     }
 }

@@ -1,14 +1,27 @@
-//! [`WindowStore`]: values per (key, window start) with retention, over one column family.
-//! Entries are laid out time first (`window start` as order-preserving big-endian bytes,
-//! then the serialized key), so that a time range is one contiguous scan and retention is a
-//! scan of the oldest entries; a fetch for one key scans its time range and keeps that key.
+//! [`WindowStore`]: values per (key, window start) with retention, over one column family,
+//! in one of two layouts ([`WindowLayout`]). Key first (the default, `segments.rs`): one
+//! key's windows in a time range are a short scan per time segment, what aggregations and
+//! join buffers ask for. Time ordered: window start first (order-preserving bytes), then the
+//! key, so a time range over all keys is one contiguous scan, what buffers emptied in time
+//! order (suppression, a join's records waiting for a partner) ask for. Either way retention
+//! drops the oldest entries as a range at the front.
 
 use std::ops::Bound;
 
 use super::retention::{Retention, time_bytes, time_of};
+use super::segments::{Segments, segment_ms_for};
 use super::{StateDb, WriteOverlay};
 use crate::error::Result;
 use crate::serde::Serde;
+
+/// How a window store lays out its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowLayout {
+    /// Segmented, key first: fast fetches of one key's windows.
+    KeyFirst,
+    /// Time first: fast scans of a time range over all keys, in time order.
+    TimeOrdered,
+}
 
 /// A window as stored: (serialized key, window start, serialized value).
 type RawWindow = (Vec<u8>, i64, Vec<u8>);
@@ -19,6 +32,8 @@ pub struct WindowStore<K, V> {
     family: String,
     keys: Box<dyn Serde<K>>,
     values: Box<dyn Serde<V>>,
+    /// `None` for the time-ordered layout.
+    segments: Option<Segments>,
     /// Windows that start before the newest start written minus the retention are expired
     /// (writes to them are dropped, `expire` deletes them).
     retention: Retention,
@@ -28,6 +43,7 @@ impl<K, V> std::fmt::Debug for WindowStore<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WindowStore")
             .field("family", &self.family)
+            .field("segments", &self.segments)
             .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
@@ -40,21 +56,42 @@ impl<K, V> WindowStore<K, V> {
         keys: Box<dyn Serde<K>>,
         values: Box<dyn Serde<V>>,
         retention_ms: i64,
+        layout: WindowLayout,
     ) -> Result<Self> {
-        let retention = Retention::open(&db, &family, retention_ms)?;
+        let (segments, retention) = match layout {
+            WindowLayout::TimeOrdered => (None, Retention::open(&db, &family, retention_ms)?),
+            WindowLayout::KeyFirst => {
+                let segments = Segments {
+                    segment_ms: segment_ms_for(retention_ms),
+                    suffix: 8,
+                };
+                let newest = segments.newest(&db, &family, time_of)?;
+                (
+                    Some(segments),
+                    Retention::new(retention_ms, newest.unwrap_or(i64::MIN)),
+                )
+            }
+        };
         Ok(Self {
             db,
             family,
             keys,
             values,
+            segments,
             retention,
         })
     }
 
     fn composite(&self, key: &K, start: i64) -> Result<Vec<u8>> {
-        let mut out = time_bytes(start).to_vec();
-        out.extend_from_slice(&self.keys.serialize(key)?);
-        Ok(out)
+        let key = self.keys.serialize(key)?;
+        Ok(match &self.segments {
+            Some(segments) => segments.compose(start, &key, &time_bytes(start)),
+            None => {
+                let mut out = time_bytes(start).to_vec();
+                out.extend_from_slice(&key);
+                out
+            }
+        })
     }
 
     /// Writes the value of `key`'s window starting at `start`. A write to a window already
@@ -78,11 +115,22 @@ impl<K, V> WindowStore<K, V> {
         Ok(())
     }
 
-    /// Every live entry with `from <= start <= to`, as (serialized key, start, raw value).
+    /// Every live entry with `from <= start <= to`, as (serialized key, start, raw value),
+    /// by start then key.
     fn scan(&self, overlay: &WriteOverlay, from: i64, to: i64) -> Result<Vec<RawWindow>> {
         let from = from.max(self.retention.cutoff());
         if from > to {
             return Ok(Vec::new());
+        }
+        if let Some(segments) = &self.segments {
+            let mut found: Vec<RawWindow> = segments
+                .scan_all(&self.db, &self.family, overlay, (from, to))?
+                .into_iter()
+                .filter_map(|e| time_of(&e.suffix).map(|t| (e.key, t, e.value)))
+                .filter(|(_, t, _)| (from..=to).contains(t))
+                .collect();
+            found.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+            return Ok(found);
         }
         let (low, high) = (time_bytes(from), time_bytes(to.saturating_add(1)));
         let upper = if to == i64::MAX {
@@ -107,10 +155,31 @@ impl<K, V> WindowStore<K, V> {
         to: i64,
     ) -> Result<Vec<(i64, V)>> {
         let key = self.keys.serialize(key)?;
-        self.scan(overlay, from, to)?
+        let Some(segments) = &self.segments else {
+            return self
+                .scan(overlay, from, to)?
+                .into_iter()
+                .filter(|(k, _, _)| *k == key)
+                .map(|(_, t, v)| Ok((t, self.values.deserialize(&v)?)))
+                .collect();
+        };
+        let from = from.max(self.retention.cutoff());
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let (low, high) = (time_bytes(from), time_bytes(to));
+        segments
+            .scan_key(
+                &self.db,
+                &self.family,
+                overlay,
+                &key,
+                (from, to),
+                (&low, &high),
+            )?
             .into_iter()
-            .filter(|(k, _, _)| *k == key)
-            .map(|(_, t, v)| Ok((t, self.values.deserialize(&v)?)))
+            .filter_map(|e| time_of(&e.suffix).map(|t| (t, e.value)))
+            .map(|(t, v)| Ok((t, self.values.deserialize(&v)?)))
             .collect()
     }
 
@@ -147,6 +216,15 @@ impl<K, V> WindowStore<K, V> {
 
     /// Deletes (in the overlay) every window older than the retention; returns how many.
     pub fn expire(&self, overlay: &mut WriteOverlay) -> Result<usize> {
-        self.retention.expire(&self.db, &self.family, overlay)
+        match &self.segments {
+            Some(segments) => segments.expire(
+                &self.db,
+                &self.family,
+                overlay,
+                self.retention.cutoff(),
+                time_of,
+            ),
+            None => self.retention.expire(&self.db, &self.family, overlay),
+        }
     }
 }

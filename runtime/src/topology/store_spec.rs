@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::serde::Serde;
-use crate::state::{StateDb, StoreName};
+use crate::state::{StateDb, StoreName, WindowLayout};
 
 /// The kind of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,8 @@ impl StoreSpec {
         )
     }
 
-    /// A window store keeping windows for `retention` behind the newest start written.
+    /// A window store keeping windows for `retention` behind the newest start written, laid
+    /// out key first: fast fetches of one key's windows (`WindowLayout::KeyFirst`).
     pub fn window<K: Send + 'static, V: Send + 'static>(
         name: &str,
         keys: impl Serde<K> + 'static,
@@ -110,7 +111,30 @@ impl StoreSpec {
             Arc::new(keys),
             Arc::new(values),
             |db, store, keys, values, ms| {
-                Ok(Box::new(db.window_store(store, keys, values, ms)?) as Box<dyn Any + Send>)
+                let layout = WindowLayout::KeyFirst;
+                let opened = db.window_store_with(store, keys, values, ms, layout)?;
+                Ok(Box::new(opened) as Box<dyn Any + Send>)
+            },
+        )
+    }
+
+    /// A window store laid out time first: fast scans of a time range over all keys, in
+    /// time order (`WindowLayout::TimeOrdered`), for buffers emptied by time.
+    pub fn time_ordered_window<K: Send + 'static, V: Send + 'static>(
+        name: &str,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+        retention: Duration,
+    ) -> Self {
+        Self::build(
+            name,
+            StoreKind::Window { retention },
+            Arc::new(keys),
+            Arc::new(values),
+            |db, store, keys, values, ms| {
+                let layout = WindowLayout::TimeOrdered;
+                let opened = db.window_store_with(store, keys, values, ms, layout)?;
+                Ok(Box::new(opened) as Box<dyn Any + Send>)
             },
         )
     }
