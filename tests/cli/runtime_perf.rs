@@ -1,4 +1,4 @@
-//! `perf eos` and `perf resume`, small: each prints one JSON line with every figure, and the
+//! `perf eos`, `perf resume` and `perf windows`, small: each prints one JSON line with every figure, and the
 //! figures add up (exactly-once commits happened, a resume restores less than a full one).
 
 use super::{json, ok, run};
@@ -68,4 +68,38 @@ fn perf_resume_restores_less_than_a_full_restore() {
     let resumed = f["resume"]["records_restored"].as_u64().expect("resume");
     assert!(full >= 20_000, "{stdout}");
     assert!(resumed < full / 2, "{stdout}");
+}
+
+#[test]
+fn perf_windows_reports_the_three_aggregations_and_their_ratios() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(run(
+        &dir.path().join("data"),
+        &[
+            "perf",
+            "windows",
+            "--records",
+            "3000",
+            "--keys",
+            "30",
+            "--partitions",
+            "2",
+            "--window-ms",
+            "500",
+            "--gap-ms",
+            "100",
+        ],
+    ));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let f = json(&stdout);
+    assert_eq!(f["records"], 3000, "{stdout}");
+    for kind in ["count", "tumbling", "session"] {
+        assert!(
+            f[kind]["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+            "{stdout}"
+        );
+    }
+    for ratio in ["tumbling_over_count", "session_over_count"] {
+        assert!(f[ratio].as_f64().is_some_and(|r| r > 0.0), "{stdout}");
+    }
 }

@@ -98,7 +98,7 @@ fn topology(output: &str) -> CliResult<Topology> {
 
 const INPUT: &str = "perf-eos-in";
 
-fn runtime(e: sluice_runtime::Error) -> CliError {
+pub(super) fn runtime(e: sluice_runtime::Error) -> CliError {
     CliError::Failed(e.to_string())
 }
 
@@ -110,7 +110,8 @@ pub fn run(data: &Path, args: &PerfEosArgs) -> CliResult {
     })
 }
 
-fn recreate(broker: &Broker, topic: &str, partitions: i32) -> CliResult {
+/// Deletes `topic` if it exists and creates it with `partitions`.
+pub(super) fn recreate(broker: &Broker, topic: &str, partitions: i32) -> CliResult {
     if broker.topic_metadata(topic).is_ok() {
         broker.delete_topic(topic)?;
     }
@@ -130,18 +131,28 @@ fn produce(broker: &Broker, args: &PerfEosArgs) -> CliResult {
     Ok(())
 }
 
-fn input_end(broker: &Broker, partitions: i32) -> CliResult<Vec<(TopicPartition, i64)>> {
+/// The end offset of each partition of `topic`.
+pub(super) fn input_end(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+) -> CliResult<Vec<(TopicPartition, i64)>> {
     let mut ends = Vec::new();
     for p in 0..partitions {
         let end = broker
-            .list_offsets(INPUT, p, OffsetSpec::Latest)?
+            .list_offsets(topic, p, OffsetSpec::Latest)?
             .map_or(0, |l| l.offset);
-        ends.push((TopicPartition::new(INPUT, p), end));
+        ends.push((TopicPartition::new(topic, p), end));
     }
     Ok(ends)
 }
 
-fn committed_all(broker: &Broker, group: &str, ends: &[(TopicPartition, i64)]) -> CliResult<bool> {
+/// Whether `group` has committed every partition to its end in `ends`.
+pub(super) fn committed_all(
+    broker: &Broker,
+    group: &str,
+    ends: &[(TopicPartition, i64)],
+) -> CliResult<bool> {
     let partitions: Vec<TopicPartition> = ends.iter().map(|(tp, _)| tp.clone()).collect();
     let committed = broker.offset_fetch(group, &partitions, false)?;
     Ok(committed
@@ -182,7 +193,7 @@ fn throughput(
     args: &PerfEosArgs,
     guarantee: ProcessingGuarantee,
 ) -> CliResult<(f64, AppMetrics, AppHandle)> {
-    let ends = input_end(broker, args.partitions)?;
+    let ends = input_end(broker, INPUT, args.partitions)?;
     let started = Instant::now();
     let (handle, group) = start(broker, data, args, guarantee)?;
     let mut progress = Progress::new("eos: processing");

@@ -7,6 +7,7 @@ pub mod eos;
 pub mod produce;
 pub mod resume;
 pub mod txn;
+pub mod windows;
 
 use std::io::Write;
 use std::path::Path;
@@ -31,6 +32,9 @@ pub enum PerfCommand {
     /// Kill -9 an exactly-once app holding a large state mid-stream; report how fast it
     /// resumes and how much it restores, against a full restore.
     Resume(resume::PerfResumeArgs),
+    /// Aggregate N pre-produced records with three exactly-once DSL apps (count per key, per
+    /// tumbling window, per session); report each throughput and the ratios.
+    Windows(windows::PerfWindowsArgs),
 }
 
 /// Runs a `perf` subcommand.
@@ -40,6 +44,7 @@ pub fn run(data: &Path, cmd: PerfCommand) -> CliResult {
         PerfCommand::Consume(args) => consume::run(data, &args),
         PerfCommand::Eos(args) => eos::run(data, &args),
         PerfCommand::Resume(args) => resume::run(data, &args),
+        PerfCommand::Windows(args) => windows::run(data, &args),
     }
 }
 
