@@ -151,6 +151,11 @@ fn keys_that_are_prefixes_of_others_stay_apart() {
                 got.iter().all(|(_, v)| v.starts_with(&format!("{key}@"))),
                 "{layout:?} {got:?}"
             );
+            // Unbounded times: as many segments as the data spans, not as the range does.
+            let everything = store
+                .fetch(&overlay, &key.to_string(), i64::MIN, i64::MAX)
+                .expect("fetch all times");
+            assert_eq!(everything, got, "{layout:?} {key:?}");
         }
         let all = store.fetch_all(&overlay, 60_000, 129_999).expect("all");
         assert_eq!(

@@ -163,7 +163,9 @@ impl<K, V> WindowStore<K, V> {
                 .map(|(_, t, v)| Ok((t, self.values.deserialize(&v)?)))
                 .collect();
         };
+        // No window starts after the newest start written: that bounds the segments to scan.
         let from = from.max(self.retention.cutoff());
+        let to = to.min(self.retention.observed());
         if from > to {
             return Ok(Vec::new());
         }
