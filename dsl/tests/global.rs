@@ -217,3 +217,66 @@ fn an_app_sees_every_partition_of_the_global_topic_and_follows_it_across_a_resta
         assert_eq!(second[&format!("o{o:02}")], expected, "order o{o:02}");
     }
 }
+
+#[test]
+fn a_global_store_starts_from_what_its_topic_still_holds_and_rebuilds_when_it_fell_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default()).expect("broker");
+    let small = TopicConfig::default()
+        .with_segment_bytes(1024)
+        .with_retention_bytes(Some(3000));
+    broker.create_topic("customers", small).expect("topic");
+    for topic in ["orders", "enriched"] {
+        broker
+            .create_topic(topic, TopicConfig::default().with_partitions(2))
+            .expect("topic");
+    }
+    // Long names, so that 200 customers fill many segments.
+    let name = |tag: &str, c: usize| format!("{tag}{c}-{}", "x".repeat(40));
+    let names = |tag: &str| -> Vec<(String, Option<String>)> {
+        (0..200)
+            .map(|c| (format!("c{c}"), Some(name(tag, c))))
+            .collect()
+    };
+    let log_start = |b: &Broker| {
+        b.topic_metadata("customers").expect("meta").partitions[0].log_start_offset as usize
+    };
+    // One batch each (a producer flushes once), so the records fill many segments.
+    let produce_each = |records: Vec<(String, Option<String>)>| {
+        for chunk in records.chunks(10) {
+            produce(&broker, "customers", chunk);
+        }
+    };
+    produce_each(names("n"));
+    assert!(broker.run_retention().expect("retention") > 0);
+    let first_kept = log_start(&broker);
+    assert!(
+        first_kept > 0 && first_kept < 199,
+        "retention moved the log start"
+    );
+    // No checkpoint yet: the store starts at the log start instead of failing at offset 0.
+    let order = |o: usize, c: usize| (format!("o{o:03}"), Some(format!("c{c}")));
+    produce(&broker, "orders", &[order(0, 0), order(1, 199)]);
+    let out = run_until(&broker, &dir.path().join("state"), 2);
+    assert_eq!(out["o000"], "c0:?", "c0 is gone from the topic");
+    assert_eq!(out["o001"], format!("c199:{}", name("n", 199)));
+
+    // While the app is down the topic moves on past its checkpoint (200): the store is
+    // rebuilt from what the topic holds, with no row left from before.
+    produce_each(names("m"));
+    broker.run_retention().expect("retention");
+    let second_kept = log_start(&broker);
+    assert!(
+        second_kept > 200,
+        "the old checkpoint is below the log start"
+    );
+    let gone = second_kept - 200 - 1; // renamed, but that record is gone again
+    produce(&broker, "orders", &[order(2, gone), order(3, 199)]);
+    let out = run_until(&broker, &dir.path().join("state"), 4);
+    assert_eq!(
+        out["o002"],
+        format!("c{gone}:?"),
+        "no stale row survives the rebuild"
+    );
+    assert_eq!(out["o003"], format!("c199:{}", name("m", 199)));
+}

@@ -90,3 +90,41 @@ fn co_partitioned_inputs_are_merged_in_timestamp_order() {
         assert_eq!(timestamps, sorted, "max_task_idle {idle:?}");
     }
 }
+
+#[test]
+fn after_its_idle_wait_a_task_keeps_processing_while_an_input_stays_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::open(dir.path().join("log"), BrokerConfig::default()).expect("broker");
+    for topic in ["alpha", "omega", "merged"] {
+        broker
+            .create_topic(topic, TopicConfig::default())
+            .expect("topic");
+    }
+    // `omega` stays empty: the task waits `max_task_idle` once, then must not wait before
+    // every record (2,000 records after 500 ms waits each would take over 16 minutes).
+    produce(&broker, "alpha", "a", 0..2_000);
+    let mut b = TopologyBuilder::new();
+    b.add_source("alpha", &["alpha"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_source("omega", &["omega"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_processor("stamp", &["alpha", "omega"], || Stamp)
+        .expect("processor");
+    b.add_sink::<String, String>("out", "merged", &["stamp"], StringSerde, StringSerde)
+        .expect("sink");
+    let config = AppConfig::default()
+        .with_state_dir(dir.path().join("state"))
+        .with_max_poll_records(100)
+        .with_max_task_idle(Duration::from_millis(500));
+    let app = App::new("idle-once", b.build().expect("topology"), config).expect("app");
+    let handle = app.start(&broker).expect("start");
+    let all = eventually(Duration::from_secs(60), || {
+        read_committed(&broker, "merged").len() == 2_000
+    });
+    handle.shutdown().expect("shutdown");
+    assert!(
+        all,
+        "{} of 2000 processed",
+        read_committed(&broker, "merged").len()
+    );
+}

@@ -9,7 +9,7 @@
 //! A global store is not part of the tasks' transactions: a task sees what the updater has
 //! applied so far (as in Kafka Streams).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,12 +94,27 @@ impl GlobalUpdater {
         );
         consumer.assign(targets.keys().cloned().collect())?;
         let mut positions = BTreeMap::new();
+        let mut wiped = BTreeSet::new();
         for (tp, stores) in &targets {
+            let log_start = broker
+                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Earliest)?
+                .map_or(0, |l| l.offset);
             // Stores sharing a topic were filled together; the least advanced one leads.
             let mut from = i64::MAX;
             for target in stores {
                 from = from.min(db.checkpoint(&target.checkpoint)?.unwrap_or(0));
             }
+            if from > 0 && from < log_start {
+                // Records it never read are gone (retention, compaction): start over, as
+                // Kafka Streams does, from what the topic still holds.
+                for target in stores {
+                    if wiped.insert(target.family.clone()) {
+                        tracing::warn!(family = %target.family, topic = %tp.topic, partition = tp.partition, checkpoint = from, log_start, "a global store fell behind its topic's retention; rebuilding it");
+                        wipe(db, &target.family)?;
+                    }
+                }
+            }
+            let from = from.max(log_start);
             consumer.seek(tp, from)?;
             positions.insert(tp.clone(), from);
         }
@@ -122,13 +137,15 @@ impl GlobalUpdater {
                 .map_or(0, |l| l.offset);
             ends.insert(tp.clone(), end);
         }
-        let started = Instant::now();
+        let mut progress_at = Instant::now();
         let behind = |positions: &BTreeMap<TopicPartition, i64>| {
             ends.iter()
                 .any(|(tp, end)| positions.get(tp).copied().unwrap_or(0) < *end)
         };
         while behind(&self.positions) {
-            if !self.step(Duration::from_millis(50))? && started.elapsed() >= open_txn_wait {
+            if self.step(Duration::from_millis(50))? {
+                progress_at = Instant::now();
+            } else if progress_at.elapsed() >= open_txn_wait {
                 let (tp, end) = ends
                     .iter()
                     .find(|(tp, end)| self.positions.get(*tp).copied().unwrap_or(0) < **end)
@@ -190,4 +207,19 @@ impl GlobalUpdater {
             }
         }
     }
+}
+
+/// Deletes every entry of the column family `family` (a global store being rebuilt).
+fn wipe(db: &StateDb, family: &str) -> Result<()> {
+    let mut overlay = db.overlay();
+    let all = db.merged_scan(
+        family,
+        &overlay.clone(),
+        std::ops::Bound::Unbounded,
+        std::ops::Bound::Unbounded,
+    )?;
+    for key in all.into_keys() {
+        overlay.delete(family, key);
+    }
+    db.apply(overlay, &[])
 }

@@ -34,13 +34,10 @@ impl StreamThread {
         if fetchable {
             return false;
         }
+        // Once the wait is over the task keeps processing until every input has records
+        // again (then `idle_since` is cleared above), rather than waiting before each record.
         let max = self.ctx.config.max_task_idle;
         let since = *self.idle_since.entry(id).or_insert_with(Instant::now);
-        if since.elapsed() >= max {
-            self.idle_since.remove(&id);
-            true
-        } else {
-            false
-        }
+        since.elapsed() >= max
     }
 }

@@ -56,18 +56,16 @@ impl Segments {
         Some((raw.get(8..key_end)?, raw.get(key_end..)?))
     }
 
-    /// The segment starts from the one holding `from` to the one holding `to`.
+    /// The segment starts from the one holding `from` to the one holding `to`, stepping by
+    /// segment index (so the clamped first segment near `i64::MIN` does not shift the rest).
     fn between(&self, from: i64, to: i64) -> Vec<i64> {
-        let (mut segment, last) = (self.segment_of(from), self.segment_of(to));
-        let mut out = Vec::new();
-        while segment <= last {
-            out.push(segment);
-            match segment.checked_add(self.segment_ms) {
-                Some(next) => segment = next,
-                None => break,
-            }
-        }
-        out
+        let (first, last) = (
+            from.div_euclid(self.segment_ms),
+            to.div_euclid(self.segment_ms),
+        );
+        (first..=last)
+            .map(|index| index.saturating_mul(self.segment_ms))
+            .collect()
     }
 
     /// Entries of `key` in segments `[from, to]` whose suffix is in `[low, high]`, oldest
@@ -147,37 +145,27 @@ impl Segments {
         Ok(entries.iter().filter_map(|e| time_in(&e.suffix)).max())
     }
 
-    /// Deletes (in the overlay) every entry whose time (read by `time_in`) is before
-    /// `cutoff`: whole segments below the cutoff's, and the older entries of that one.
+    /// Deletes (in the overlay) every entry of the segments wholly before `cutoff` (the
+    /// entries of the cutoff's own segment go with it later: reads skip them meanwhile).
     pub fn expire(
         &self,
         db: &StateDb,
         family: &str,
         overlay: &mut WriteOverlay,
         cutoff: i64,
-        time_in: impl Fn(&[u8]) -> Option<i64>,
     ) -> Result<usize> {
         if cutoff == i64::MIN {
             return Ok(0);
         }
         let boundary = time_bytes(self.segment_of(cutoff));
-        let mut doomed: Vec<Vec<u8>> = db
-            .merged_scan(
-                family,
-                overlay,
-                Bound::Unbounded,
-                Bound::Excluded(&boundary[..]),
-            )?
-            .into_keys()
-            .collect();
-        for entry in self.scan_all(db, family, overlay, (cutoff, cutoff))? {
-            if time_in(&entry.suffix).is_some_and(|t| t < cutoff) {
-                let segment = self.segment_of(cutoff);
-                doomed.push(self.compose(segment, &entry.key, &entry.suffix));
-            }
-        }
+        let doomed = db.merged_scan(
+            family,
+            overlay,
+            Bound::Unbounded,
+            Bound::Excluded(&boundary[..]),
+        )?;
         let count = doomed.len();
-        for key in doomed {
+        for key in doomed.into_keys() {
             overlay.delete(family, key);
         }
         Ok(count)
