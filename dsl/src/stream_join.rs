@@ -210,6 +210,56 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
     }
 }
 
+/// How a record of one side meets the other: its side's stores (buffer, waiting records),
+/// the other side's, the times of the partners it joins, and which records without a
+/// partner wait for one (`emit`).
+struct Meeting<'a> {
+    own: (&'a str, &'a str),
+    other: (&'a str, &'a str),
+    window: (i64, i64),
+    /// This side's records without a partner wait (and are emitted with `None`).
+    keep_unmatched: bool,
+    /// The other side's records without a partner wait (and stop waiting once joined).
+    other_waits: bool,
+}
+
+/// The pair a record and its partner make, in (left, right) order.
+type Pair<This, Other, L, R> = for<'a> fn(&'a This, &'a Other) -> (Option<&'a L>, Option<&'a R>);
+
+impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
+    /// Joins a record of one side with the other side's buffered partners, keeps it waiting
+    /// if it found none (when its side waits), ends the wait of the partners it found, and
+    /// buffers it.
+    fn meet<This: Data, Other: Data>(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        (key, t, value, headers): (&K, i64, &This, &[sluice_runtime::log::batch::Header]),
+        m: Meeting<'_>,
+        pair: Pair<This, Other, L, R>,
+    ) -> sluice_runtime::Result<()> {
+        let (from, to) = m.window;
+        let partners = ctx
+            .window_store::<K, Vec<Other>>(m.other.0)?
+            .fetch(key, from, to)?;
+        for (time, list) in &partners {
+            for partner in list {
+                self.emit(ctx, key, pair(value, partner), t.max(*time), headers)?;
+            }
+        }
+        if partners.is_empty() {
+            if m.keep_unmatched {
+                append(ctx, m.own.1, key, t, value.clone())?;
+            }
+        } else if m.other_waits {
+            let mut waiting = ctx.window_store::<K, Vec<Other>>(m.other.1)?;
+            for (time, _) in waiting.fetch(key, from, to)? {
+                waiting.delete(key, time)?;
+            }
+        }
+        append(ctx, m.own.0, key, t, value.clone())
+    }
+}
+
 impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
     for StreamJoin<K, L, R, VR>
 {
@@ -240,62 +290,31 @@ impl<K: Data, L: Data, R: Data, VR: Data> Processor<K, Side<L, R>, K, VR>
         if self.emit == Unmatched::Both {
             self.close_unmatched::<R>(ctx, &s.right_unmatched, reach, now, |r| (None, Some(r)))?;
         }
+        let (key, headers) = (&r.key, &r.headers);
         match &r.value {
             Side::Left(l) => {
-                let (from, to) = (t.saturating_sub(w.before_ms), t.saturating_add(w.after_ms));
-                let partners = ctx
-                    .window_store::<K, Vec<R>>(&s.right)?
-                    .fetch(&r.key, from, to)?;
-                for (time, list) in &partners {
-                    for partner in list {
-                        self.emit(
-                            ctx,
-                            &r.key,
-                            (Some(l), Some(partner)),
-                            t.max(*time),
-                            &r.headers,
-                        )?;
-                    }
-                }
-                if partners.is_empty() {
-                    if self.emit != Unmatched::Neither {
-                        append(ctx, &s.left_unmatched, &r.key, t, l.clone())?;
-                    }
-                } else if self.emit == Unmatched::Both {
-                    let mut waiting = ctx.window_store::<K, Vec<R>>(&s.right_unmatched)?;
-                    for (time, _) in waiting.fetch(&r.key, from, to)? {
-                        waiting.delete(&r.key, time)?;
-                    }
-                }
-                append(ctx, &s.left, &r.key, t, l.clone())?;
+                let meeting = Meeting {
+                    own: (&s.left, &s.left_unmatched),
+                    other: (&s.right, &s.right_unmatched),
+                    window: (t.saturating_sub(w.before_ms), t.saturating_add(w.after_ms)),
+                    keep_unmatched: self.emit != Unmatched::Neither,
+                    other_waits: self.emit == Unmatched::Both,
+                };
+                self.meet(ctx, (key, t, l, headers), meeting, |l, r| {
+                    (Some(l), Some(r))
+                })?;
             }
             Side::Right(right) => {
-                let (from, to) = (t.saturating_sub(w.after_ms), t.saturating_add(w.before_ms));
-                let partners = ctx
-                    .window_store::<K, Vec<L>>(&s.left)?
-                    .fetch(&r.key, from, to)?;
-                for (time, list) in &partners {
-                    for partner in list {
-                        self.emit(
-                            ctx,
-                            &r.key,
-                            (Some(partner), Some(right)),
-                            t.max(*time),
-                            &r.headers,
-                        )?;
-                    }
-                }
-                if partners.is_empty() {
-                    if self.emit == Unmatched::Both {
-                        append(ctx, &s.right_unmatched, &r.key, t, right.clone())?;
-                    }
-                } else if self.emit != Unmatched::Neither {
-                    let mut waiting = ctx.window_store::<K, Vec<L>>(&s.left_unmatched)?;
-                    for (time, _) in waiting.fetch(&r.key, from, to)? {
-                        waiting.delete(&r.key, time)?;
-                    }
-                }
-                append(ctx, &s.right, &r.key, t, right.clone())?;
+                let meeting = Meeting {
+                    own: (&s.right, &s.right_unmatched),
+                    other: (&s.left, &s.left_unmatched),
+                    window: (t.saturating_sub(w.after_ms), t.saturating_add(w.before_ms)),
+                    keep_unmatched: self.emit == Unmatched::Both,
+                    other_waits: self.emit != Unmatched::Neither,
+                };
+                self.meet(ctx, (key, t, right, headers), meeting, |r, l| {
+                    (Some(l), Some(r))
+                })?;
             }
         }
         if self.expiry.due() {

@@ -212,9 +212,8 @@ impl GlobalUpdater {
 /// Deletes every entry of the column family `family` (a global store being rebuilt).
 fn wipe(db: &StateDb, family: &str) -> Result<()> {
     let mut overlay = db.overlay();
-    let all = db.merged_scan(
+    let all = db.scan_raw(
         family,
-        &overlay.clone(),
         std::ops::Bound::Unbounded,
         std::ops::Bound::Unbounded,
     )?;

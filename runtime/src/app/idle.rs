@@ -18,15 +18,16 @@ impl StreamThread {
         if task.queued() == 0 {
             return false;
         }
+        // The common case, every input with records queued, allocates nothing.
+        if task.inputs().all(|tp| task.queued_of(tp) > 0) {
+            self.idle_since.remove(&id);
+            return true;
+        }
         let drained: Vec<_> = task
             .inputs()
             .filter(|tp| task.queued_of(tp) == 0)
             .cloned()
             .collect();
-        if drained.is_empty() {
-            self.idle_since.remove(&id);
-            return true;
-        }
         // A lag the consumer cannot tell (an error) does not hold the task back.
         let fetchable = drained
             .iter()

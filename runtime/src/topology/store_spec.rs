@@ -59,6 +59,23 @@ type KindOpener<K, V> = fn(
     i64,
 ) -> Result<Box<dyn Any + Send>>;
 
+/// Opens a window store, time first if `TIME_ORDERED`, else key first.
+fn open_window<K: Send + 'static, V: Send + 'static, const TIME_ORDERED: bool>(
+    db: &StateDb,
+    store: &StoreName,
+    keys: Arc<dyn Serde<K>>,
+    values: Arc<dyn Serde<V>>,
+    retention_ms: i64,
+) -> Result<Box<dyn Any + Send>> {
+    let layout = if TIME_ORDERED {
+        WindowLayout::TimeOrdered
+    } else {
+        WindowLayout::KeyFirst
+    };
+    let opened = db.window_store_with(store, keys, values, retention_ms, layout)?;
+    Ok(Box::new(opened))
+}
+
 impl StoreSpec {
     fn build<K: Send + 'static, V: Send + 'static>(
         name: &str,
@@ -105,17 +122,7 @@ impl StoreSpec {
         values: impl Serde<V> + 'static,
         retention: Duration,
     ) -> Self {
-        Self::build(
-            name,
-            StoreKind::Window { retention },
-            Arc::new(keys),
-            Arc::new(values),
-            |db, store, keys, values, ms| {
-                let layout = WindowLayout::KeyFirst;
-                let opened = db.window_store_with(store, keys, values, ms, layout)?;
-                Ok(Box::new(opened) as Box<dyn Any + Send>)
-            },
-        )
+        Self::window_laid_out(name, keys, values, retention, open_window::<K, V, false>)
     }
 
     /// A window store laid out time first: fast scans of a time range over all keys, in
@@ -126,17 +133,18 @@ impl StoreSpec {
         values: impl Serde<V> + 'static,
         retention: Duration,
     ) -> Self {
-        Self::build(
-            name,
-            StoreKind::Window { retention },
-            Arc::new(keys),
-            Arc::new(values),
-            |db, store, keys, values, ms| {
-                let layout = WindowLayout::TimeOrdered;
-                let opened = db.window_store_with(store, keys, values, ms, layout)?;
-                Ok(Box::new(opened) as Box<dyn Any + Send>)
-            },
-        )
+        Self::window_laid_out(name, keys, values, retention, open_window::<K, V, true>)
+    }
+
+    fn window_laid_out<K: Send + 'static, V: Send + 'static>(
+        name: &str,
+        keys: impl Serde<K> + 'static,
+        values: impl Serde<V> + 'static,
+        retention: Duration,
+        open: KindOpener<K, V>,
+    ) -> Self {
+        let kind = StoreKind::Window { retention };
+        Self::build(name, kind, Arc::new(keys), Arc::new(values), open)
     }
 
     /// A session store keeping sessions for `retention` after the newest end written.
