@@ -145,27 +145,39 @@ impl Segments {
         Ok(entries.iter().filter_map(|e| time_in(&e.suffix)).max())
     }
 
-    /// Deletes (in the overlay) every entry of the segments wholly before `cutoff` (the
-    /// entries of the cutoff's own segment go with it later: reads skip them meanwhile).
+    /// Deletes (in the overlay) every entry whose time (read by `time_in`) is before
+    /// `cutoff`: whole segments below the cutoff's, and the older entries of that one. (Reads
+    /// skip them anyway, but a reopened store may recover an older newest time, and then
+    /// they must not reappear.)
     pub fn expire(
         &self,
         db: &StateDb,
         family: &str,
         overlay: &mut WriteOverlay,
         cutoff: i64,
+        time_in: impl Fn(&[u8]) -> Option<i64>,
     ) -> Result<usize> {
         if cutoff == i64::MIN {
             return Ok(0);
         }
-        let boundary = time_bytes(self.segment_of(cutoff));
-        let doomed = db.merged_scan(
-            family,
-            overlay,
-            Bound::Unbounded,
-            Bound::Excluded(&boundary[..]),
-        )?;
+        let segment = self.segment_of(cutoff);
+        let boundary = time_bytes(segment);
+        let mut doomed: Vec<Vec<u8>> = db
+            .merged_scan(
+                family,
+                overlay,
+                Bound::Unbounded,
+                Bound::Excluded(&boundary[..]),
+            )?
+            .into_keys()
+            .collect();
+        for entry in self.scan_all(db, family, overlay, (cutoff, cutoff))? {
+            if time_in(&entry.suffix).is_some_and(|t| t < cutoff) {
+                doomed.push(self.compose(segment, &entry.key, &entry.suffix));
+            }
+        }
         let count = doomed.len();
-        for key in doomed.into_keys() {
+        for key in doomed {
             overlay.delete(family, key);
         }
         Ok(count)

@@ -137,6 +137,6 @@ impl<K, V> SessionStore<K, V> {
     pub fn expire(&self, overlay: &mut WriteOverlay) -> Result<usize> {
         let cutoff = self.retention.cutoff();
         self.segments
-            .expire(&self.db, &self.family, overlay, cutoff)
+            .expire(&self.db, &self.family, overlay, cutoff, time_of)
     }
 }

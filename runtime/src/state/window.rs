@@ -219,9 +219,13 @@ impl<K, V> WindowStore<K, V> {
     /// Deletes (in the overlay) every window older than the retention; returns how many.
     pub fn expire(&self, overlay: &mut WriteOverlay) -> Result<usize> {
         match &self.segments {
-            Some(segments) => {
-                segments.expire(&self.db, &self.family, overlay, self.retention.cutoff())
-            }
+            Some(segments) => segments.expire(
+                &self.db,
+                &self.family,
+                overlay,
+                self.retention.cutoff(),
+                time_of,
+            ),
             None => self.retention.expire(&self.db, &self.family, overlay),
         }
     }
