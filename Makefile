@@ -8,7 +8,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/sluice-test.log
 
-.PHONY: demo test deps fmt-check clippy unit-tests
+.PHONY: demo test deps fmt-check clippy unit-tests conformance-deps conformance-kafka
 
 # RocksDB's build (from the runtime issue on) needs libclang. Install it only when missing.
 deps:
@@ -40,3 +40,33 @@ unit-tests:
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$(TEST_LOG)"
 
 test: deps fmt-check clippy unit-tests
+
+# Real-client conformance suites for a Kafka wire-protocol broker
+# (tests/conformance/): confluent-kafka, kafka-python, kafkajs, kcat and Kafka's
+# Java tools. Their dependencies, each installed only when missing.
+CONFORMANCE := tests/conformance
+conformance-deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	if ! python3 -c 'import confluent_kafka, kafka, snappy, lz4.frame, zstandard, crc32c' >/dev/null 2>&1; then \
+		echo "== pip: confluent-kafka, kafka-python with its snappy/lz4/zstd codecs"; \
+		pkgs="confluent-kafka kafka-python[lz4,snappy,zstd,crc32c]"; \
+		python3 -m pip install $$pkgs || python3 -m pip install --break-system-packages $$pkgs; \
+	fi; \
+	if [ ! -d $(CONFORMANCE)/node_modules/kafkajs ] || [ ! -d $(CONFORMANCE)/node_modules/kafkajs-snappy ]; then \
+		echo "== npm: kafkajs (from $(CONFORMANCE)/package-lock.json)"; \
+		(cd $(CONFORMANCE) && npm ci --no-audit --no-fund); \
+	fi; \
+	if ! command -v kcat >/dev/null 2>&1; then \
+		echo "== apt: kcat"; $$SUDO apt-get update && $$SUDO apt-get install -y kcat; \
+	fi; \
+	command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { echo "Java 17+ and Maven are needed for the Kafka jars"; exit 1; }; \
+	$(CONFORMANCE)/jars.sh >/dev/null
+
+# Every conformance suite against Apache Kafka 4.4 (the reference broker),
+# started on loopback with ephemeral ports and stopped at the end.
+conformance-kafka: conformance-deps
+	@set -euo pipefail; dir="$$(mktemp -d /tmp/sluice-conformance-kafka.XXXXXX)"; \
+	trap '$(CONFORMANCE)/kafka.sh stop "$$dir"; rm -rf "$$dir"' EXIT; \
+	t0=$$SECONDS; $(CONFORMANCE)/kafka.sh start "$$dir" >/dev/null; \
+	echo "conformance-kafka: Apache Kafka up at $$(cat "$$dir/bootstrap") in $$((SECONDS - t0)) s"; \
+	$(CONFORMANCE)/run_all.sh "$$(cat "$$dir/bootstrap")"
