@@ -270,6 +270,70 @@ pub enum Error {
         /// The group.
         group: String,
     },
+    /// A join whose protocol type or protocols the group cannot accept: an embedded member
+    /// joining a classic group that has members (or the reverse), another protocol type, or
+    /// no protocol every member supports (Kafka's `INCONSISTENT_GROUP_PROTOCOL`).
+    #[error("group `{group}`: inconsistent group protocol")]
+    InconsistentGroupProtocol {
+        /// The group.
+        group: String,
+    },
+    /// A new member of a classic group must rejoin with the id it was given (JoinGroup v4+,
+    /// Kafka's `MEMBER_ID_REQUIRED`).
+    #[error("group `{group}`: rejoin with member id `{member_id}`")]
+    MemberIdRequired {
+        /// The group.
+        group: String,
+        /// The id to rejoin with.
+        member_id: String,
+    },
+    /// A static member replaced by a newer instance with the same `group.instance.id`
+    /// (KIP-345, Kafka's `FENCED_INSTANCE_ID`).
+    #[error("group `{group}`: member `{member_id}` of instance `{group_instance_id}` is fenced")]
+    FencedInstanceId {
+        /// The group.
+        group: String,
+        /// The member id sent.
+        member_id: String,
+        /// The instance id sent.
+        group_instance_id: String,
+    },
+    /// A session timeout outside the broker's bounds (Kafka's `INVALID_SESSION_TIMEOUT`).
+    #[error(
+        "group `{group}`: member `{member_id}`: session timeout {millis} ms is not between {min} and {max} ms"
+    )]
+    InvalidSessionTimeout {
+        /// The group.
+        group: String,
+        /// The member id sent ("" for a new member).
+        member_id: String,
+        /// The timeout asked for.
+        millis: u64,
+        /// `group.min.session.timeout.ms`.
+        min: u64,
+        /// `group.max.session.timeout.ms`.
+        max: u64,
+    },
+    /// An empty group id in a classic group request (Kafka's `INVALID_GROUP_ID`).
+    #[error("invalid group id {group:?}")]
+    InvalidGroupId {
+        /// The group id sent.
+        group: String,
+    },
+    /// Deleting a group that still has members (Kafka's `NON_EMPTY_GROUP`).
+    #[error("group `{group}` has {members} member(s) and cannot be deleted")]
+    NonEmptyGroup {
+        /// The group.
+        group: String,
+        /// How many members it has.
+        members: usize,
+    },
+    /// A group the broker does not know (Kafka's `GROUP_ID_NOT_FOUND`).
+    #[error("group `{group}` does not exist")]
+    GroupIdNotFound {
+        /// The group.
+        group: String,
+    },
     /// A client used in a way its state does not allow.
     #[error("{0}")]
     IllegalState(String),

@@ -51,6 +51,10 @@ pub use client::{
     partition_for_key,
 };
 pub use error::{Error, Result};
+pub use group::{
+    ClassicGroupState, ClassicJoinMember, ClassicJoinRequest, ClassicJoinResponse,
+    ClassicSyncResponse, GroupDescription, MemberDescription,
+};
 pub use storage::{AppendOutcome, PartitionData, PartitionInfo};
 pub use topic::{CleanupPolicy, FsyncPolicy, TopicConfig, TopicPartition, validate_topic_name};
 pub use txn::{AbortedTxn, ControlType, IsolationLevel, TxnState};

@@ -109,14 +109,25 @@ impl Broker {
         names.into_iter().collect()
     }
 
-    /// A group's members and assignment (empty when it has no members).
+    /// A group's state, protocol, members and assignment (DescribeGroups), for embedded and
+    /// classic groups alike. A group without members is `Empty` when it has committed
+    /// offsets and `Dead` when the broker does not know it.
     pub fn describe_group(&self, group: &str) -> GroupDescription {
         self.inner
             .groups
             .describe(group)
-            .unwrap_or(GroupDescription {
+            .unwrap_or_else(|| GroupDescription {
                 group: group.to_string(),
                 generation: 0,
+                state: if self.inner.offsets.has_group(group) {
+                    "Empty"
+                } else {
+                    "Dead"
+                }
+                .to_string(),
+                protocol_type: String::new(),
+                protocol: String::new(),
+                leader: None,
                 members: Vec::new(),
             })
     }

@@ -9,6 +9,7 @@
 //! assert_eq!(broker.topic_metadata("events").unwrap().partitions.len(), 3);
 //! ```
 
+mod classic_groups;
 mod fetch;
 mod groups;
 mod maintenance;
@@ -48,6 +49,16 @@ pub struct BrokerConfig {
     /// `interval:MS` topics whose interval has passed). Default 50 ms; an `interval` shorter
     /// than this is honoured at this granularity.
     pub flush_check_interval: Duration,
+    /// How long a classic group that was empty waits for more members before its first
+    /// rebalance completes, extended by each new member up to the rebalance timeout
+    /// (`group.initial.rebalance.delay.ms`). Default 3 s.
+    pub group_initial_rebalance_delay: Duration,
+    /// The shortest session timeout a classic member may ask for
+    /// (`group.min.session.timeout.ms`). Default 6 s.
+    pub group_min_session_timeout: Duration,
+    /// The longest session timeout a classic member may ask for
+    /// (`group.max.session.timeout.ms`). Default 30 min.
+    pub group_max_session_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -55,6 +66,9 @@ impl Default for BrokerConfig {
         Self {
             retention_check_interval: Duration::from_secs(300),
             flush_check_interval: Duration::from_millis(50),
+            group_initial_rebalance_delay: Duration::from_millis(3000),
+            group_min_session_timeout: Duration::from_millis(6000),
+            group_max_session_timeout: Duration::from_millis(1_800_000),
         }
     }
 }
@@ -68,6 +82,21 @@ impl BrokerConfig {
     /// Sets how often the maintenance thread checks for data to fsync.
     pub fn with_flush_check_interval(mut self, every: Duration) -> Self {
         self.flush_check_interval = every;
+        self
+    }
+    /// Sets `group.initial.rebalance.delay.ms`.
+    pub fn with_group_initial_rebalance_delay(mut self, delay: Duration) -> Self {
+        self.group_initial_rebalance_delay = delay;
+        self
+    }
+    /// Sets `group.min.session.timeout.ms`.
+    pub fn with_group_min_session_timeout(mut self, timeout: Duration) -> Self {
+        self.group_min_session_timeout = timeout;
+        self
+    }
+    /// Sets `group.max.session.timeout.ms`.
+    pub fn with_group_max_session_timeout(mut self, timeout: Duration) -> Self {
+        self.group_max_session_timeout = timeout;
         self
     }
 }

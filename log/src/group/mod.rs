@@ -1,10 +1,22 @@
 //! Consumer groups (DESIGN §2.6): committed offsets, plain and transactional ([`offsets`]),
-//! and membership with generations and the broker-side sticky assignment ([`membership`],
-//! [`assignor`]).
+//! membership with generations and the broker-side sticky assignment of embedded consumers
+//! ([`membership`], [`assignor`]), and Kafka's classic protocol with client-side assignment
+//! for remote clients ([`classic`]).
 
 pub mod assignor;
+pub mod classic;
+mod classic_coord;
+mod classic_ops;
 pub mod membership;
 pub mod offsets;
 
-pub use membership::{GroupAssignment, GroupCoordinator, GroupDescription, MemberDescription};
+pub use classic::{
+    ClassicGroupState, ClassicJoinMember, ClassicJoinRequest, ClassicJoinResponse,
+    ClassicSyncResponse,
+};
+pub(crate) use classic_coord::SyncArgs;
+pub use membership::{
+    EMBEDDED_PROTOCOL, EMBEDDED_PROTOCOL_TYPE, GroupAssignment, GroupCoordinator, GroupDescription,
+    MemberDescription,
+};
 pub use offsets::{OFFSETS_TOPIC, OffsetStore};

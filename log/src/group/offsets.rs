@@ -3,6 +3,8 @@
 //! with the producer's id inside its transaction) stays pending until the transaction's
 //! marker: a commit marker makes it visible, an abort marker drops it. On open the topic is
 //! replayed with the same rules, so offsets of transactions still open stay pending.
+//! Deleting a group writes a tombstone (a null value) per committed partition, so a replay
+//! (and compaction) forgets them too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -39,6 +41,15 @@ impl OffsetState {
             .entry(group)
             .or_default()
             .insert(partition, offset);
+    }
+
+    fn forget(&mut self, group: &str, partition: &TopicPartition) {
+        if let Some(committed) = self.committed.get_mut(group) {
+            committed.remove(partition);
+            if committed.is_empty() {
+                self.committed.remove(group);
+            }
+        }
     }
 
     fn complete(&mut self, producer_id: i64, kind: ControlType) {
@@ -98,13 +109,19 @@ impl OffsetStore {
                     .map_err(|e| invalid(header.base_offset, e))?
                 {
                     let record = record.map_err(|e| invalid(header.base_offset, e))?;
-                    let (Some(key), Some(value)) = (record.key, record.value) else {
+                    let Some(key) = record.key else {
                         continue;
                     };
                     let Ok((key, _)) = bincode::serde::decode_from_slice::<OffsetKey, _>(
                         &key,
                         bincode::config::standard(),
                     ) else {
+                        continue;
+                    };
+                    let Some(value) = record.value else {
+                        if !header.is_transactional() {
+                            state.forget(&key.group, &key.partition);
+                        }
                         continue;
                     };
                     let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) else {
@@ -238,6 +255,37 @@ impl OffsetStore {
                 .map(|p| (p.clone(), committed.and_then(|c| c.get(p)).copied()))
                 .collect()
         })
+    }
+
+    /// Whether `group` has committed offsets.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.state.lock().committed.contains_key(group)
+    }
+
+    /// Forgets every committed offset of `group`: one tombstone per partition is written
+    /// (durably) first, so a reload does not bring them back.
+    pub(crate) fn delete_group(&self, group: &str) -> Result<()> {
+        let partitions: Vec<TopicPartition> = match self.state.lock().committed.get(group) {
+            Some(committed) => committed.keys().cloned().collect(),
+            None => return Ok(()),
+        };
+        let mut builder = BatchBuilder::new();
+        let now = now_ms();
+        for partition in &partitions {
+            builder.append(now, Some(&encode_key(group, partition)?), None, &[]);
+        }
+        let batch = builder.build().map_err(|source| Error::InvalidBatch {
+            topic: OFFSETS_TOPIC.into(),
+            partition: 0,
+            offset: -1,
+            source,
+        })?;
+        self.log.append(batch, crate::broker::Acks::All)?;
+        let mut state = self.state.lock();
+        for partition in &partitions {
+            state.forget(group, partition);
+        }
+        Ok(())
     }
 
     /// Every group with committed offsets, sorted.

@@ -1,0 +1,502 @@
+//! The transitions of a classic group (Kafka's classic `GroupMetadataManager`): join, sync,
+//! heartbeat, leave and the timers (join barrier, initial rebalance delay, pending syncs,
+//! sessions). Each takes the caller's clock and posts the replies of blocked callers to the
+//! [`Mailbox`]; the caller wakes them.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::classic::{
+    ClassicGroup, ClassicGroupState as State, ClassicJoinRequest, ClassicJoinResponse,
+    ClassicMember, ClassicSyncResponse, Mailbox, Reply,
+};
+use crate::error::{Error, Result};
+
+/// What a JoinGroup or SyncGroup gets at once.
+#[derive(Debug)]
+pub(crate) enum Outcome<T> {
+    /// The answer.
+    Done(T),
+    /// Blocked: the answer will be posted under this ticket.
+    Wait(u64),
+}
+
+impl ClassicGroup {
+    /// JoinGroup. `new_id` is the id a member without one gets.
+    pub(crate) fn join(
+        &mut self,
+        req: &ClassicJoinRequest,
+        new_id: String,
+        mb: &mut Mailbox,
+        now: Instant,
+        initial_delay: Duration,
+    ) -> Result<Outcome<ClassicJoinResponse>> {
+        if self.state == State::Dead {
+            return Err(self.unknown(&req.member_id));
+        }
+        if !self.supports(&req.protocol_type, &req.protocols) {
+            return Err(self.inconsistent());
+        }
+        if req.member_id.is_empty() {
+            if let Some(instance) = &req.group_instance_id
+                && let Some(old) = self.static_members.get(instance).cloned()
+            {
+                return Ok(self.replace_static(&old, new_id, req, mb, now, initial_delay));
+            }
+            if req.group_instance_id.is_none() && req.require_known_member_id {
+                self.pending
+                    .insert(new_id.clone(), now + req.session_timeout);
+                return Err(Error::MemberIdRequired {
+                    group: self.name.clone(),
+                    member_id: new_id,
+                });
+            }
+            return Ok(self.add_member(new_id, req, mb, now, initial_delay));
+        }
+        let id = req.member_id.clone();
+        if self.pending.remove(&id).is_some() {
+            return Ok(self.add_member(id, req, mb, now, initial_delay));
+        }
+        self.validate_member(&id, req.group_instance_id.as_deref())?;
+        let leader = self.leader.as_deref() == Some(id.as_str());
+        let same = self
+            .members
+            .get(&id)
+            .is_some_and(|m| m.same_protocols(&req.protocols));
+        match self.state {
+            State::PreparingRebalance => Ok(self.rejoin(&id, req, mb, now, initial_delay)),
+            State::CompletingRebalance if same => {
+                self.touch(&id, now);
+                Ok(Outcome::Done(self.join_response(&id)))
+            }
+            State::Stable if same && !leader => {
+                self.touch(&id, now);
+                Ok(Outcome::Done(self.join_response(&id)))
+            }
+            State::CompletingRebalance | State::Stable => {
+                Ok(self.rejoin(&id, req, mb, now, initial_delay))
+            }
+            State::Empty | State::Dead => Err(self.unknown(&id)),
+        }
+    }
+
+    fn touch(&mut self, id: &str, now: Instant) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.last_seen = now;
+        }
+    }
+
+    /// Parks the member's join (failing an older one of it still parked).
+    fn park_join(&mut self, id: &str, mb: &mut Mailbox) -> u64 {
+        let ticket = mb.ticket();
+        let rebalancing = self.rebalancing();
+        if let Some(m) = self.members.get_mut(id)
+            && let Some(old) = m.join_waiter.replace(ticket)
+        {
+            mb.post(old, Reply::Join(Err(rebalancing)));
+        }
+        ticket
+    }
+
+    fn add_member(
+        &mut self,
+        id: String,
+        req: &ClassicJoinRequest,
+        mb: &mut Mailbox,
+        now: Instant,
+        initial_delay: Duration,
+    ) -> Outcome<ClassicJoinResponse> {
+        if self.members.is_empty() {
+            self.protocol_type = Some(req.protocol_type.clone());
+        }
+        if let Some(instance) = &req.group_instance_id {
+            self.static_members.insert(instance.clone(), id.clone());
+        }
+        if self.leader.is_none() {
+            self.leader = Some(id.clone());
+        }
+        self.members
+            .insert(id.clone(), ClassicMember::new(req, now));
+        let ticket = self.park_join(&id, mb);
+        tracing::info!(group = %self.name, member = %id, "classic member joined");
+        if self.state == State::PreparingRebalance {
+            if let Some((step, last)) = self.initial {
+                let extended = (now + step).min(last);
+                self.join_deadline = self.join_deadline.max(Some(extended));
+            }
+        } else {
+            self.prepare_rebalance(mb, now, initial_delay, "new member joined");
+        }
+        self.try_complete_join(mb, now);
+        Outcome::Wait(ticket)
+    }
+
+    /// A known member's join that waits for the barrier (starting a rebalance if needed).
+    fn rejoin(
+        &mut self,
+        id: &str,
+        req: &ClassicJoinRequest,
+        mb: &mut Mailbox,
+        now: Instant,
+        initial_delay: Duration,
+    ) -> Outcome<ClassicJoinResponse> {
+        if let Some(m) = self.members.get_mut(id) {
+            m.update(req, now);
+        }
+        let ticket = self.park_join(id, mb);
+        if self.state != State::PreparingRebalance {
+            self.prepare_rebalance(mb, now, initial_delay, "member rejoined with new metadata");
+        }
+        self.try_complete_join(mb, now);
+        Outcome::Wait(ticket)
+    }
+
+    /// KIP-345: a known instance id joins without a member id: the new id takes the old
+    /// member's place and the old one is fenced.
+    fn replace_static(
+        &mut self,
+        old: &str,
+        new_id: String,
+        req: &ClassicJoinRequest,
+        mb: &mut Mailbox,
+        now: Instant,
+        initial_delay: Duration,
+    ) -> Outcome<ClassicJoinResponse> {
+        let instance = req.group_instance_id.clone().unwrap_or_default();
+        let Some(mut member) = self.members.remove(old) else {
+            return self.add_member(new_id, req, mb, now, initial_delay);
+        };
+        let fenced = || self.fenced(old, &instance);
+        if let Some(t) = member.join_waiter.take() {
+            mb.post(t, Reply::Join(Err(fenced())));
+        }
+        if let Some(t) = member.sync_waiter.take() {
+            mb.post(t, Reply::Sync(Err(fenced())));
+        }
+        tracing::info!(group = %self.name, old, new = %new_id, instance = %instance, "static member replaced; old id fenced");
+        let same = member.same_protocols(&req.protocols);
+        member.last_seen = now;
+        self.members.insert(new_id.clone(), member);
+        self.static_members.insert(instance, new_id.clone());
+        if self.pending_sync.remove(old) {
+            self.pending_sync.insert(new_id.clone());
+        }
+        let was_leader = self.leader.as_deref() == Some(old);
+        if was_leader {
+            self.leader = Some(new_id.clone());
+        }
+        if self.state == State::Stable && same && !was_leader {
+            return Outcome::Done(self.join_response(&new_id));
+        }
+        self.rejoin(&new_id, req, mb, now, initial_delay)
+    }
+
+    /// Starts the join barrier. From Empty it waits the initial rebalance delay (extended by
+    /// each new member up to the rebalance timeout); otherwise up to the rebalance timeout.
+    pub(super) fn prepare_rebalance(
+        &mut self,
+        mb: &mut Mailbox,
+        now: Instant,
+        initial_delay: Duration,
+        reason: &str,
+    ) {
+        if self.state == State::CompletingRebalance {
+            self.fail_syncs(mb);
+        }
+        self.pending_sync.clear();
+        self.sync_deadline = None;
+        let timeout = self.rebalance_timeout();
+        if self.state == State::Empty {
+            let last = now + timeout.max(initial_delay);
+            self.initial = Some((initial_delay, last));
+            self.join_deadline = Some(now + initial_delay);
+        } else {
+            self.initial = None;
+            self.join_deadline = Some(now + timeout);
+        }
+        tracing::info!(group = %self.name, generation = self.generation, reason, "preparing rebalance");
+        self.state = State::PreparingRebalance;
+    }
+
+    /// Fails the parked SyncGroups with `RebalanceInProgress` and drops the assignments.
+    fn fail_syncs(&mut self, mb: &mut Mailbox) {
+        let name = self.name.clone();
+        for m in self.members.values_mut() {
+            m.assignment = Bytes::new();
+            if let Some(t) = m.sync_waiter.take() {
+                mb.post(
+                    t,
+                    Reply::Sync(Err(Error::RebalanceInProgress {
+                        group: name.clone(),
+                    })),
+                );
+            }
+        }
+    }
+
+    /// Completes the join barrier when every member rejoined (not during the initial delay)
+    /// or its deadline passed.
+    pub(super) fn try_complete_join(&mut self, mb: &mut Mailbox, now: Instant) {
+        if self.state != State::PreparingRebalance {
+            return;
+        }
+        let due = self.join_deadline.is_some_and(|d| now >= d);
+        let all_joined =
+            self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        if due || (self.initial.is_none() && all_joined) {
+            self.complete_join(mb, now);
+        }
+    }
+
+    /// Removes who did not rejoin, opens the next generation and answers the joins.
+    fn complete_join(&mut self, mb: &mut Mailbox, now: Instant) {
+        let late: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.join_waiter.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            tracing::info!(group = %self.name, member = %id, "member did not rejoin in time; removed");
+            self.remove_member(&id, mb);
+        }
+        self.pending.clear();
+        self.initial = None;
+        self.join_deadline = None;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.protocol_name = None;
+            self.leader = None;
+            tracing::info!(group = %self.name, generation = self.generation, "group is empty");
+            return;
+        }
+        self.protocol_name = self.select_protocol();
+        if !self
+            .leader
+            .as_ref()
+            .is_some_and(|l| self.members.contains_key(l))
+        {
+            self.leader = self.members.keys().next().cloned();
+        }
+        self.state = State::CompletingRebalance;
+        self.pending_sync = self.members.keys().cloned().collect();
+        self.sync_deadline = Some(now + self.rebalance_timeout());
+        let ids: Vec<String> = self.members.keys().cloned().collect();
+        for id in ids {
+            let response = self.join_response(&id);
+            if let Some(m) = self.members.get_mut(&id) {
+                m.last_seen = now;
+                if let Some(t) = m.join_waiter.take() {
+                    mb.post(t, Reply::Join(Ok(response)));
+                }
+            }
+        }
+        tracing::info!(group = %self.name, generation = self.generation, leader = ?self.leader, protocol = ?self.protocol_name, "join completed");
+    }
+
+    /// Drops a member, failing its parked calls with `UnknownMemberId`.
+    fn remove_member(&mut self, id: &str, mb: &mut Mailbox) {
+        let Some(mut m) = self.members.remove(id) else {
+            return;
+        };
+        if let Some(t) = m.join_waiter.take() {
+            mb.post(t, Reply::Join(Err(self.unknown(id))));
+        }
+        if let Some(t) = m.sync_waiter.take() {
+            mb.post(t, Reply::Sync(Err(self.unknown(id))));
+        }
+        if let Some(instance) = &m.group_instance_id
+            && self
+                .static_members
+                .get(instance)
+                .is_some_and(|cur| cur == id)
+        {
+            self.static_members.remove(instance);
+        }
+        self.pending_sync.remove(id);
+        if self.leader.as_deref() == Some(id) {
+            self.leader = self.members.keys().next().cloned();
+        }
+    }
+
+    /// Removes a member (leave, expiry) and rebalances the rest.
+    fn member_gone(&mut self, id: &str, mb: &mut Mailbox, now: Instant) {
+        self.remove_member(id, mb);
+        match self.state {
+            State::Stable | State::CompletingRebalance => {
+                self.prepare_rebalance(mb, now, Duration::ZERO, "member left");
+                self.try_complete_join(mb, now);
+            }
+            State::PreparingRebalance => self.try_complete_join(mb, now),
+            State::Empty | State::Dead => {}
+        }
+    }
+
+    /// SyncGroup. The leader's call carries the assignment and is answered at once, as are
+    /// calls in Stable; a follower's waits for the leader's.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sync(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        mb: &mut Mailbox,
+        now: Instant,
+    ) -> Result<Outcome<ClassicSyncResponse>> {
+        if self.state == State::Dead {
+            return Err(self.unknown(member_id));
+        }
+        self.validate_member(member_id, instance)?;
+        if generation != self.generation {
+            return Err(Error::IllegalGeneration {
+                group: self.name.clone(),
+                generation,
+                current: self.generation,
+            });
+        }
+        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
+            || protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref())
+        {
+            return Err(self.inconsistent());
+        }
+        self.touch(member_id, now);
+        match self.state {
+            State::PreparingRebalance => Err(self.rebalancing()),
+            State::Empty | State::Dead => Err(self.unknown(member_id)),
+            State::Stable => {
+                self.pending_sync.remove(member_id);
+                Ok(Outcome::Done(self.sync_response(member_id)))
+            }
+            State::CompletingRebalance => {
+                self.pending_sync.remove(member_id);
+                if self.leader.as_deref() != Some(member_id) {
+                    let ticket = mb.ticket();
+                    let rebalancing = self.rebalancing();
+                    if let Some(m) = self.members.get_mut(member_id)
+                        && let Some(old) = m.sync_waiter.replace(ticket)
+                    {
+                        mb.post(old, Reply::Sync(Err(rebalancing)));
+                    }
+                    return Ok(Outcome::Wait(ticket));
+                }
+                let mut assigned: std::collections::HashMap<String, Bytes> =
+                    assignments.into_iter().collect();
+                let ids: Vec<String> = self.members.keys().cloned().collect();
+                for id in ids {
+                    let assignment = assigned.remove(&id).unwrap_or_default();
+                    if let Some(m) = self.members.get_mut(&id) {
+                        m.assignment = assignment;
+                    }
+                    let response = self.sync_response(&id);
+                    if let Some(t) = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                        mb.post(t, Reply::Sync(Ok(response)));
+                    }
+                }
+                self.state = State::Stable;
+                if self.pending_sync.is_empty() {
+                    self.sync_deadline = None;
+                }
+                tracing::info!(group = %self.name, generation = self.generation, "assignment received; group stable");
+                Ok(Outcome::Done(self.sync_response(member_id)))
+            }
+        }
+    }
+
+    /// Heartbeat: renews the session; `RebalanceInProgress` while the barrier is up.
+    pub(crate) fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        now: Instant,
+    ) -> Result<()> {
+        if self.state == State::Dead {
+            return Err(self.unknown(member_id));
+        }
+        self.validate_member(member_id, instance)?;
+        if generation != self.generation {
+            return Err(Error::IllegalGeneration {
+                group: self.name.clone(),
+                generation,
+                current: self.generation,
+            });
+        }
+        match self.state {
+            State::Empty | State::Dead => Err(self.unknown(member_id)),
+            State::PreparingRebalance => {
+                self.touch(member_id, now);
+                Err(self.rebalancing())
+            }
+            State::CompletingRebalance | State::Stable => {
+                self.touch(member_id, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// LeaveGroup of one member, found by id or (id empty) by instance id.
+    pub(crate) fn leave(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        mb: &mut Mailbox,
+        now: Instant,
+    ) -> Result<()> {
+        let id = match (member_id.is_empty(), instance) {
+            (true, Some(instance)) => self
+                .static_members
+                .get(instance)
+                .cloned()
+                .ok_or_else(|| self.unknown(member_id))?,
+            _ => {
+                if instance.is_none() && self.pending.remove(member_id).is_some() {
+                    self.try_complete_join(mb, now);
+                    return Ok(());
+                }
+                self.validate_member(member_id, instance)?;
+                member_id.to_string()
+            }
+        };
+        tracing::info!(group = %self.name, member = %id, "classic member left");
+        self.member_gone(&id, mb, now);
+        Ok(())
+    }
+
+    /// Runs the timers due at `now`: lapsed pending ids, expired sessions, members that did
+    /// not sync in time, the join barrier. Returns how many members were removed.
+    pub(crate) fn tick(&mut self, mb: &mut Mailbox, now: Instant) -> usize {
+        let before = self.pending.len();
+        self.pending.retain(|_, lapse| *lapse > now);
+        let mut removed = before - self.pending.len();
+        let expired: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.expired(now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            tracing::warn!(group = %self.name, member = %id, "session timed out; removing member");
+            self.member_gone(&id, mb, now);
+            removed += 1;
+        }
+        if self.sync_deadline.is_some_and(|d| now >= d) {
+            self.sync_deadline = None;
+            if matches!(self.state, State::CompletingRebalance | State::Stable) {
+                let late: Vec<String> =
+                    std::mem::take(&mut self.pending_sync).into_iter().collect();
+                for id in late {
+                    tracing::warn!(group = %self.name, member = %id, "member did not sync in time; removing it");
+                    self.member_gone(&id, mb, now);
+                    removed += 1;
+                }
+            }
+        }
+        self.try_complete_join(mb, now);
+        removed
+    }
+}
