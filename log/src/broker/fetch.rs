@@ -93,6 +93,8 @@ pub enum OffsetSpec {
     Latest,
     /// The first record with a timestamp at or after this (ms).
     Timestamp(i64),
+    /// The first record with the largest timestamp in the log (Kafka's `-3`, KIP-734).
+    MaxTimestamp,
 }
 
 /// An offset found by ListOffsets.
@@ -147,6 +149,18 @@ impl Broker {
         }
     }
 
+    /// A counter that moves on every append to any partition: read it, read the log, and
+    /// if nothing new was there, [`wait_for_append`](Self::wait_for_append) with it.
+    pub fn append_sequence(&self) -> u64 {
+        self.signal().current()
+    }
+
+    /// Waits until the counter moves past `seen` (something was appended) or `deadline`
+    /// passes.
+    pub fn wait_for_append(&self, seen: u64, deadline: Instant) {
+        self.signal().wait(seen, deadline);
+    }
+
     /// ListOffsets for one partition. A timestamp after every record gives `None`.
     pub fn list_offsets(
         &self,
@@ -164,6 +178,15 @@ impl Broker {
                 offset: partition.info().log_end_offset,
                 timestamp: None,
             }),
+            OffsetSpec::MaxTimestamp => match partition.max_timestamp() {
+                Some(max) => partition
+                    .offset_for_timestamp(max)?
+                    .map(|(offset, timestamp)| ListedOffset {
+                        offset,
+                        timestamp: Some(timestamp),
+                    }),
+                None => None,
+            },
             OffsetSpec::Timestamp(ts) => {
                 partition
                     .offset_for_timestamp(ts)?

@@ -379,6 +379,17 @@ impl Partition {
         Ok(None)
     }
 
+    /// The largest record timestamp in the log, or `None` when it holds no record.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let state = self.state.lock();
+        state
+            .segments
+            .iter()
+            .filter(|s| s.size > 0)
+            .map(|s| s.max_timestamp)
+            .max()
+    }
+
     /// Offsets and size now.
     pub fn info(&self) -> PartitionInfo {
         let state = self.state.lock();

@@ -1,0 +1,104 @@
+//! One `match` on the API: each request goes to its handler, and the answer is encoded at the
+//! request's version. A handler never fails the connection: errors travel in the response's
+//! error codes, as Kafka sends them. Only acks=0 produce has no answer.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+use crate::codec::{self, FrameError, Request};
+use crate::context::Context;
+use crate::handlers::{admin, fetch, groups, offsets, produce, setup, txn};
+
+/// Handles one request; `None` when the request gets no response (acks=0 produce).
+pub async fn handle(
+    ctx: &Context,
+    request: Request,
+    peer: std::net::SocketAddr,
+) -> Result<Option<Bytes>, FrameError> {
+    let version = request.header.request_api_version;
+    let correlation_id = request.header.correlation_id;
+    let api = request.api;
+    let client = request.header.client_id.as_ref().map(|c| c.to_string());
+    tracing::trace!(?api, version, correlation_id, client = ?client, "request");
+    let response = match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(setup::api_versions()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(setup::metadata(ctx, version, r).await),
+        RequestKind::DescribeCluster(_) => {
+            ResponseKind::DescribeCluster(setup::describe_cluster(ctx))
+        }
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(setup::find_coordinator(ctx, version, r))
+        }
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let response = produce::produce(ctx, r).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            ResponseKind::Produce(response)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(ctx, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, r))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(ctx, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(ctx, version, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(ctx, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(admin::describe_configs(ctx, r))
+        }
+        RequestKind::JoinGroup(r) => {
+            let caller = groups::Caller {
+                client_id: client.clone().unwrap_or_default(),
+                host: peer.ip().to_string(),
+            };
+            ResponseKind::JoinGroup(groups::join(ctx, version, r, caller).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(groups::leave(ctx, version, r).await)
+        }
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(ctx, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(ctx, version, r).await)
+        }
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(ctx, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, r)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(txn::init_producer_id(ctx, r).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, version, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, r).await),
+        _ => {
+            // `decode_request` refuses every API not in `versions::SUPPORTED`, so this is a
+            // table out of step with this match: close the connection rather than guess.
+            return Err(FrameError::Malformed {
+                api,
+                version,
+                reason: "no handler for this API".into(),
+            });
+        }
+    };
+    codec::encode_response(api, version, correlation_id, &response).map(Some)
+}
