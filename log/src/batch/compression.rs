@@ -1,6 +1,7 @@
-//! Compression codecs of the batch attributes (bits 0-2). sluice writes and reads none, lz4
-//! (the LZ4 frame format Kafka uses, via `lz4_flex`) and zstd (via the `zstd` crate, zstd's
-//! own C library). gzip and snappy are recognised and refused with a clear error.
+//! Compression codecs of the batch attributes (bits 0-2), all five of Kafka's: none, gzip
+//! (via `flate2`), snappy (via `snap`, in the xerial framing Kafka's clients use; see
+//! `snappy.rs`), lz4 (the LZ4 frame format Kafka uses, via `lz4_flex`) and zstd (via the
+//! `zstd` crate, zstd's own C library). Decompression stops at [`MAX_DECOMPRESSED`] bytes.
 
 use std::io::{Read, Write};
 
@@ -12,9 +13,9 @@ pub enum Compression {
     /// Records stored as they are.
     #[default]
     None,
-    /// Kafka's id 1; not supported by sluice.
+    /// gzip (Kafka's id 1).
     Gzip,
-    /// Kafka's id 2; not supported by sluice.
+    /// snappy, xerial-framed as Kafka's clients write it (Kafka's id 2).
     Snappy,
     /// The LZ4 frame format (Kafka's id 3).
     Lz4,
@@ -57,17 +58,19 @@ impl Compression {
         }
     }
 
-    /// Parses `none`, `lz4` or `zstd` (as the CLI and configs spell them).
+    /// Parses `none`, `gzip`, `snappy`, `lz4` or `zstd` (as the CLI and configs spell them).
     pub fn from_name(name: &str) -> Result<Self, BatchError> {
         match name {
             "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            "snappy" => Ok(Self::Snappy),
             "lz4" => Ok(Self::Lz4),
             "zstd" => Ok(Self::Zstd),
-            "gzip" => Err(BatchError::UnsupportedCompression("gzip")),
-            "snappy" => Err(BatchError::UnsupportedCompression("snappy")),
             _ => Err(BatchError::Compression {
                 codec: "unknown",
-                reason: format!("unknown codec name `{name}` (expected none, lz4 or zstd)"),
+                reason: format!(
+                    "unknown codec name `{name}` (expected none, gzip, snappy, lz4 or zstd)"
+                ),
             }),
         }
     }
@@ -89,7 +92,15 @@ impl Compression {
                 enc.finish().map_err(|e| self.error(e))
             }
             Self::Zstd => zstd::bulk::compress(raw, 3).map_err(|e| self.error(e)),
-            Self::Gzip | Self::Snappy => Err(BatchError::UnsupportedCompression(self.name())),
+            Self::Gzip => {
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(raw.len() / 2),
+                    flate2::Compression::default(),
+                );
+                enc.write_all(raw).map_err(|e| self.error(e))?;
+                enc.finish().map_err(|e| self.error(e))
+            }
+            Self::Snappy => super::snappy::compress(raw),
         }
     }
 
@@ -111,9 +122,15 @@ impl Compression {
                     .and_then(|d| d.take(limit).read_to_end(&mut out))
                     .map_err(|e| self.error(e))?;
             }
-            Self::Gzip | Self::Snappy => {
-                return Err(BatchError::UnsupportedCompression(self.name()));
+            Self::Gzip => {
+                // Several gzip members one after the other read as one stream, as Java's
+                // `GZIPInputStream` reads them.
+                flate2::read::MultiGzDecoder::new(compressed)
+                    .take(limit)
+                    .read_to_end(&mut out)
+                    .map_err(|e| self.error(e))?;
             }
+            Self::Snappy => out = super::snappy::decompress(compressed, MAX_DECOMPRESSED)?,
         }
         if out.len() > MAX_DECOMPRESSED {
             return Err(self.error(format!("records expand past {MAX_DECOMPRESSED} bytes")));
@@ -122,5 +139,6 @@ impl Compression {
     }
 }
 
-/// The most bytes a compressed batch may expand to (64 MiB).
+/// The most bytes a compressed batch may expand to (64 MiB; the broker's largest batch is
+/// far smaller, so only a decompression bomb reaches it).
 pub const MAX_DECOMPRESSED: usize = 64 << 20;

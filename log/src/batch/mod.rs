@@ -15,9 +15,10 @@
 mod builder;
 mod compression;
 mod record;
+mod snappy;
 
 pub use builder::BatchBuilder;
-pub use compression::Compression;
+pub use compression::{Compression, MAX_DECOMPRESSED};
 pub use record::{Header, Record, RecordIter};
 
 use bytes::Bytes;
@@ -72,8 +73,9 @@ pub enum BatchError {
     /// The attributes name a codec sluice does not know.
     #[error("unknown compression codec id {0}")]
     UnknownCompression(i16),
-    /// A codec Kafka knows that sluice does not implement.
-    #[error("compression codec {0} is not supported (use none, lz4 or zstd)")]
+    /// A codec Kafka knows that sluice does not implement (none today: all five are read
+    /// and written).
+    #[error("compression codec {0} is not supported")]
     UnsupportedCompression(&'static str),
     /// Compressed records failed to decompress, or to compress.
     #[error("{codec} (de)compression failed: {reason}")]
