@@ -57,5 +57,5 @@ pub use group::{
 };
 pub use storage::{AppendOutcome, PartitionData, PartitionInfo};
 pub use topic::{CleanupPolicy, FsyncPolicy, TopicConfig, TopicPartition, validate_topic_name};
-pub use txn::{AbortedTxn, ControlType, IsolationLevel, TxnState};
+pub use txn::{AbortedTxn, ControlType, IsolationLevel, TxnState, TxnVersion};
 pub use util::now_ms;

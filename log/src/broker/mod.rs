@@ -16,6 +16,7 @@ mod maintenance;
 mod pid;
 mod topics;
 mod txn;
+mod txn_init;
 
 pub use fetch::{FetchRequest, FetchedPartition, ListedOffset, OffsetSpec};
 

@@ -3,109 +3,25 @@
 //! `txn_offset_commit` and `end_txn`, the two-phase end with markers, and the sweep that
 //! aborts transactions past their timeout.
 //!
-//! Epochs follow KIP-890 part 2: a transaction runs at epoch E; its markers are written at
-//! E + 1 and the producer continues at E + 1, so a produce or an `end_txn` delayed from an
-//! earlier transaction carries an old epoch and is fenced everywhere. A retried `end_txn`
-//! (same kind, epoch E, the transaction already complete at E + 1) is answered again.
-
-use std::time::Duration;
+//! Epochs follow KIP-890 part 2 (transaction version 2, `end_txn`): a transaction runs at
+//! epoch E; its markers are written at E + 1 and the producer continues at E + 1, so a
+//! produce or an `end_txn` delayed from an earlier transaction carries an old epoch and is
+//! fenced everywhere. A retried `end_txn` (same kind, epoch E, the transaction already
+//! complete at E + 1) is answered again. Kafka clients on older protocol versions use
+//! transaction version 1 (`end_txn_with(.., TxnVersion::V1)`): markers at E and the epoch
+//! stays. Either way a timeout or a new instance aborts with markers at E + 1 and fences the
+//! producer. InitProducerId is in `txn_init.rs`.
 
 use super::{Broker, ProducerIdAndEpoch};
 use crate::error::{Error, Result};
 use crate::topic::{FsyncPolicy, TopicPartition};
 use crate::txn::coordinator::{MAX_UNSYNCED_MARKERS, TxnMeta, UnsyncedMarker};
-use crate::txn::{ControlType, MAX_TXN_TIMEOUT_MS, TxnDescription, TxnState};
+use crate::txn::{ControlType, TxnDescription, TxnState, TxnVersion};
 use crate::util::now_ms;
 
 impl Broker {
-    /// InitProducerId for a transactional id: a new id gets a producer id at epoch 0; a known
-    /// one first finishes (Prepare*) or aborts (Ongoing) its open transaction, then gets the
-    /// next epoch, which fences every older instance of the producer.
-    pub fn init_transactions(
-        &self,
-        transactional_id: &str,
-        timeout: Duration,
-    ) -> Result<ProducerIdAndEpoch> {
-        self.check_open()?;
-        let timeout_ms = timeout.as_millis() as u64;
-        if timeout_ms == 0 || timeout_ms > MAX_TXN_TIMEOUT_MS {
-            return Err(Error::InvalidTransactionTimeout {
-                millis: timeout_ms,
-                max: MAX_TXN_TIMEOUT_MS,
-            });
-        }
-        if transactional_id.is_empty() {
-            return Err(Error::InvalidTxnState(
-                "the transactional id is empty".into(),
-            ));
-        }
-        let txns = &self.inner.txns;
-        let (shared, created) = txns.get_or_create(transactional_id, || {
-            let meta = TxnMeta {
-                transactional_id: transactional_id.to_string(),
-                producer_id: self.inner.pids.lock().allocate()?,
-                epoch: 0,
-                state: TxnState::Empty,
-                partitions: Default::default(),
-                timeout_ms,
-                txn_start_ms: 0,
-                unsynced_markers: Default::default(),
-            };
-            txns.persist(&meta)?;
-            Ok(meta)
-        })?;
-        if created {
-            let m = shared.lock();
-            return Ok(ProducerIdAndEpoch {
-                producer_id: m.producer_id,
-                epoch: m.epoch,
-            });
-        }
-        let mut m = shared.lock();
-        let old_pid = m.producer_id;
-        match m.state {
-            TxnState::PrepareCommit => self.write_markers(&mut m, ControlType::Commit)?,
-            TxnState::PrepareAbort => self.write_markers(&mut m, ControlType::Abort)?,
-            TxnState::Ongoing | TxnState::PrepareEpochFence => {
-                tracing::info!(
-                    transactional_id,
-                    "fencing the previous producer and aborting its transaction"
-                );
-                m.move_to(TxnState::PrepareAbort)?;
-                txns.persist(&m)?;
-                self.write_markers(&mut m, ControlType::Abort)?;
-            }
-            TxnState::Empty
-            | TxnState::CompleteCommit
-            | TxnState::CompleteAbort
-            | TxnState::Dead => {}
-        }
-        self.bump_epoch(&mut m)?;
-        m.state = TxnState::Empty;
-        m.timeout_ms = timeout_ms;
-        txns.persist(&m)?;
-        if m.producer_id != old_pid {
-            txns.rebind_producer(old_pid, m.producer_id, &shared);
-        }
-        Ok(ProducerIdAndEpoch {
-            producer_id: m.producer_id,
-            epoch: m.epoch,
-        })
-    }
-
-    /// The next epoch, or a new producer id at epoch 0 when the epoch is exhausted.
-    fn bump_epoch(&self, m: &mut TxnMeta) -> Result<()> {
-        if m.epoch >= i16::MAX - 1 {
-            m.producer_id = self.inner.pids.lock().allocate()?;
-            m.epoch = 0;
-        } else {
-            m.epoch += 1;
-        }
-        Ok(())
-    }
-
     /// Checks that a request comes from the id's current producer and epoch.
-    fn check_producer(m: &TxnMeta, id: ProducerIdAndEpoch) -> Result<()> {
+    pub(super) fn check_producer(m: &TxnMeta, id: ProducerIdAndEpoch) -> Result<()> {
         if m.producer_id != id.producer_id || m.epoch != id.epoch {
             return Err(Error::TxnProducerFenced {
                 transactional_id: m.transactional_id.clone(),
@@ -207,49 +123,75 @@ impl Broker {
             })
     }
 
-    /// EndTxn: commits or aborts the open transaction. PrepareCommit / PrepareAbort is
-    /// written durably first (under the `commit` and `always` policies the enlisted
-    /// partitions are fsynced before it: this is the commit point), then a marker goes to
-    /// every enlisted partition, then Complete*. Returns the producer's next epoch.
+    /// EndTxn under transaction version 2 (KIP-890 part 2): commits or aborts the open
+    /// transaction and returns the producer's next epoch. See
+    /// [`end_txn_with`](Self::end_txn_with).
     pub fn end_txn(
         &self,
         transactional_id: &str,
         producer: ProducerIdAndEpoch,
         commit: bool,
     ) -> Result<ProducerIdAndEpoch> {
+        self.end_txn_with(transactional_id, producer, commit, TxnVersion::V2)
+    }
+
+    /// EndTxn: commits or aborts the open transaction. PrepareCommit / PrepareAbort is
+    /// written durably first (under the `commit` and `always` policies the enlisted
+    /// partitions are fsynced before it: this is the commit point), then a marker goes to
+    /// every enlisted partition, then Complete*. Returns the producer's id and epoch from
+    /// now on: under [`TxnVersion::V2`] the next epoch (the markers carry it), under
+    /// [`TxnVersion::V1`] the same one (the markers carry the transaction's epoch).
+    ///
+    /// A retry of an end that already completed is answered again: under V2 when it comes
+    /// from the epoch just before the current one, under V1 from the current epoch with the
+    /// same kind (the other kind is `InvalidTxnState`, as Kafka answers it).
+    pub fn end_txn_with(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        commit: bool,
+        version: TxnVersion,
+    ) -> Result<ProducerIdAndEpoch> {
         let shared = self.txn(transactional_id)?;
         let mut m = shared.lock();
-        let kind = if commit {
-            ControlType::Commit
+        let (kind, preparing, done) = if commit {
+            (
+                ControlType::Commit,
+                TxnState::PrepareCommit,
+                TxnState::CompleteCommit,
+            )
         } else {
-            ControlType::Abort
+            (
+                ControlType::Abort,
+                TxnState::PrepareAbort,
+                TxnState::CompleteAbort,
+            )
         };
-        let done = if commit {
-            TxnState::CompleteCommit
-        } else {
-            TxnState::CompleteAbort
+        let now = ProducerIdAndEpoch {
+            producer_id: m.producer_id,
+            epoch: m.epoch,
         };
-        if m.producer_id == producer.producer_id
+        if version == TxnVersion::V2
+            && m.producer_id == producer.producer_id
             && m.state == done
             && i32::from(m.epoch) == i32::from(producer.epoch) + 1
         {
             // A retry of the end that already happened.
-            return Ok(ProducerIdAndEpoch {
-                producer_id: m.producer_id,
-                epoch: m.epoch,
-            });
+            return Ok(now);
         }
         Self::check_producer(&m, producer)?;
         match m.state {
             TxnState::Ongoing => {}
-            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+            state if version == TxnVersion::V1 && state == done => return Ok(now),
+            state if state == preparing || (version == TxnVersion::V2 && state.is_preparing()) => {
                 return Err(Error::ConcurrentTransactions {
                     transactional_id: transactional_id.to_string(),
                 });
             }
             other => {
                 return Err(Error::InvalidTxnState(format!(
-                    "transactional id `{transactional_id}` has no open transaction to end (state {other:?})"
+                    "transactional id `{transactional_id}` has no open transaction to {} (state {other:?})",
+                    if commit { "commit" } else { "abort" }
                 )));
             }
         }
@@ -258,18 +200,15 @@ impl Broker {
                 matches!(policy, FsyncPolicy::Commit | FsyncPolicy::Always)
             })?;
         }
-        m.move_to(if commit {
-            TxnState::PrepareCommit
-        } else {
-            TxnState::PrepareAbort
-        })?;
+        m.move_to(preparing)?;
+        m.keep_epoch = version == TxnVersion::V1;
         self.inner.txns.persist(&m)?;
         if commit && self.txn_fault(transactional_id) {
             return Err(Error::InjectedFault(format!(
                 "EndTxn of `{transactional_id}` stopped after PrepareCommit, before the markers"
             )));
         }
-        self.write_markers(&mut m, kind)?;
+        self.write_markers(&mut m, kind, version == TxnVersion::V2)?;
         Ok(ProducerIdAndEpoch {
             producer_id: m.producer_id,
             epoch: m.epoch,
@@ -289,13 +228,24 @@ impl Broker {
         Ok(())
     }
 
-    /// Second phase of the end, from Prepare*: a marker at the next epoch on every enlisted
-    /// partition, the group offsets applied or dropped, then Complete* at the next epoch.
+    /// Second phase of the end, from Prepare*: a marker on every enlisted partition, the
+    /// group offsets applied or dropped, then Complete*. With `bump` (transaction version 2,
+    /// timeouts, fencing) the markers carry the next epoch and the id moves to it; without
+    /// (version 1) they carry the transaction's own epoch, which stays.
     /// Under `commit` and `always` the marker is fsynced, so Complete* never outlives it;
     /// under `never` and `interval` it is remembered until it is on disk, and
     /// `redrive_markers` writes it again on open if a power loss took it.
-    fn write_markers(&self, m: &mut TxnMeta, kind: ControlType) -> Result<()> {
-        let marker_epoch = m.epoch.saturating_add(1);
+    pub(super) fn write_markers(
+        &self,
+        m: &mut TxnMeta,
+        kind: ControlType,
+        bump: bool,
+    ) -> Result<()> {
+        let marker_epoch = if bump {
+            m.epoch.saturating_add(1)
+        } else {
+            m.epoch
+        };
         let offsets_topic = crate::group::OFFSETS_TOPIC;
         for tp in &m.partitions {
             let partition = match self
@@ -338,7 +288,10 @@ impl Broker {
                 self.inner.offsets.complete_txn(m.producer_id, kind);
             }
         }
-        self.bump_epoch(m)?;
+        if bump {
+            self.bump_epoch(m)?;
+        }
+        m.keep_epoch = false;
         m.move_to(match kind {
             ControlType::Commit => TxnState::CompleteCommit,
             ControlType::Abort => TxnState::CompleteAbort,
@@ -349,9 +302,14 @@ impl Broker {
         Ok(())
     }
 
-    /// On open: writes again every remembered marker that its partition lost (the
-    /// transaction is still open there at the epoch just below the marker's), and finishes
+    /// On open: writes again every remembered marker that its partition lost, and finishes
     /// any Prepare* a crash interrupted. Returns how many markers were written again.
+    ///
+    /// A remembered marker was lost when its offset is no longer in the log (recovery leaves
+    /// a prefix of what was written) and its producer's transaction is still open there at
+    /// the marker's epoch (version 1) or the epoch just below (version 2). The offset
+    /// decides under version 1, where the next transaction runs at the marker's epoch too.
+    /// A marker written again is remembered at its new offset.
     pub(crate) fn redrive_markers(&self) -> Result<usize> {
         let mut written = 0;
         for shared in self.inner.txns.all() {
@@ -361,6 +319,7 @@ impl Broker {
                 .iter()
                 .map(|(tp, list)| (tp.clone(), list.clone()))
                 .collect();
+            let mut moved = false;
             for (tp, list) in remembered {
                 let Ok(partition) = self
                     .inner
@@ -370,11 +329,12 @@ impl Broker {
                 else {
                     continue;
                 };
-                for marker in list {
+                for (i, marker) in list.iter().enumerate() {
                     let Some(open_epoch) = partition.open_txn_epoch(marker.producer_id) else {
                         continue;
                     };
-                    if i32::from(marker.epoch) != i32::from(open_epoch) + 1 {
+                    let gap = i32::from(marker.epoch) - i32::from(open_epoch);
+                    if !(gap == 0 || gap == 1) || partition.info().log_end_offset > marker.offset {
                         continue;
                     }
                     let kind = if marker.commit {
@@ -384,20 +344,36 @@ impl Broker {
                     };
                     tracing::warn!(%tp, producer_id = marker.producer_id, epoch = marker.epoch, ?kind,
                         "writing a transaction marker lost in a crash again");
-                    partition.append_marker(marker.producer_id, marker.epoch, kind, 0)?;
+                    let offset =
+                        partition.append_marker(marker.producer_id, marker.epoch, kind, 0)?;
+                    if let Some(entry) = m.unsynced_markers.get_mut(&tp).and_then(|l| l.get_mut(i))
+                    {
+                        entry.offset = offset;
+                        moved = true;
+                    }
                     if tp.topic == crate::group::OFFSETS_TOPIC {
                         self.inner.offsets.complete_txn(marker.producer_id, kind);
                     }
                     written += 1;
                 }
             }
-            match m.state {
-                TxnState::PrepareCommit => self.write_markers(&mut m, ControlType::Commit)?,
-                TxnState::PrepareAbort => self.write_markers(&mut m, ControlType::Abort)?,
-                _ => {}
+            if moved {
+                self.inner.txns.persist(&m)?;
             }
+            self.finish_prepared(&mut m)?;
         }
         Ok(written)
+    }
+
+    /// Writes the markers of a Prepare* a crash or a fault left, as the end that wrote it
+    /// would have.
+    fn finish_prepared(&self, m: &mut TxnMeta) -> Result<()> {
+        let bump = !m.keep_epoch;
+        match m.state {
+            TxnState::PrepareCommit => self.write_markers(m, ControlType::Commit, bump),
+            TxnState::PrepareAbort => self.write_markers(m, ControlType::Abort, bump),
+            _ => Ok(()),
+        }
     }
 
     /// Aborts every transaction open longer than its timeout, fencing its producer (its
@@ -413,12 +389,10 @@ impl Broker {
                     tracing::warn!(transactional_id = %m.transactional_id, "transaction timed out; aborting and fencing its producer");
                     m.move_to(TxnState::PrepareAbort)?;
                     self.inner.txns.persist(&m)?;
-                    self.write_markers(&mut m, ControlType::Abort)?;
+                    self.write_markers(&mut m, ControlType::Abort, true)?;
                     aborted += 1;
                 }
-                TxnState::PrepareCommit => self.write_markers(&mut m, ControlType::Commit)?,
-                TxnState::PrepareAbort => self.write_markers(&mut m, ControlType::Abort)?,
-                _ => {}
+                _ => self.finish_prepared(&mut m)?,
             }
         }
         Ok(aborted)

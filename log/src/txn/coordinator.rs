@@ -40,13 +40,26 @@ pub(crate) struct TxnMeta {
     /// `interval`) and not yet known to be on disk. After a power loss the broker writes
     /// again the one a partition lost (see `Broker::redrive_markers`).
     pub(crate) unsynced_markers: BTreeMap<TopicPartition, Vec<UnsyncedMarker>>,
+    /// The (producer id, epoch) an InitProducerId with the producer's current id and epoch
+    /// (KIP-360) just moved on from, so that a retry of that request gets the same answer
+    /// (Kafka's lastProducerId / lastProducerEpoch). Any other epoch change clears it. Kept
+    /// in memory only: a retry across a broker restart is fenced.
+    #[serde(skip)]
+    pub(crate) last_producer: Option<(i64, i16)>,
+    /// Set while a transaction version 1 end (markers at the transaction's own epoch, no
+    /// bump) is between Prepare* and Complete*, so that whoever finishes it writes the same
+    /// markers. In memory only: after a restart a Prepare* is finished as a version 2 end
+    /// (markers at the next epoch, which fences the producer; it re-initializes).
+    #[serde(skip)]
+    pub(crate) keep_epoch: bool,
 }
 
 /// A transaction marker not yet known to be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct UnsyncedMarker {
     pub(crate) producer_id: i64,
-    /// The marker's epoch: one more than the epoch of the transaction's data.
+    /// The marker's epoch: the epoch of the transaction's data (transaction version 1) or
+    /// one more (version 2, timeouts and fencing).
     pub(crate) epoch: i16,
     pub(crate) commit: bool,
     pub(crate) offset: i64,
@@ -204,11 +217,14 @@ impl TxnCoordinator {
         Ok((shared, true))
     }
 
-    /// Points a new producer id (after epoch exhaustion) at the id's state.
-    pub(crate) fn rebind_producer(&self, old: i64, new: i64, meta: &Arc<Mutex<TxnMeta>>) {
+    /// Points a new producer id (after epoch exhaustion) at the state of `transactional_id`.
+    pub(crate) fn rebind_producer(&self, transactional_id: &str, old: i64, new: i64) {
+        let Some(meta) = self.get(transactional_id) else {
+            return;
+        };
         let mut by_producer = self.by_producer.lock();
         by_producer.remove(&old);
-        by_producer.insert(new, Arc::clone(meta));
+        by_producer.insert(new, meta);
     }
 
     /// Every id's lock.

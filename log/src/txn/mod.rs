@@ -31,6 +31,19 @@ impl ControlType {
     }
 }
 
+/// How a producer's transactions use epochs (KIP-890 part 2's "transaction version").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TxnVersion {
+    /// Kafka's classic protocol (clients on Produce up to v11, EndTxn up to v4): the producer
+    /// keeps its epoch E across transactions, markers are written at E, and its sequences
+    /// run on from one transaction to the next.
+    V1,
+    /// KIP-890 part 2: every end bumps the epoch; markers are written at E + 1 and the
+    /// producer continues at E + 1 with sequences from 0. sluice's own clients use it.
+    #[default]
+    V2,
+}
+
 /// What a fetch may return (Kafka's `isolation.level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IsolationLevel {
