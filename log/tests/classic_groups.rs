@@ -542,7 +542,7 @@ fn offset_commits_are_fenced_by_generation() {
         other => panic!("expected IllegalGeneration, got {other:?}"),
     }
     let fetched = broker
-        .offset_fetch("g", &[tp.clone()], false)
+        .offset_fetch("g", std::slice::from_ref(&tp), false)
         .expect("fetch");
     assert_eq!(fetched, vec![(tp, Some(7))]);
 }
@@ -682,7 +682,7 @@ fn member_loop(
             None,
             assignments,
         ) {
-            Ok(s) if s.assignment == Bytes::from(member_id.clone()) => {}
+            Ok(s) if s.assignment == member_id.as_bytes() => {}
             Ok(s) => return Err(format!("{member_id} was assigned {:?}", s.assignment)),
             Err(Error::RebalanceInProgress { .. }) => continue,
             Err(e) => return Err(format!("sync: {e}")),

@@ -351,6 +351,11 @@ impl ClassicGroup {
         if self.state == State::Dead {
             return Err(self.unknown(member_id));
         }
+        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
+            || protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref())
+        {
+            return Err(self.inconsistent());
+        }
         self.validate_member(member_id, instance)?;
         if generation != self.generation {
             return Err(Error::IllegalGeneration {
@@ -358,11 +363,6 @@ impl ClassicGroup {
                 generation,
                 current: self.generation,
             });
-        }
-        if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
-            || protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref())
-        {
-            return Err(self.inconsistent());
         }
         self.touch(member_id, now);
         match self.state {
