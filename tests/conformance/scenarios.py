@@ -758,6 +758,9 @@ def scenario_transactions(cl, rng):
                          headers=[("txn", str(txn).encode())], partition=r.partition)
             txp.send_offsets(src, nxt, cons)
             if abort:
+                # Flush first: the aborted records must reach the broker (a client may drop
+                # records still queued when it aborts, and a fast broker leaves them queued).
+                txp.flush()
                 txp.abort()
                 aborted_txns.add(txn)
                 for p, off in first.items():  # rewind to re-copy what was aborted

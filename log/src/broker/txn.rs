@@ -113,7 +113,7 @@ impl Broker {
         }
         self.inner
             .groups
-            .with_generation(group, generation, member_id, || {
+            .with_txn_generation(group, generation, member_id, || {
                 self.inner.offsets.commit_transactional(
                     producer.producer_id,
                     producer.epoch,

@@ -330,9 +330,7 @@ impl GroupCoordinator {
 
     /// [`with_generation`](Self::with_generation) for a TxnOffsetCommit: a classic group
     /// takes a standalone (-1, "") commit whatever its state and does not refuse commits in
-    /// CompletingRebalance, as Kafka's TxnOffsetCommit. (`Broker::txn_offset_commit` still
-    /// calls `with_generation`; switching it over is the transactions code's call.)
-    #[allow(dead_code)]
+    /// CompletingRebalance, as Kafka's TxnOffsetCommit.
     pub(crate) fn with_txn_generation<T>(
         &self,
         group: &str,
