@@ -337,6 +337,17 @@ pub enum Error {
     /// A client used in a way its state does not allow.
     #[error("{0}")]
     IllegalState(String),
+    /// The data directory is open in another broker (this process or another): one process
+    /// owns a data directory.
+    #[error(
+        "data directory {dir} is in use by another broker or sluice command (it holds the lock {lock})"
+    )]
+    DataDirInUse {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+    },
 }
 
 impl Error {
@@ -379,6 +390,7 @@ impl Error {
                 | Self::InvalidConfig { .. }
                 | Self::OffsetOutOfRange { .. }
                 | Self::RecordTooLarge { .. }
+                | Self::DataDirInUse { .. }
         )
     }
 }

@@ -133,7 +133,7 @@ fn a_second_broker_on_the_same_directory_is_refused() {
     let first = common::quiet_broker(dir.path());
     let second = Broker::open(dir.path(), BrokerConfig::default());
     assert!(
-        matches!(second, Err(Error::IllegalState(ref m)) if m.contains("in use")),
+        matches!(second, Err(ref e @ Error::DataDirInUse { .. }) if e.to_string().contains("in use")),
         "{second:?}"
     );
     // close releases the directory even while handles of the first broker live on.

@@ -37,6 +37,10 @@ fn main() -> ExitCode {
         report.seconds,
         report.executions as f64 / report.seconds.max(1e-9)
     );
+    if !report.encode_errors.is_empty() {
+        eprintln!("responses that did not encode: {:?}", report.encode_errors);
+        return ExitCode::FAILURE;
+    }
     if report.panics > 0 {
         eprintln!("crash frames: {:?}", report.crash_frames);
         return ExitCode::FAILURE;

@@ -24,6 +24,8 @@ pub struct Report {
     pub responses: u64,
     pub closed: u64,
     pub timed_out: u64,
+    /// Responses the server could not encode: a handler set a field its version lacks.
+    pub encode_errors: Vec<String>,
     pub panics: usize,
     pub max_rss_kib: u64,
     pub crash_frames: Vec<PathBuf>,
@@ -115,6 +117,18 @@ pub fn run(
         report.executions += 1;
         match outcome {
             Ok(FrameOutcome::Response(_) | FrameOutcome::NoResponse) => report.responses += 1,
+            Ok(FrameOutcome::Closed(sluice_server::codec::FrameError::Encode {
+                api,
+                version,
+                reason,
+            })) => {
+                report.closed += 1;
+                if report.encode_errors.len() < 20 {
+                    report
+                        .encode_errors
+                        .push(format!("{api:?} v{version}: {reason}"));
+                }
+            }
             Ok(FrameOutcome::Closed(_)) => report.closed += 1,
             Ok(FrameOutcome::TimedOut) => report.timed_out += 1,
             Err(_) => {}

@@ -31,21 +31,21 @@ pub async fn handle(
         }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let response = produce::produce(ctx, r).await;
+            let response = produce::produce(ctx, version, r).await;
             if acks == 0 {
                 return Ok(None);
             }
             ResponseKind::Produce(response)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(ctx, r).await),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(ctx, version, r).await),
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(offsets::list_offsets(ctx, r).await)
+            ResponseKind::ListOffsets(offsets::list_offsets(ctx, version, r).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(ctx, r))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(ctx, r).await)
+            ResponseKind::CreateTopics(admin::create_topics(ctx, version, r).await)
         }
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(admin::delete_topics(ctx, version, r).await)
@@ -63,7 +63,7 @@ pub async fn handle(
             };
             ResponseKind::JoinGroup(groups::join(ctx, version, r, caller).await)
         }
-        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r).await),
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, version, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r).await),
         RequestKind::LeaveGroup(r) => {
             ResponseKind::LeaveGroup(groups::leave(ctx, version, r).await)
@@ -75,7 +75,7 @@ pub async fn handle(
             ResponseKind::OffsetFetch(groups::offset_fetch(ctx, version, r).await)
         }
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(ctx, r)),
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, r)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, version, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(txn::init_producer_id(ctx, r).await)

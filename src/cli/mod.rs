@@ -2,6 +2,7 @@
 //! the data directory's embedded broker, and dispatch to the subcommands in [`topic`],
 //! [`produce`], [`consume`], [`group`] and [`perf`].
 
+pub mod broker;
 pub mod consume;
 pub mod error;
 pub mod group;
@@ -25,10 +26,12 @@ sluice: exactly-once stream processing on a built-in partitioned log.
 
 This tool works on the embedded log in a data directory, modelled on Kafka's command-line \
 tools. Each invocation opens the directory, does its work and closes it cleanly; only one \
-process may have a data directory open at a time.";
+process may have a data directory open at a time. `sluice broker` keeps it open and serves it \
+to any Kafka client over Kafka's wire protocol.";
 
 const EXAMPLES: &str = "\
 Examples:
+  sluice broker --listen 127.0.0.1:9092
   sluice topic create orders --partitions 3
   printf 'k1:hello\\nk2:world\\n' | sluice produce orders --key-separator : --print-offsets
   sluice consume orders --from-beginning --print-key --print-offset
@@ -87,6 +90,9 @@ pub enum Command {
     /// Benchmarks: print one JSON line of figures each.
     #[command(subcommand)]
     Perf(perf::PerfCommand),
+    /// Serve the data directory's log to Kafka clients over Kafka's wire protocol, until
+    /// SIGTERM or SIGINT.
+    Broker(broker::BrokerArgs),
 }
 
 /// Runs the parsed command line.
@@ -98,6 +104,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Consume(args) => consume::run(data, &args),
         Command::Group(cmd) => group::run(data, cmd),
         Command::Perf(cmd) => perf::run(data, cmd),
+        Command::Broker(args) => broker::run(data, &args),
     }
 }
 
@@ -129,7 +136,7 @@ pub fn with_broker<T>(
 /// Refuses a data directory that is missing (when it must exist), not a directory, or a
 /// non-empty directory that holds no sluice data: the broker removes directories that look
 /// like stray partitions (`NAME-N`), so pointing it at, say, a home directory would be harmful.
-fn check_data_dir(dir: &Path, open: Open) -> CliResult {
+pub(crate) fn check_data_dir(dir: &Path, open: Open) -> CliResult {
     let shown = dir.display();
     if !dir.exists() {
         return match open {

@@ -209,12 +209,9 @@ impl Broker {
         std::fs::create_dir_all(&meta).map_err(|e| Error::io("creating", &meta, e))?;
         let lock_path = meta.join("lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io("creating", &lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            Error::IllegalState(format!(
-                "data directory {} is in use by another broker (held lock {})",
-                dir.display(),
-                lock_path.display()
-            ))
+        lock.try_lock().map_err(|_| Error::DataDirInUse {
+            dir: dir.clone(),
+            lock: lock_path.clone(),
         })?;
         let signal = Arc::new(AppendSignal::default());
         let topics = TopicRegistry::open(&dir, Arc::clone(&signal))?;

@@ -31,7 +31,11 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
 
 /// CreateTopics.
-pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create_topics(
+    ctx: &Context,
+    version: i16,
+    request: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let default_partitions = ctx.config.num_partitions;
     let max_partitions = ctx.config.max_partitions_per_topic;
     let validate_only = request.validate_only;
@@ -126,7 +130,20 @@ pub async fn create_topics(ctx: &Context, request: CreateTopicsRequest) -> Creat
         })
         .await
         .unwrap_or_default();
-    CreateTopicsResponse::default().with_topics(topics)
+    let mut response = CreateTopicsResponse::default().with_topics(topics);
+    for t in &mut response.topics {
+        // Fields of later versions; the codec refuses them before.
+        if version < 7 {
+            t.topic_id = uuid::Uuid::nil();
+        }
+        if version < 5 {
+            t.num_partitions = -1;
+            t.replication_factor = -1;
+            t.configs = None;
+            t.topic_config_error_code = 0;
+        }
+    }
+    response
 }
 
 /// DeleteTopics. Topics named by id only (v6) are UNKNOWN_TOPIC_ID: the log names topics.
@@ -172,7 +189,16 @@ pub async fn delete_topics(
         })
         .await
         .unwrap_or_default();
-    DeleteTopicsResponse::default().with_responses(responses)
+    let mut response = DeleteTopicsResponse::default().with_responses(responses);
+    for r in &mut response.responses {
+        if version < 6 {
+            r.topic_id = uuid::Uuid::nil();
+        }
+        if version < 5 {
+            r.error_message = None;
+        }
+    }
+    response
 }
 
 /// CreatePartitions: grows a topic to `count` partitions.

@@ -16,7 +16,7 @@ use crate::context::Context;
 use crate::errors;
 
 /// Fetch.
-pub async fn fetch(ctx: &Context, request: FetchRequest) -> FetchResponse {
+pub async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchResponse {
     let isolation = if request.isolation_level == 1 {
         IsolationLevel::ReadCommitted
     } else {
@@ -68,7 +68,16 @@ pub async fn fetch(ctx: &Context, request: FetchRequest) -> FetchResponse {
             continue;
         }
     };
-    respond(order, fetched, isolation)
+    let mut response = respond(order, fetched, isolation);
+    if version < 5 {
+        // The log start offset is a v5 field; the codec refuses it before.
+        for topic in &mut response.responses {
+            for p in &mut topic.partitions {
+                p.log_start_offset = -1;
+            }
+        }
+    }
+    response
 }
 
 /// Reads every partition once, without waiting, within the response's byte budget.

@@ -81,7 +81,7 @@ pub async fn join(
     match result {
         Ok(joined) => JoinGroupResponse::default()
             .with_generation_id(joined.generation_id)
-            .with_protocol_type(Some(text(joined.protocol_type)))
+            .with_protocol_type((version >= 7).then(|| text(joined.protocol_type)))
             .with_protocol_name(Some(text(joined.protocol_name)))
             .with_leader(text(joined.leader))
             .with_skip_assignment(joined.skip_assignment)
@@ -113,7 +113,7 @@ pub async fn join(
 }
 
 /// SyncGroup.
-pub async fn sync(ctx: &Context, request: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn sync(ctx: &Context, version: i16, request: SyncGroupRequest) -> SyncGroupResponse {
     let group = request.group_id.0.to_string();
     let member = request.member_id.to_string();
     let instance = request.group_instance_id.map(|i| i.to_string());
@@ -140,10 +140,11 @@ pub async fn sync(ctx: &Context, request: SyncGroupRequest) -> SyncGroupResponse
         .map_err(Error::from)
         .and_then(|r| r);
     match result {
-        Ok(synced) => SyncGroupResponse::default()
+        Ok(synced) if version >= 5 => SyncGroupResponse::default()
             .with_protocol_type(Some(text(synced.protocol_type)))
             .with_protocol_name(Some(text(synced.protocol_name)))
             .with_assignment(synced.assignment),
+        Ok(synced) => SyncGroupResponse::default().with_assignment(synced.assignment),
         Err(e) => SyncGroupResponse::default().with_error_code(errors::code(&e)),
     }
 }
@@ -437,7 +438,7 @@ pub fn describe(ctx: &Context, request: DescribeGroupsRequest) -> DescribeGroups
 }
 
 /// ListGroups, filtered by state when the request asks (v4).
-pub fn list(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResponse {
+pub fn list(ctx: &Context, version: i16, request: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = request
         .states_filter
         .iter()
@@ -452,8 +453,7 @@ pub fn list(ctx: &Context, request: ListGroupsRequest) -> ListGroupsResponse {
             ListedGroup::default()
                 .with_group_id(GroupId(text(name)))
                 .with_protocol_type(text(protocol_type))
-                .with_group_state(text(state))
-                .with_group_type(text("classic"))
+                .with_group_state(if version >= 4 { text(state) } else { text("") })
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)

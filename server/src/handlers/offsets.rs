@@ -24,8 +24,14 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
 /// ListOffsets. Under read_committed, "latest" is the last stable offset, as in Kafka.
-pub async fn list_offsets(ctx: &Context, request: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn list_offsets(
+    ctx: &Context,
+    version: i16,
+    request: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let read_committed = request.isolation_level == 1;
+    // Leader epochs exist from v4 on; the codec refuses them in older versions.
+    let epoch = if version >= 4 { 0 } else { -1 };
     let topics = ctx
         .blocking(move |broker| {
             request
@@ -50,7 +56,7 @@ pub async fn list_offsets(ctx: &Context, request: ListOffsetsRequest) -> ListOff
                                 Ok(Some((offset, timestamp))) => response
                                     .with_offset(offset)
                                     .with_timestamp(timestamp)
-                                    .with_leader_epoch(0),
+                                    .with_leader_epoch(epoch),
                                 Ok(None) => response
                                     .with_offset(-1)
                                     .with_timestamp(-1)

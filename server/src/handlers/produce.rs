@@ -19,7 +19,7 @@ struct Append {
 }
 
 /// Produce.
-pub async fn produce(ctx: &Context, request: ProduceRequest) -> ProduceResponse {
+pub async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> ProduceResponse {
     let acks = match request.acks {
         -1 => Some(Acks::All),
         0 | 1 => Some(Acks::Leader),
@@ -97,12 +97,16 @@ pub async fn produce(ctx: &Context, request: ProduceRequest) -> ProduceResponse 
         let response = match result {
             Ok(outcome) => response
                 .with_base_offset(outcome.base_offset)
-                .with_log_start_offset(outcome.log_start_offset),
+                .with_log_start_offset(if version >= 5 {
+                    outcome.log_start_offset
+                } else {
+                    -1
+                }),
             Err((code, message)) => response
                 .with_error_code(code)
                 .with_base_offset(-1)
                 .with_log_start_offset(-1)
-                .with_error_message(Some(text(message))),
+                .with_error_message((version >= 8).then(|| text(message))),
         };
         if let Some(t) = responses.get_mut(topic) {
             t.partition_responses.push(response);

@@ -85,7 +85,7 @@ pub async fn metadata(ctx: &Context, version: i16, request: MetadataRequest) -> 
     let topics = topics
         .into_iter()
         .map(|topic| match topic {
-            Ok(meta) => describe_topic(&meta),
+            Ok(meta) => describe_topic(&meta, version),
             Err((name, e)) => MetadataResponseTopic::default()
                 .with_name(Some(TopicName(text(name))))
                 .with_error_code(errors::code(&e)),
@@ -103,7 +103,8 @@ pub async fn metadata(ctx: &Context, version: i16, request: MetadataRequest) -> 
         .with_topics(topics)
 }
 
-fn describe_topic(meta: &TopicMetadata) -> MetadataResponseTopic {
+/// One topic, with only the fields `version` has (the codec refuses others).
+fn describe_topic(meta: &TopicMetadata, version: i16) -> MetadataResponseTopic {
     let partitions = meta
         .partitions
         .iter()
@@ -111,14 +112,19 @@ fn describe_topic(meta: &TopicMetadata) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(NODE_ID))
-                .with_leader_epoch(0)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
                 .with_replica_nodes(vec![BrokerId(NODE_ID)])
                 .with_isr_nodes(vec![BrokerId(NODE_ID)])
         })
         .collect();
+    let id = if version >= 10 {
+        topic_id(&meta.name)
+    } else {
+        uuid::Uuid::nil()
+    };
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(text(meta.name.clone()))))
-        .with_topic_id(topic_id(&meta.name))
+        .with_topic_id(id)
         .with_is_internal(meta.internal)
         .with_partitions(partitions)
 }

@@ -1,0 +1,94 @@
+//! Real Kafka clients against `sluice broker`: each test starts the broker on an ephemeral
+//! loopback port and runs one client's scenarios from `tests/conformance/` (keyed round trip
+//! with headers and codecs, a rebalancing group with committed offsets, an idempotent
+//! producer, a transactional copier with aborts; the Java tools). The clients are installed by
+//! `make conformance-deps`, which `make test` runs first.
+
+mod served;
+
+use std::path::Path;
+use std::process::Command;
+
+use served::RunningBroker;
+
+/// Runs `program args... BOOTSTRAP` (the bootstrap address replaces `{bootstrap}`) against a
+/// fresh broker and asserts it passed.
+fn run_against_broker(program: &str, args: &[&str]) {
+    let broker = RunningBroker::start(&["--num-partitions", "1"]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("{bootstrap}", &broker.addr))
+        .collect();
+    let out = Command::new(program)
+        .args(&args)
+        .current_dir(root)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} could not run ({e}); run `make conformance-deps`"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({:?})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status.code()
+    );
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("conformance:"))
+        .unwrap_or_else(|| panic!("no summary line from {program}\n{stdout}\n{stderr}"));
+    assert!(
+        summary.contains(" 0 failed"),
+        "{summary}\n{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn confluent_kafka_python_librdkafka() {
+    run_against_broker(
+        "python3",
+        &[
+            "tests/conformance/scenarios.py",
+            "--bootstrap",
+            "{bootstrap}",
+            "--client",
+            "confluent",
+        ],
+    );
+}
+
+#[test]
+fn kafka_python() {
+    run_against_broker(
+        "python3",
+        &[
+            "tests/conformance/scenarios.py",
+            "--bootstrap",
+            "{bootstrap}",
+            "--client",
+            "kafka-python",
+        ],
+    );
+}
+
+#[test]
+fn kafkajs() {
+    run_against_broker(
+        "node",
+        &[
+            "tests/conformance/scenarios.js",
+            "--bootstrap",
+            "{bootstrap}",
+        ],
+    );
+}
+
+#[test]
+fn kcat() {
+    run_against_broker("bash", &["tests/conformance/kcat.sh", "{bootstrap}"]);
+}
+
+#[test]
+fn java_client_and_kafka_tools() {
+    run_against_broker("bash", &["tests/conformance/java.sh", "{bootstrap}"]);
+}
