@@ -39,7 +39,8 @@ unit-tests:
 		$(CARGO) test --release --workspace --doc; } 2>&1 | tee "$(TEST_LOG)"
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$(TEST_LOG)"
 
-test: deps fmt-check clippy unit-tests
+# conformance-deps: the real Kafka clients the conformance tests drive (tests/conformance.rs).
+test: deps conformance-deps fmt-check clippy unit-tests
 
 # Real-client conformance suites for a Kafka wire-protocol broker
 # (tests/conformance/): confluent-kafka, kafka-python, kafkajs, kcat and Kafka's

@@ -11,9 +11,16 @@ use std::process::Command;
 
 use served::RunningBroker;
 
+/// One suite at a time: each starts JVMs or client pools of its own, and their deadlines are
+/// meant for a machine that is not also running four other suites.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `program args... BOOTSTRAP` (the bootstrap address replaces `{bootstrap}`) against a
 /// fresh broker and asserts it passed.
 fn run_against_broker(program: &str, args: &[&str]) {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let broker = RunningBroker::start(&["--num-partitions", "1"]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let args: Vec<String> = args
