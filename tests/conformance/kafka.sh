@@ -8,7 +8,9 @@
 #   tests/conformance/kafka.sh stop DIR    # SIGTERM, wait, SIGKILL after a bound
 #
 # Env: KAFKA_JARS (see jars.sh), BROKER_HEAP (default 1g),
-#      START_TIMEOUT (default 180 s), STOP_TIMEOUT (default 60 s).
+#      START_TIMEOUT (default 180 s), STOP_TIMEOUT (default 60 s),
+#      KAFKA_EXTRA_PROPERTIES (optional: extra server.properties lines, appended
+#      last, so they override the defaults above, e.g. 'auto.create.topics.enable=false').
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -91,6 +93,9 @@ share.coordinator.state.topic.min.isr=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 PROPS
+  if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" >> "$DIR/server.properties"
+  fi
 
   cat > "$DIR/log4j2-broker.properties" <<PROPS
 status = warn
