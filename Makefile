@@ -71,3 +71,14 @@ conformance-kafka: conformance-deps
 	t0=$$SECONDS; $(CONFORMANCE)/kafka.sh start "$$dir" >/dev/null; \
 	echo "conformance-kafka: Apache Kafka up at $$(cat "$$dir/bootstrap") in $$((SECONDS - t0)) s"; \
 	$(CONFORMANCE)/run_all.sh "$$(cat "$$dir/bootstrap")"
+
+# librdkafka 2.0.2's own integration test suite (Debian's source package, built
+# under ~/.cache/sluice-librdkafka; fetched, patched and built only when missing)
+# against sluice broker, then Apache Kafka 4.4; both pass counts at the end.
+# tests/librdkafka/run.sh BOOTSTRAP [--ci | TESTS...] runs it against any broker.
+# Results and causes of failures: tests/librdkafka/RESULTS.md.
+.PHONY: conformance
+conformance:
+	@command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka"; exit 1; }
+	@$(CONFORMANCE)/jars.sh >/dev/null
+	tests/librdkafka/conformance.sh
