@@ -1,8 +1,10 @@
-//! One client connection: read a frame, decode it, dispatch it, write the response, in
-//! order. Requests may be pipelined (the client sends the next before the answer to the
-//! last); they are handled one at a time per connection, as Kafka handles them, so the
-//! batches of one idempotent producer land in the order it sent them. Other connections run
-//! on their own tasks, so a slow client or a long poll stalls nobody else.
+//! One client connection: a reader that decodes and dispatches requests one at a time, in
+//! the order they arrive, and a writer that sends the answers in that same order. Requests
+//! may be pipelined (the client sends the next before the answer to the last). Handling them
+//! one at a time, as Kafka does, lands an idempotent producer's batches in the order it sent
+//! them; an answer that waits for an fsync (acks=all) does not hold up the requests behind
+//! it, only their answers, which follow it. Other connections run on their own tasks, so a
+//! slow client or a long poll stalls nobody else.
 //!
 //! A frame over the size limit, an unknown API key, an unsupported version or a body that
 //! does not decode is logged and closes this connection; nothing else is touched.
@@ -11,11 +13,19 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
 
 use crate::codec::{self, Decoded, FrameError};
 use crate::context::Context;
-use crate::dispatch;
+use crate::dispatch::{self, Reply};
+
+/// Answers waiting to be written, at most: a client that pipelines more waits for the
+/// answers to drain (TCP's back-pressure reaches it).
+const PIPELINE_DEPTH: usize = 64;
+
+/// An answer in the order of its request: ready, or still waiting for durability.
+type Pending = tokio::task::JoinHandle<dispatch::Answer>;
 
 /// Serves one connection until the client closes it, it idles out, it sends something
 /// malformed, or the server shuts down.
@@ -29,7 +39,8 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut reader = BufReader::with_capacity(64 << 10, read);
-    let mut writer = BufWriter::with_capacity(64 << 10, write);
+    let (answers, pending) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
+    let writer = tokio::spawn(write_answers(write, pending, peer));
     let idle = ctx.config.connections_max_idle;
     loop {
         let frame = tokio::select! {
@@ -52,42 +63,65 @@ pub async fn serve(
             Ok(Ok(frame)) => frame,
         };
         ctx.capture(&frame);
-        let response = match codec::decode_request(frame) {
-            Ok(Decoded::Request(request)) => {
-                let client = request.header.client_id.clone();
-                match dispatch::handle(&ctx, *request, peer).await {
-                    Ok(response) => response,
-                    Err(e) => {
-                        tracing::warn!(%peer, client = ?client, error = %e, "closing connection");
-                        break;
-                    }
-                }
-            }
+        let reply = match codec::decode_request(frame) {
+            Ok(Decoded::Request(request)) => dispatch::handle(&ctx, *request, peer).await,
             Ok(Decoded::ApiVersionsTooNew { correlation_id }) => {
-                match codec::api_versions_too_new(correlation_id) {
-                    Ok(bytes) => Some(bytes),
-                    Err(e) => {
-                        tracing::error!(%peer, error = %e, "closing connection");
-                        break;
-                    }
+                Reply::Now(codec::api_versions_too_new(correlation_id).map(Some))
+            }
+            Err(e) => Reply::Now(Err(e)),
+        };
+        let failed = matches!(reply, Reply::Now(Err(_)));
+        let task = match reply {
+            Reply::Now(answer) => tokio::spawn(std::future::ready(answer)),
+            Reply::Later(future) => tokio::spawn(future),
+        };
+        // The writer logs the failure and closes; nothing after a failed request is read.
+        if answers.send(task).await.is_err() || failed {
+            break;
+        }
+    }
+    // Answers already owed are still sent (a clean shutdown finishes what is in flight).
+    drop(answers);
+    let _ = writer.await;
+    drop(slot);
+}
+
+/// Writes the answers in request order; stops at the first failure.
+async fn write_answers(
+    write: OwnedWriteHalf,
+    mut pending: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
+    let mut writer = BufWriter::with_capacity(64 << 10, write);
+    while let Some(task) = pending.recv().await {
+        let answer = match task.await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "a request's handler failed; closing");
+                break;
+            }
+        };
+        match answer {
+            Ok(None) => {}
+            Ok(Some(bytes)) => {
+                if let Err(e) = writer.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "writing a response failed; closing");
+                    break;
                 }
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
                 break;
             }
-        };
-        if let Some(bytes) = response {
-            if let Err(e) = writer.write_all(&bytes).await {
-                tracing::debug!(%peer, error = %e, "writing a response failed; closing");
-                break;
-            }
-            if let Err(e) = writer.flush().await {
-                tracing::debug!(%peer, error = %e, "writing a response failed; closing");
-                break;
-            }
+        }
+        // Flush when no further answer is ready to join this write.
+        if pending.is_empty()
+            && let Err(e) = writer.flush().await
+        {
+            tracing::debug!(%peer, error = %e, "writing a response failed; closing");
+            break;
         }
     }
-    drop(slot);
+    let _ = writer.flush().await;
     let _ = writer.shutdown().await;
 }

@@ -1,6 +1,11 @@
 //! One `match` on the API: each request goes to its handler, and the answer is encoded at the
 //! request's version. A handler never fails the connection: errors travel in the response's
-//! error codes, as Kafka sends them. Only acks=0 produce has no answer.
+//! error codes, as Kafka sends them. Only acks=0 produce has no answer. An acks=all produce
+//! that waits for an fsync answers [`Reply::Later`]: the connection handles its next
+//! requests while the fsync runs and sends the answers in order.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
@@ -9,12 +14,49 @@ use crate::codec::{self, FrameError, Request};
 use crate::context::Context;
 use crate::handlers::{admin, fetch, groups, offsets, produce, setup, txn};
 
-/// Handles one request; `None` when the request gets no response (acks=0 produce).
-pub async fn handle(
+/// A response frame, or `None` for a request that gets none.
+pub type Answer = Result<Option<Bytes>, FrameError>;
+
+/// The answer to a request: ready now, or once the data it acknowledges is durable.
+pub enum Reply {
+    /// The response frame, or `None` for acks=0 produce.
+    Now(Answer),
+    /// Completes when the answer may be sent.
+    Later(Pin<Box<dyn Future<Output = Answer> + Send>>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Now(_) => "Reply::Now",
+            Self::Later(_) => "Reply::Later",
+        })
+    }
+}
+
+impl Reply {
+    /// Waits for the answer.
+    pub async fn answer(self) -> Answer {
+        match self {
+            Self::Now(answer) => answer,
+            Self::Later(future) => future.await,
+        }
+    }
+}
+
+/// Handles one request.
+pub async fn handle(ctx: &Context, request: Request, peer: std::net::SocketAddr) -> Reply {
+    match handle_inner(ctx, request, peer).await {
+        Ok(reply) => reply,
+        Err(e) => Reply::Now(Err(e)),
+    }
+}
+
+async fn handle_inner(
     ctx: &Context,
     request: Request,
     peer: std::net::SocketAddr,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Reply, FrameError> {
     let version = request.header.request_api_version;
     let correlation_id = request.header.correlation_id;
     let api = request.api;
@@ -31,11 +73,18 @@ pub async fn handle(
         }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let response = produce::produce(ctx, version, r).await;
+            let appended = produce::append(ctx, version, r).await;
             if acks == 0 {
-                return Ok(None);
+                return Ok(Reply::Now(Ok(None)));
             }
-            ResponseKind::Produce(response)
+            if appended.waits() {
+                let ctx = ctx.clone();
+                return Ok(Reply::Later(Box::pin(async move {
+                    let response = ResponseKind::Produce(produce::respond(&ctx, appended).await);
+                    codec::encode_response(api, version, correlation_id, &response).map(Some)
+                })));
+            }
+            ResponseKind::Produce(produce::respond(ctx, appended).await)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(ctx, version, r).await),
         RequestKind::ListOffsets(r) => {
@@ -100,5 +149,7 @@ pub async fn handle(
             });
         }
     };
-    codec::encode_response(api, version, correlation_id, &response).map(Some)
+    Ok(Reply::Now(
+        codec::encode_response(api, version, correlation_id, &response).map(Some),
+    ))
 }

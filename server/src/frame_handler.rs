@@ -67,9 +67,8 @@ impl FrameHandler {
                     };
                 }
             };
-            match tokio::time::timeout(timeout, crate::dispatch::handle(&self.ctx, *request, peer))
-                .await
-            {
+            let reply = crate::dispatch::handle(&self.ctx, *request, peer);
+            match tokio::time::timeout(timeout, async { reply.await.answer().await }).await {
                 Err(_) => FrameOutcome::TimedOut,
                 Ok(Ok(Some(bytes))) => FrameOutcome::Response(bytes),
                 Ok(Ok(None)) => FrameOutcome::NoResponse,

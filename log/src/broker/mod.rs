@@ -365,6 +365,25 @@ impl Broker {
         batch: Bytes,
         acks: Acks,
     ) -> Result<AppendOutcome> {
+        let (outcome, durable_at) = self.produce_deferred(topic, partition, batch, acks)?;
+        if let Some(up_to) = durable_at {
+            self.wait_durable(topic, partition, up_to)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Produce without waiting for durability: the batch is appended (and visible), and
+    /// when its acknowledgement must wait for an fsync (acks=all under `commit`, any write
+    /// under `always`) the offset to pass to [`wait_durable`](Self::wait_durable) is
+    /// returned. A server keeps answering a connection's next requests meanwhile, and the
+    /// waits of all producers share fsyncs (group commit).
+    pub fn produce_deferred(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        acks: Acks,
+    ) -> Result<(AppendOutcome, Option<i64>)> {
         self.check_open()?;
         if is_internal(topic) {
             return Err(Error::UnsupportedBatch {
@@ -389,10 +408,20 @@ impl Broker {
                     epoch: h.producer_epoch,
                 };
                 let tp = TopicPartition::new(topic, partition);
-                self.with_verified_txn(producer, &tp, || target.append(batch, acks))
+                self.with_verified_txn(producer, &tp, || target.append_deferred(batch, acks))
             }
-            None => target.append(batch, acks),
+            None => target.append_deferred(batch, acks),
         }
+    }
+
+    /// Waits until every offset of a partition below `up_to` is durable, sharing the fsync
+    /// with every other waiter on the partition (group commit).
+    pub fn wait_durable(&self, topic: &str, partition: i32, up_to: i64) -> Result<()> {
+        self.inner
+            .topics
+            .get(topic)?
+            .partition(partition)?
+            .sync_up_to(up_to)
     }
 
     /// Reads whole batches from one partition, starting with the batch that holds `offset`,

@@ -24,6 +24,23 @@ impl Partition {
     /// Transactional batches must come from a producer id; the broker checks with the
     /// transaction coordinator that the partition is in the producer's open transaction.
     pub fn append(&self, batch: Bytes, acks: Acks) -> Result<AppendOutcome> {
+        let (outcome, durable_at) = self.append_deferred(batch, acks)?;
+        if let Some(up_to) = durable_at {
+            self.sync_up_to(up_to)?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`append`](Self::append) without the wait for durability: returns the outcome and,
+    /// when the acknowledgement must wait for an fsync (acks=all under `commit`, every write
+    /// under `always`), the offset below which data must be durable first
+    /// ([`sync_up_to`](Self::sync_up_to)). A server answers later requests meanwhile, and
+    /// concurrent waiters share one fsync (group commit).
+    pub fn append_deferred(
+        &self,
+        batch: Bytes,
+        acks: Acks,
+    ) -> Result<(AppendOutcome, Option<i64>)> {
         self.check_alive()?;
         let size = batch.len();
         if size > self.config.max_message_bytes {
@@ -66,11 +83,14 @@ impl Partition {
             Err(shared) => BytesMut::from(&shared[..]),
         };
 
+        let sync = self.syncs_on_ack(acks == Acks::All && !header.is_transactional());
         let state = self.state.lock();
         self.check_alive()?;
         if header.has_producer_id() {
             if let Some(duplicate) = self.check_sequence(&state, &header)? {
-                return Ok(duplicate);
+                // The original's acknowledgement may have been lost before its fsync: the
+                // retry is acknowledged under the same durability.
+                return Ok((duplicate, sync.then_some(duplicate.last_offset + 1)));
             }
             if !header.is_transactional() && state.producers.has_open_txn(header.producer_id) {
                 return Err(Error::InvalidTxnState(format!(
@@ -79,8 +99,8 @@ impl Partition {
                 )));
             }
         }
-        let sync = self.syncs_on_ack(acks == Acks::All && !header.is_transactional());
-        self.write_locked(state, bytes, header, None, sync)
+        let outcome = self.write_locked(state, bytes, header, None, false)?;
+        Ok((outcome, sync.then_some(outcome.last_offset + 1)))
     }
 
     /// Whether a write is fsynced before it is acknowledged: always under `always`; under
@@ -250,13 +270,10 @@ impl Partition {
             duplicate: false,
             log_start_offset: state.log_start,
         };
+        drop(state);
         if sync {
-            let file = Arc::clone(state.active().file());
-            let unsynced = std::mem::take(&mut state.unsynced);
-            drop(state);
-            self.sync_files(unsynced, Some(&file), outcome.last_offset + 1)?;
-        } else {
-            drop(state);
+            // Group commit: appends waiting for durability share the fsyncs.
+            self.sync_up_to(outcome.last_offset + 1)?;
         }
         self.signal.bump();
         Ok(outcome)

@@ -140,6 +140,8 @@ pub struct Partition {
     /// Held for a whole compaction, so two never run on one partition at once; remembers
     /// what the last pass left, so a pass with nothing new to do is skipped.
     pub(super) cleaner: Mutex<Option<super::compaction::Checkpoint>>,
+    /// Lets concurrent acks=all appends share one fsync (group commit).
+    pub(super) sync_gate: super::group_commit::SyncGate,
 }
 
 impl Partition {

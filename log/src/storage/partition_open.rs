@@ -188,6 +188,7 @@ impl Partition {
             signal,
             deleted: AtomicBool::new(false),
             cleaner: Mutex::new(None),
+            sync_gate: Default::default(),
         })
     }
 

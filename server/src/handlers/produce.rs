@@ -1,6 +1,9 @@
 //! Produce: each partition's record batch goes to the log as the client encoded it (the log
-//! checks its CRC, records and producer sequence, and stores the same bytes). acks=all waits
-//! for the topic's fsync policy; acks=0 gets no response at all (the dispatcher drops it).
+//! checks its CRC, records and producer sequence, and stores the same bytes). The request is
+//! handled in two steps: [`append`] writes every batch in order (so a connection's batches
+//! land as it sent them), and [`respond`] waits, when acks=all and the topic's fsync policy
+//! ask for it, until the data is durable. The connection answers later requests meanwhile,
+//! and all waiters share fsyncs (the log's group commit). acks=0 gets no response at all.
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError as Code;
@@ -18,8 +21,30 @@ struct Append {
     records: Option<Bytes>,
 }
 
-/// Produce.
-pub async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> ProduceResponse {
+/// The outcome of [`append`]: per partition, where its batch landed (and the offset that
+/// must be durable before the answer) or why it was refused.
+#[derive(Debug)]
+pub struct Appended {
+    version: i16,
+    names: Vec<kafka_protocol::protocol::StrBytes>,
+    results: Vec<(
+        usize,
+        i32,
+        Result<(AppendOutcome, Option<i64>), (i16, String)>,
+    )>,
+}
+
+impl Appended {
+    /// Whether the answer must wait for an fsync.
+    pub fn waits(&self) -> bool {
+        self.results
+            .iter()
+            .any(|(_, _, r)| matches!(r, Ok((_, Some(_)))))
+    }
+}
+
+/// Appends every partition's batch, in order, without waiting for durability.
+pub async fn append(ctx: &Context, version: i16, request: ProduceRequest) -> Appended {
     let acks = match request.acks {
         -1 => Some(Acks::All),
         0 | 1 => Some(Acks::Leader),
@@ -39,7 +64,7 @@ pub async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> Pr
     }
     let max = ctx.config.message_max_bytes;
     let topics: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let results: Vec<(usize, i32, Result<AppendOutcome, (i16, String)>)> = match acks {
+    let results = match acks {
         None => appends
             .into_iter()
             .map(|a| {
@@ -68,9 +93,7 @@ pub async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> Pr
                                 size: batch.len(),
                                 max,
                             }),
-                            Some(batch) => {
-                                broker.produce_with_acks(topic, a.partition, batch, acks)
-                            }
+                            Some(batch) => broker.produce_deferred(topic, a.partition, batch, acks),
                         };
                         let result = result.map_err(|e| {
                             tracing::debug!(error = %e, "produce refused");
@@ -86,16 +109,67 @@ pub async fn produce(ctx: &Context, version: i16, request: ProduceRequest) -> Pr
                 Vec::new()
             }),
     };
-    let mut responses: Vec<TopicProduceResponse> = names
+    Appended {
+        version,
+        names,
+        results,
+    }
+}
+
+/// Waits for the durability the appends need (one blocking call for all partitions; a
+/// failed fsync is KAFKA_STORAGE_ERROR for its partition), then builds the answer.
+pub async fn respond(ctx: &Context, mut appended: Appended) -> ProduceResponse {
+    if appended.waits() {
+        let names: Vec<String> = appended.names.iter().map(|n| n.to_string()).collect();
+        let waits: Vec<(usize, String, i32, i64)> = appended
+            .results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (t, p, r))| match r {
+                Ok((_, Some(up_to))) => Some((i, names[*t].clone(), *p, *up_to)),
+                _ => None,
+            })
+            .collect();
+        let failed: Vec<(usize, String)> = ctx
+            .blocking(move |broker| {
+                waits
+                    .into_iter()
+                    .filter_map(|(i, topic, partition, up_to)| {
+                        broker
+                            .wait_durable(&topic, partition, up_to)
+                            .err()
+                            .map(|e| (i, e.to_string()))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_else(|e| vec![(usize::MAX, e.to_string())]);
+        for (i, message) in failed {
+            tracing::error!(error = %message, "fsync before an acks=all answer failed");
+            let storage_error = (Code::KafkaStorageError.code(), message);
+            if i == usize::MAX {
+                for r in &mut appended.results {
+                    if matches!(r.2, Ok((_, Some(_)))) {
+                        r.2 = Err(storage_error.clone());
+                    }
+                }
+            } else if let Some(r) = appended.results.get_mut(i) {
+                r.2 = Err(storage_error);
+            }
+        }
+    }
+    let version = appended.version;
+    let mut responses: Vec<TopicProduceResponse> = appended
+        .names
         .into_iter()
         .map(|name| TopicProduceResponse::default().with_name(TopicName(name)))
         .collect();
-    for (topic, partition, result) in results {
+    for (topic, partition, result) in appended.results {
         let response = PartitionProduceResponse::default()
             .with_index(partition)
             .with_log_append_time_ms(-1);
         let response = match result {
-            Ok(outcome) => response
+            Ok((outcome, _)) => response
                 .with_base_offset(outcome.base_offset)
                 .with_log_start_offset(if version >= 5 {
                     outcome.log_start_offset
