@@ -16,6 +16,16 @@ use crate::broker::{Broker, ProducerIdAndEpoch};
 use crate::error::Error;
 use crate::topic::TopicPartition;
 
+/// A batch appended in this round whose acknowledgement waits for an fsync.
+#[derive(Debug)]
+struct Waiting {
+    partition: TopicPartition,
+    completion: Arc<super::accumulator::BatchCompletion>,
+    bytes: usize,
+    base_offset: i64,
+    up_to: i64,
+}
+
 #[derive(Debug)]
 pub(super) struct Sender {
     broker: Broker,
@@ -66,46 +76,101 @@ impl Sender {
                 }
                 state.ready.drain(..).collect()
             };
+            // Group commit: every batch of this round is appended first; those whose
+            // acknowledgement needs an fsync wait together, one wait per partition.
+            let mut waiting: Vec<Waiting> = Vec::new();
             for batch in batches {
                 if self.acc.state.lock().abandoned {
                     return;
                 }
-                let bytes = batch.estimated_bytes;
-                let result = self
-                    .send(batch.partition.clone(), batch.builder)
-                    .map_err(Arc::new);
-                let failure = result.as_ref().err().map(Arc::clone);
-                batch.completion.complete(result);
-                let mut state = self.acc.state.lock();
-                if let Some(e) = failure {
-                    if let Some(txn) = state.txn.as_mut() {
-                        txn.failed.get_or_insert_with(|| Arc::clone(&e));
+                let ReadyBatch {
+                    partition,
+                    builder,
+                    completion,
+                    estimated_bytes,
+                } = batch;
+                match self.send(partition.clone(), builder) {
+                    Ok((base_offset, Some(up_to))) => waiting.push(Waiting {
+                        partition,
+                        completion,
+                        bytes: estimated_bytes,
+                        base_offset,
+                        up_to,
+                    }),
+                    Ok((base, None)) => {
+                        self.finish(partition, &completion, estimated_bytes, Ok(base))
                     }
-                    state.first_failure.get_or_insert((batch.partition, e));
+                    Err(e) => self.finish(partition, &completion, estimated_bytes, Err(e)),
                 }
-                state.buffered_bytes -= bytes;
-                state.incomplete -= 1;
-                // Wake a flush only when everything is done, and a `send` blocked for memory
-                // only when a quarter of the buffer is free again: not after every batch,
-                // which would cost a futex wake-up per batch.
-                let buffer = self.config.buffer_memory;
-                let wake = (state.flush_waiters > 0 && state.incomplete == 0)
-                    || (state.memory_waiters > 0 && state.buffered_bytes + buffer / 4 <= buffer);
-                drop(state);
-                if wake {
-                    self.acc.progress.notify_all();
+            }
+            let mut highest: HashMap<TopicPartition, i64> = HashMap::new();
+            for w in &waiting {
+                let up_to = highest.entry(w.partition.clone()).or_insert(w.up_to);
+                *up_to = (*up_to).max(w.up_to);
+            }
+            let mut durable: HashMap<TopicPartition, Arc<Error>> = HashMap::new();
+            for (partition, up_to) in highest {
+                if let Err(e) =
+                    self.broker
+                        .wait_durable(&partition.topic, partition.partition, up_to)
+                {
+                    // The batches are in the log but not known durable: start over with a
+                    // new id, as after any failure after the write.
+                    self.reset_identity();
+                    durable.insert(partition, Arc::new(e));
                 }
+            }
+            for w in waiting {
+                let result = match durable.get(&w.partition) {
+                    Some(e) => Err(Error::Delivery {
+                        topic: w.partition.topic.clone(),
+                        partition: w.partition.partition,
+                        source: Arc::clone(e),
+                    }),
+                    None => Ok(w.base_offset),
+                };
+                self.finish(w.partition, &w.completion, w.bytes, result);
             }
         }
     }
 
-    /// Produces one batch with retries; returns its base offset. A transactional producer
-    /// first adds the partition to its open transaction (once per transaction).
+    /// Completes one batch's delivery and updates the accumulator's accounting.
+    fn finish(
+        &self,
+        partition: TopicPartition,
+        completion: &Arc<super::accumulator::BatchCompletion>,
+        bytes: usize,
+        result: Result<i64, Error>,
+    ) {
+        let result = result.map_err(Arc::new);
+        let failure = result.as_ref().err().map(Arc::clone);
+        completion.complete(result);
+        let mut state = self.acc.state.lock();
+        if let Some(e) = failure {
+            if let Some(txn) = state.txn.as_mut() {
+                txn.failed.get_or_insert_with(|| Arc::clone(&e));
+            }
+            state.first_failure.get_or_insert((partition, e));
+        }
+        state.buffered_bytes -= bytes;
+        state.incomplete -= 1;
+        // Wake a flush only when everything is done, and a `send` blocked for memory only
+        // when a quarter of the buffer is free again: not after every batch, which would
+        // cost a futex wake-up per batch.
+        let buffer = self.config.buffer_memory;
+        let wake = (state.flush_waiters > 0 && state.incomplete == 0)
+            || (state.memory_waiters > 0 && state.buffered_bytes + buffer / 4 <= buffer);
+        drop(state);
+        if wake {
+            self.acc.progress.notify_all();
+        }
+    }
+
     fn send(
         &mut self,
         partition: TopicPartition,
         builder: crate::batch::BatchBuilder,
-    ) -> Result<i64, Error> {
+    ) -> Result<(i64, Option<i64>), Error> {
         let count = builder.record_count();
         let (identity, needs_add) = {
             let state = self.acc.state.lock();
@@ -154,18 +219,18 @@ impl Sender {
         })?;
         let mut attempt = 0;
         loop {
-            match self.broker.produce_with_acks(
+            match self.broker.produce_deferred(
                 &partition.topic,
                 partition.partition,
                 bytes.clone(),
                 self.config.acks,
             ) {
-                Ok(outcome) => {
+                Ok((outcome, durable_at)) => {
                     if let Some(base) = base_sequence {
                         self.sequences
                             .insert(partition, increment_sequence(base, count));
                     }
-                    return Ok(outcome.base_offset);
+                    return Ok((outcome.base_offset, durable_at));
                 }
                 Err(e) if e.is_retriable() && attempt < self.config.retries => {
                     attempt += 1;
