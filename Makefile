@@ -8,7 +8,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/sluice-test.log
 
-.PHONY: demo test deps fmt-check clippy unit-tests conformance-deps conformance-kafka
+.PHONY: demo test deps fmt-check clippy unit-tests conformance-deps conformance-kafka differential
 
 # RocksDB's build (from the runtime issue on) needs libclang. Install it only when missing.
 deps:
@@ -82,3 +82,10 @@ conformance:
 	@command -v java >/dev/null 2>&1 || { echo "Java 17+ is needed for Apache Kafka"; exit 1; }
 	@$(CONFORMANCE)/jars.sh >/dev/null
 	tests/librdkafka/conformance.sh
+
+# Differential test (tests/differential/): the same scenarios against Apache
+# Kafka 4.4 and against `sluice broker` (both fresh, loopback, ephemeral ports),
+# the two JSON documents of observations compared; non-zero exit on a difference
+# outside the allow-list. Uses the release binary in $(CARGO_TARGET_DIR).
+differential: conformance-deps
+	@SLUICE_BIN="$(CARGO_TARGET_DIR)/release/sluice" tests/differential/run.sh
