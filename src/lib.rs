@@ -2,7 +2,9 @@
 //!
 //! This facade re-exports the crates: [`log`] (the partitioned log, its embedded broker and
 //! clients), [`runtime`] (processors, state stores, the exactly-once commit loop) and [`dsl`]
-//! (the typed streams-and-tables DSL). The `sluice` binary is the command-line tool.
+//! (the typed streams-and-tables DSL) and [`server`] (the log served over Kafka's wire
+//! protocol, so any Kafka client can produce to and consume from it). The `sluice` binary is
+//! the command-line tool.
 //!
 //! ```
 //! use sluice::log::{Broker, BrokerConfig, TopicConfig};
@@ -14,6 +16,7 @@
 pub use sluice_dsl as dsl;
 pub use sluice_log as log;
 pub use sluice_runtime as runtime;
+pub use sluice_server as server;
 
 /// The names most programs need.
 pub mod prelude {

@@ -332,3 +332,23 @@ fn fraud_alerts_each_window_once() {
         assert!(run.took < Duration::from_secs(20), "took {:?}", run.took);
     }
 }
+
+#[test]
+fn kafka_clients_serves_the_embedded_log_to_kcat_and_counts_exactly_once() {
+    let run = run("kafka_clients", &[]);
+    assert!(
+        run.success,
+        "kafka_clients failed:\n{}\n{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stdout
+            .contains("serving the embedded log to Kafka clients at 127.0.0.1:")
+    );
+    assert!(
+        run.stdout
+            .contains("every count equals the in-memory count: true"),
+        "{}",
+        run.stdout
+    );
+}
