@@ -648,9 +648,13 @@ def scenario_errors(ctx, doc):
                          member_id=member, group_instance_id=None,
                          topics=[{"name": T_ERR, "partitions": [
                              {"partition_index": 0, "committed_offset": 1, "committed_leader_epoch": -1,
-                              "committed_metadata": ""}]}])
+                              "committed_metadata": "member-meta"}]}])
         return [ename(pp["error_code"]) for t in r["topics"] for pp in t["partitions"]]
     out["offset_commit_current_generation"] = commit(g2, mid)
+    r = ctx.raw.call(OffsetFetchRequest, 7, group_id="diff-gen", require_stable=False,
+                     topics=[{"name": T_ERR, "partition_indexes": [0]}])
+    out["offset_fetch_after_member_commit"] = [(pp["committed_offset"], pp["metadata"], ename(pp["error_code"]))
+                                               for t in r["topics"] for pp in t["partitions"]]
     out["offset_commit_stale_generation"] = commit(g1, mid)
     out["offset_commit_future_generation"] = commit(g2 + 5, mid)
     out["offset_commit_unknown_member"] = commit(g2, "diff-unknown-member")
@@ -707,6 +711,69 @@ def scenario_admin(ctx, doc):
         for t in r["topics"] for pp in t["partitions"]]}
     r = ctx.raw.call(OffsetFetchRequest, 7, group_id="diff-nope-group", require_stable=False, topics=None)
     out["offset_fetch_no_commits_all_topics"] = {"error": ename(r["error_code"]), "topics": len(r["topics"])}
+    out["create_default_partitions_and_rf"] = create("diff-defaults", parts=-1, rf=-1)
+    r = ctx.raw.call(MetadataRequest, 12, topics=[{"name": "diff-defaults"}], allow_auto_topic_creation=False)
+    out["create_default_partitions_count"] = [len(t["partitions"]) for t in r["topics"]]
+    r = ctx.raw.call(CreateTopicsRequest, 5, topics=[{"name": "diff-validate-only", "num_partitions": 2,
+                                                        "replication_factor": 1, "assignments": [], "configs": []}],
+                     timeout_ms=30000, validate_only=True)
+    out["create_validate_only"] = [(ename(t["error_code"]), t["num_partitions"]) for t in r["topics"]]
+    r = ctx.raw.call(MetadataRequest, 12, topics=[{"name": "diff-validate-only"}], allow_auto_topic_creation=False)
+    out["validate_only_not_created"] = [ename(t["error_code"]) for t in r["topics"]]
+    out["create_bad_config"] = [ename(t["error_code"]) for t in ctx.raw.call(
+        CreateTopicsRequest, 5, topics=[{"name": "diff-bad-config", "num_partitions": 1, "replication_factor": 1,
+                                         "assignments": [],
+                                         "configs": [{"name": "cleanup.policy", "value": "bogus"}]}],
+        timeout_ms=30000, validate_only=False)["topics"]]
+    out["create_unknown_config"] = [ename(t["error_code"]) for t in ctx.raw.call(
+        CreateTopicsRequest, 5, topics=[{"name": "diff-unknown-config", "num_partitions": 1, "replication_factor": 1,
+                                         "assignments": [],
+                                         "configs": [{"name": "no.such.config", "value": "1"}]}],
+        timeout_ms=30000, validate_only=False)["topics"]]
+    # delete an existing topic, then its metadata, a produce to it, a second delete
+    out["delete_existing"] = [ename(t["error_code"]) for t in ctx.raw.call(
+        DeleteTopicsRequest, 5, topic_names=["diff-defaults"], timeout_ms=30000)["responses"]]
+
+    def gone():
+        r = ctx.raw.call(MetadataRequest, 12, topics=[{"name": "diff-defaults"}], allow_auto_topic_creation=False)
+        e = ename(r["topics"][0]["error_code"])
+        return e if e != "NONE" else None
+    out["metadata_after_delete"] = poll_until("deleted topic gone from metadata", gone)
+    out["delete_again"] = [ename(t["error_code"]) for t in ctx.raw.call(
+        DeleteTopicsRequest, 5, topic_names=["diff-defaults"], timeout_ms=30000)["responses"]]
+    # the group of the group scenario, everyone gone: Empty with its protocol type
+    r = ctx.raw.call(DescribeGroupsRequest, 5, groups=["diff-g"], include_authorized_operations=False)
+    out["describe_empty_group"] = [{"error": ename(g["error_code"]), "state": g["group_state"],
+                                    "protocol_type": g["protocol_type"], "members": len(g["members"])}
+                                   for g in r["groups"]]
+    # committed offsets of a group, asked for an unknown topic and an unknown partition
+    r = ctx.raw.call(OffsetFetchRequest, 7, group_id="diff-g", require_stable=False,
+                     topics=[{"name": "diff-nope", "partition_indexes": [0]},
+                             {"name": T_GRP, "partition_indexes": [9]}])
+    out["offset_fetch_unknown_topic_and_partition"] = {"error": ename(r["error_code"]), "partitions": sorted(
+        (t["name"], pp["partition_index"], pp["committed_offset"], ename(pp["error_code"]))
+        for t in r["topics"] for pp in t["partitions"])}
+    r = ctx.raw.call(OffsetCommitRequest, 8, group_id="diff-simple", generation_id_or_member_epoch=-1,
+                     member_id="", group_instance_id=None,
+                     topics=[{"name": "diff-nope", "partitions": [
+                         {"partition_index": 0, "committed_offset": 1, "committed_leader_epoch": -1,
+                          "committed_metadata": ""}]},
+                         {"name": T_OFF, "partitions": [
+                             {"partition_index": 0, "committed_offset": 5, "committed_leader_epoch": -1,
+                              "committed_metadata": "m"},
+                             {"partition_index": 9, "committed_offset": 5, "committed_leader_epoch": -1,
+                              "committed_metadata": ""}]}])
+    out["offset_commit_simple_group_unknown_topic_partition"] = sorted(
+        (t["name"], pp["partition_index"], ename(pp["error_code"])) for t in r["topics"] for pp in t["partitions"])
+    r = ctx.raw.call(OffsetFetchRequest, 7, group_id="diff-simple", require_stable=False, topics=None)
+    out["offset_fetch_simple_group_all"] = sorted(
+        (t["name"], pp["partition_index"], pp["committed_offset"], pp["metadata"], ename(pp["error_code"]))
+        for t in r["topics"] for pp in t["partitions"])
+    # ListOffsets on an empty topic; Fetch at the log end (no records, no error)
+    ctx.create_topic("diff-empty", 1)
+    out["empty_topic_offsets"] = {n: ctx.list_offset("diff-empty", 0, t) for n, t in
+                                  (("earliest", -2), ("latest", -1), ("max_timestamp", -3), ("time", BASE_TS))}
+    out["fetch_at_log_end"] = fetch_raw(ctx, "diff-empty", 0, 0)
     doc["admin"] = out
 
 
