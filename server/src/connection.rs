@@ -38,7 +38,7 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    let mut reader = BufReader::with_capacity(64 << 10, read);
+    let mut reader = BufReader::with_capacity(8 << 10, read);
     let (answers, pending) = mpsc::channel::<Pending>(PIPELINE_DEPTH);
     let writer = tokio::spawn(write_answers(write, pending, peer));
     let idle = ctx.config.connections_max_idle;
@@ -92,7 +92,7 @@ async fn write_answers(
     mut pending: mpsc::Receiver<Pending>,
     peer: SocketAddr,
 ) {
-    let mut writer = BufWriter::with_capacity(64 << 10, write);
+    let mut writer = BufWriter::with_capacity(8 << 10, write);
     while let Some(task) = pending.recv().await {
         let answer = match task.await {
             Ok(answer) => answer,
