@@ -480,10 +480,10 @@ def end_txn(ctx, txid, pid, epoch, commit, version=3):
     return ename(r["error_code"])
 
 
-def add_partitions(ctx, txid, pid, epoch, topic, parts):
+def add_partitions(ctx, txid, pid, epoch, topic, parts, version=3):
     r = retry_call(ctx.raw, "AddPartitionsToTxn", lambda r: max(
         [p["partition_error_code"] for t in r["results_by_topic_v3_and_below"] for p in t["results_by_partition"]]
-        or [0]), AddPartitionsToTxnRequest, 3, v3_and_below_transactional_id=txid,
+        or [0]), AddPartitionsToTxnRequest, version, v3_and_below_transactional_id=txid,
         v3_and_below_producer_id=pid, v3_and_below_producer_epoch=epoch,
         v3_and_below_topics=[{"name": topic, "partitions": parts}])
     return sorted((t["name"], p["partition_index"], ename(p["partition_error_code"]))
@@ -545,6 +545,11 @@ def scenario_errors(ctx, doc):
     out["fence_add_partitions_old_epoch"] = add_partitions(ctx, "diff-fence", a["producer_id"],
                                                            a["producer_epoch"], T_ERR, [0])
     out["fence_end_txn_old_epoch"] = end_txn(ctx, "diff-fence", a["producer_id"], a["producer_epoch"], True)
+    # before PRODUCER_FENCED existed (KIP-588: EndTxn / AddPartitionsToTxn v2) Kafka answers INVALID_PRODUCER_EPOCH
+    out["fence_add_partitions_old_epoch_v1"] = add_partitions(ctx, "diff-fence", a["producer_id"],
+                                                              a["producer_epoch"], T_ERR, [0], version=1)
+    out["fence_end_txn_old_epoch_v1"] = end_txn(ctx, "diff-fence", a["producer_id"], a["producer_epoch"], True,
+                                                version=1)
     for v in (3, 4):  # v4 added PRODUCER_FENCED (KIP-588); v3 answers INVALID_PRODUCER_EPOCH instead
         out[f"fence_init_with_old_epoch_v{v}"] = ename(ctx.raw.call(
             InitProducerIdRequest, v, transactional_id="diff-fence", transaction_timeout_ms=60000,
