@@ -395,8 +395,11 @@ fn split(
     }
 }
 
-fn by_topic(offsets: Vec<(TopicPartition, i64, i16)>) -> Vec<(String, Vec<(i32, i64, i16)>)> {
-    let mut topics: Vec<(String, Vec<(i32, i64, i16)>)> = Vec::new();
+/// `(partition, committed offset, error code)`.
+type PartitionOffset = (i32, i64, i16);
+
+fn by_topic(offsets: Vec<(TopicPartition, i64, i16)>) -> Vec<(String, Vec<PartitionOffset>)> {
+    let mut topics: Vec<(String, Vec<PartitionOffset>)> = Vec::new();
     for (tp, offset, code) in offsets {
         match topics.iter_mut().find(|(name, _)| *name == tp.topic) {
             Some((_, partitions)) => partitions.push((tp.partition, offset, code)),

@@ -21,17 +21,17 @@ struct Append {
     records: Option<Bytes>,
 }
 
+/// Where a batch landed and the offset that must be durable before the answer, or the
+/// error code and message it was refused with.
+type AppendResult = Result<(AppendOutcome, Option<i64>), (i16, String)>;
+
 /// The outcome of [`append`]: per partition, where its batch landed (and the offset that
 /// must be durable before the answer) or why it was refused.
 #[derive(Debug)]
 pub struct Appended {
     version: i16,
     names: Vec<kafka_protocol::protocol::StrBytes>,
-    results: Vec<(
-        usize,
-        i32,
-        Result<(AppendOutcome, Option<i64>), (i16, String)>,
-    )>,
+    results: Vec<(usize, i32, AppendResult)>,
 }
 
 impl Appended {
