@@ -226,6 +226,19 @@ pub enum Error {
         /// The coordinator's epoch for the id.
         current_epoch: i16,
     },
+    /// A transactional request whose producer id is not the transactional id's (Kafka's
+    /// `INVALID_PRODUCER_ID_MAPPING`).
+    #[error(
+        "transactional id `{transactional_id}` belongs to producer {current_producer_id}, not {producer_id}"
+    )]
+    ProducerIdMismatch {
+        /// The transactional id.
+        transactional_id: String,
+        /// The producer id sent.
+        producer_id: i64,
+        /// The id's producer.
+        current_producer_id: i64,
+    },
     /// A transactional id the coordinator does not know (call `init_producer_id` first).
     #[error("unknown transactional id `{0}`; initialize the producer first")]
     TransactionalIdNotFound(String),

@@ -127,18 +127,18 @@ async fn handle_inner(
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, version, r)),
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(groups::delete(ctx, r).await),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(txn::init_producer_id(ctx, r).await)
+            ResponseKind::InitProducerId(txn::init_producer_id(ctx, version, r).await)
         }
         RequestKind::AddPartitionsToTxn(r) => {
             ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, version, r).await)
         }
         RequestKind::AddOffsetsToTxn(r) => {
-            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r).await)
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, version, r).await)
         }
         RequestKind::TxnOffsetCommit(r) => {
-            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, r).await)
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, version, r).await)
         }
-        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, r).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, version, r).await),
         _ => {
             // `decode_request` refuses every API not in `versions::SUPPORTED`, so this is a
             // table out of step with this match: close the connection rather than guess.

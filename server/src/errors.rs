@@ -25,7 +25,9 @@ pub fn code_of(error: &Error) -> Code {
         Error::InvalidTxnState(_) => Code::InvalidTxnState,
         Error::ConcurrentTransactions { .. } => Code::ConcurrentTransactions,
         Error::TxnProducerFenced { .. } => Code::ProducerFenced,
-        Error::TransactionalIdNotFound(_) => Code::InvalidProducerIdMapping,
+        Error::TransactionalIdNotFound(_) | Error::ProducerIdMismatch { .. } => {
+            Code::InvalidProducerIdMapping
+        }
         Error::InvalidTransactionTimeout { .. } => Code::InvalidTransactionTimeout,
         Error::UnstableOffsetCommit { .. } => Code::UnstableOffsetCommit,
         Error::UnknownMemberId { .. } => Code::UnknownMemberId,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::Broker;
 use crate::error::{Error, Result};
-use crate::group::{GroupAssignment, GroupDescription};
+use crate::group::{CommittedOffset, GroupAssignment, GroupDescription};
 use crate::topic::TopicPartition;
 
 impl Broker {
@@ -82,12 +82,34 @@ impl Broker {
         member_id: &str,
         offsets: &[(TopicPartition, i64)],
     ) -> Result<()> {
+        let offsets: Vec<CommittedOffset> = offsets
+            .iter()
+            .map(|(tp, offset)| (tp.clone(), *offset, String::new()))
+            .collect();
+        self.offset_commit_with_metadata(group, generation, member_id, &offsets)
+    }
+
+    /// [`offset_commit`](Self::offset_commit) with each offset's metadata string (Kafka's
+    /// `committed_metadata`), returned by [`committed_metadata`](Self::committed_metadata).
+    pub fn offset_commit_with_metadata(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &[CommittedOffset],
+    ) -> Result<()> {
         self.check_open()?;
         self.inner
             .groups
             .with_generation(group, generation, member_id, || {
                 self.inner.offsets.commit(group, offsets)
             })
+    }
+
+    /// The metadata string committed with `group`'s offset of `partition` (empty when none
+    /// was given, or nothing is committed).
+    pub fn committed_metadata(&self, group: &str, partition: &TopicPartition) -> String {
+        self.inner.offsets.metadata(group, partition)
     }
 
     /// OffsetFetch: `group`'s committed offsets for `partitions` (all when empty).

@@ -14,6 +14,7 @@
 
 use super::{Broker, ProducerIdAndEpoch};
 use crate::error::{Error, Result};
+use crate::group::CommittedOffset;
 use crate::topic::{FsyncPolicy, TopicPartition};
 use crate::txn::coordinator::{MAX_UNSYNCED_MARKERS, TxnMeta, UnsyncedMarker};
 use crate::txn::{ControlType, TxnDescription, TxnState, TxnVersion};
@@ -21,8 +22,17 @@ use crate::util::now_ms;
 
 impl Broker {
     /// Checks that a request comes from the id's current producer and epoch.
+    /// A different producer id is `ProducerIdMismatch` (Kafka checks the id before the
+    /// epoch: INVALID_PRODUCER_ID_MAPPING), an older epoch `TxnProducerFenced`.
     pub(super) fn check_producer(m: &TxnMeta, id: ProducerIdAndEpoch) -> Result<()> {
-        if m.producer_id != id.producer_id || m.epoch != id.epoch {
+        if m.producer_id != id.producer_id {
+            return Err(Error::ProducerIdMismatch {
+                transactional_id: m.transactional_id.clone(),
+                producer_id: id.producer_id,
+                current_producer_id: m.producer_id,
+            });
+        }
+        if m.epoch != id.epoch {
             return Err(Error::TxnProducerFenced {
                 transactional_id: m.transactional_id.clone(),
                 producer_id: id.producer_id,
@@ -101,6 +111,30 @@ impl Broker {
         generation: i32,
         member_id: &str,
         offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        let offsets: Vec<CommittedOffset> = offsets
+            .iter()
+            .map(|(tp, offset)| (tp.clone(), *offset, String::new()))
+            .collect();
+        self.txn_offset_commit_with_metadata(
+            transactional_id,
+            producer,
+            group,
+            generation,
+            member_id,
+            &offsets,
+        )
+    }
+
+    /// [`txn_offset_commit`](Self::txn_offset_commit) with each offset's metadata string.
+    pub fn txn_offset_commit_with_metadata(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &[CommittedOffset],
     ) -> Result<()> {
         let shared = self.txn(transactional_id)?;
         let m = shared.lock();

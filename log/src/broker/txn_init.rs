@@ -143,7 +143,16 @@ impl Broker {
                     epoch: m.epoch,
                 });
             }
-            Self::check_producer(&m, c)?;
+            // Unlike the other transactional calls, InitProducerId answers a foreign
+            // producer id as fenced too (Kafka's PRODUCER_FENCED).
+            if c.producer_id != m.producer_id || c.epoch != m.epoch {
+                return Err(Error::TxnProducerFenced {
+                    transactional_id: m.transactional_id.clone(),
+                    producer_id: c.producer_id,
+                    epoch: c.epoch,
+                    current_epoch: m.epoch,
+                });
+            }
         }
         match m.state {
             TxnState::PrepareCommit => {

@@ -19,4 +19,4 @@ pub use membership::{
     EMBEDDED_PROTOCOL, EMBEDDED_PROTOCOL_TYPE, GroupAssignment, GroupCoordinator, GroupDescription,
     MemberDescription,
 };
-pub use offsets::{OFFSETS_TOPIC, OffsetStore};
+pub use offsets::{CommittedOffset, OFFSETS_TOPIC, OffsetStore};

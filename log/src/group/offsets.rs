@@ -28,15 +28,28 @@ struct OffsetKey {
     partition: TopicPartition,
 }
 
+/// One committed offset with the metadata string its commit carried (Kafka's
+/// `committed_metadata`; empty when none).
+pub type CommittedOffset = (TopicPartition, i64, String);
+
 #[derive(Debug, Default)]
 struct OffsetState {
     committed: HashMap<String, BTreeMap<TopicPartition, i64>>,
+    /// The non-empty metadata strings of committed offsets.
+    metadata: HashMap<(String, TopicPartition), String>,
     /// Transactional commits waiting for their marker, by producer id.
-    pending: HashMap<i64, Vec<(String, TopicPartition, i64)>>,
+    pending: HashMap<i64, Vec<(String, CommittedOffset)>>,
 }
 
 impl OffsetState {
-    fn apply(&mut self, group: String, partition: TopicPartition, offset: i64) {
+    fn apply(&mut self, group: String, partition: TopicPartition, offset: i64, metadata: String) {
+        let key = (group, partition);
+        if metadata.is_empty() {
+            self.metadata.remove(&key);
+        } else {
+            self.metadata.insert(key.clone(), metadata);
+        }
+        let (group, partition) = key;
         self.committed
             .entry(group)
             .or_default()
@@ -44,6 +57,8 @@ impl OffsetState {
     }
 
     fn forget(&mut self, group: &str, partition: &TopicPartition) {
+        self.metadata
+            .remove(&(group.to_string(), partition.clone()));
         if let Some(committed) = self.committed.get_mut(group) {
             committed.remove(partition);
             if committed.is_empty() {
@@ -57,8 +72,8 @@ impl OffsetState {
             return;
         };
         if kind == ControlType::Commit {
-            for (group, partition, offset) in pending {
-                self.apply(group, partition, offset);
+            for (group, (partition, offset, metadata)) in pending {
+                self.apply(group, partition, offset, metadata);
             }
         }
     }
@@ -124,18 +139,21 @@ impl OffsetStore {
                         }
                         continue;
                     };
-                    let Ok(bytes) = <[u8; 8]>::try_from(&value[..]) else {
+                    // The offset (8 bytes), then the commit's metadata string, if any.
+                    let Some(bytes) = value.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    else {
                         continue;
                     };
                     let committed = i64::from_be_bytes(bytes);
+                    let metadata = String::from_utf8_lossy(&value[8..]).into_owned();
                     if header.is_transactional() {
-                        state.pending.entry(header.producer_id).or_default().push((
-                            key.group,
-                            key.partition,
-                            committed,
-                        ));
+                        state
+                            .pending
+                            .entry(header.producer_id)
+                            .or_default()
+                            .push((key.group, (key.partition, committed, metadata)));
                     } else {
-                        state.apply(key.group, key.partition, committed);
+                        state.apply(key.group, key.partition, committed, metadata);
                     }
                 }
             }
@@ -154,7 +172,7 @@ impl OffsetStore {
     fn batch(
         &self,
         group: &str,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[CommittedOffset],
         producer: Option<(i64, i16)>,
     ) -> Result<bytes::Bytes> {
         let mut builder = BatchBuilder::new();
@@ -164,9 +182,12 @@ impl OffsetStore {
                 .with_transactional(true);
         }
         let now = now_ms();
-        for (partition, offset) in offsets {
+        for (partition, offset, metadata) in offsets {
             let key = encode_key(group, partition)?;
-            builder.append(now, Some(&key), Some(&offset.to_be_bytes()), &[]);
+            let mut value = Vec::with_capacity(8 + metadata.len());
+            value.extend_from_slice(&offset.to_be_bytes());
+            value.extend_from_slice(metadata.as_bytes());
+            builder.append(now, Some(&key), Some(&value), &[]);
         }
         builder.build().map_err(|source| Error::InvalidBatch {
             topic: OFFSETS_TOPIC.into(),
@@ -177,15 +198,20 @@ impl OffsetStore {
     }
 
     /// Commits offsets outside a transaction: written, then visible.
-    pub(crate) fn commit(&self, group: &str, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+    pub(crate) fn commit(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         self.log
             .append(self.batch(group, offsets, None)?, crate::broker::Acks::All)?;
         let mut state = self.state.lock();
-        for (partition, offset) in offsets {
-            state.apply(group.to_string(), partition.clone(), *offset);
+        for (partition, offset, metadata) in offsets {
+            state.apply(
+                group.to_string(),
+                partition.clone(),
+                *offset,
+                metadata.clone(),
+            );
         }
         Ok(())
     }
@@ -197,7 +223,7 @@ impl OffsetStore {
         producer_id: i64,
         epoch: i16,
         group: &str,
-        offsets: &[(TopicPartition, i64)],
+        offsets: &[CommittedOffset],
     ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
@@ -209,11 +235,7 @@ impl OffsetStore {
             .pending
             .entry(producer_id)
             .or_default()
-            .extend(
-                offsets
-                    .iter()
-                    .map(|(p, o)| (group.to_string(), p.clone(), *o)),
-            );
+            .extend(offsets.iter().map(|c| (group.to_string(), c.clone())));
         Ok(())
     }
 
@@ -234,7 +256,7 @@ impl OffsetStore {
         let state = self.state.lock();
         if require_stable {
             for pending in state.pending.values() {
-                if let Some((_, p, _)) = pending.iter().find(|(g, p, _)| {
+                if let Some((_, (p, _, _))) = pending.iter().find(|(g, (p, _, _))| {
                     g == group && (partitions.is_empty() || partitions.contains(p))
                 }) {
                     return Err(Error::UnstableOffsetCommit {
@@ -255,6 +277,16 @@ impl OffsetStore {
                 .map(|p| (p.clone(), committed.and_then(|c| c.get(p)).copied()))
                 .collect()
         })
+    }
+
+    /// The metadata string committed with `group`'s offset of `partition` (empty when none).
+    pub fn metadata(&self, group: &str, partition: &TopicPartition) -> String {
+        self.state
+            .lock()
+            .metadata
+            .get(&(group.to_string(), partition.clone()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Whether `group` has committed offsets.

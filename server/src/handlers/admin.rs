@@ -53,6 +53,12 @@ pub async fn create_topics(
                             -1 => default_partitions,
                             n => n,
                         };
+                        if config.partitions < 1 {
+                            return Err((
+                                Code::InvalidPartitions.code(),
+                                format!("{} partitions: a topic needs at least one", topic.num_partitions),
+                            ));
+                        }
                         if config.partitions > max_partitions {
                             return Err((
                                 Code::InvalidPartitions.code(),
@@ -60,6 +66,12 @@ pub async fn create_topics(
                                     "{} partitions is over this broker's limit of {max_partitions} per topic",
                                     config.partitions
                                 ),
+                            ));
+                        }
+                        if topic.replication_factor == 0 || topic.replication_factor < -1 {
+                            return Err((
+                                Code::InvalidReplicationFactor.code(),
+                                format!("replication factor {} is not valid", topic.replication_factor),
                             ));
                         }
                         if !matches!(topic.replication_factor, -1 | 1) {

@@ -157,18 +157,12 @@ fn partition_data(
                 .with_aborted_transactions(aborted)
                 .with_records(Some(data.records))
         }
-        Err(e) => {
-            let (hw, start) = match &e {
-                Error::OffsetOutOfRange {
-                    log_start, log_end, ..
-                } => (*log_end, *log_start),
-                _ => (-1, -1),
-            };
-            base.with_error_code(errors::code(&e))
-                .with_high_watermark(hw)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(start)
-                .with_records(Some(Bytes::new()))
-        }
+        // As Kafka: a partition with an error carries no offsets.
+        Err(e) => base
+            .with_error_code(errors::code(&e))
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_records(Some(Bytes::new())),
     }
 }

@@ -27,6 +27,7 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use sluice_log::group::ClassicJoinRequest;
+use sluice_log::group::CommittedOffset;
 use sluice_log::{Error, TopicPartition};
 
 use crate::context::{Context, text};
@@ -224,35 +225,81 @@ pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> Offse
             offsets.push((
                 TopicPartition::new(topic.name.0.to_string(), p.partition_index),
                 p.committed_offset,
+                p.committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
             ));
         }
     }
-    let result = ctx
-        .blocking(move |broker| broker.offset_commit(&group, generation, &member, &offsets))
+    let codes = ctx
+        .blocking(move |broker| {
+            let (known, refused) = check_commit_partitions(broker, offsets);
+            let result = broker.offset_commit_with_metadata(&group, generation, &member, &known);
+            (errors::code_or_none(&result), refused)
+        })
         .await
-        .map_err(Error::from)
-        .and_then(|r| r);
-    let code = errors::code_or_none(&result);
+        .unwrap_or_else(|e| (errors::code(&Error::from(e)), Vec::new()));
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(partition_code(&codes, &name, p.partition_index))
+                })
+                .collect();
             OffsetCommitResponseTopic::default()
                 .with_name(topic.name)
-                .with_partitions(
-                    topic
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code)
-                        })
-                        .collect(),
-                )
+                .with_partitions(partitions)
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Kafka's `offset.metadata.max.bytes`.
+const MAX_METADATA_BYTES: usize = 4096;
+
+/// Splits commits into those to write and those refused, as Kafka refuses them: a topic or
+/// partition that does not exist (UNKNOWN_TOPIC_OR_PARTITION) or metadata over
+/// `offset.metadata.max.bytes` (OFFSET_METADATA_TOO_LARGE). Refused ones are not stored.
+pub fn check_commit_partitions(
+    broker: &sluice_log::Broker,
+    offsets: Vec<CommittedOffset>,
+) -> (Vec<CommittedOffset>, Vec<(TopicPartition, i16)>) {
+    let mut known = Vec::with_capacity(offsets.len());
+    let mut refused = Vec::new();
+    for (tp, offset, metadata) in offsets {
+        let exists = broker
+            .partition_count(&tp.topic)
+            .is_ok_and(|count| tp.partition >= 0 && tp.partition < count);
+        if !exists {
+            refused.push((tp, Code::UnknownTopicOrPartition.code()));
+        } else if metadata.len() > MAX_METADATA_BYTES {
+            refused.push((tp, Code::OffsetMetadataTooLarge.code()));
+        } else {
+            known.push((tp, offset, metadata));
+        }
+    }
+    (known, refused)
+}
+
+/// The code for one partition of a commit: its refusal, or the commit's outcome.
+pub fn partition_code(
+    codes: &(i16, Vec<(TopicPartition, i16)>),
+    topic: &str,
+    partition: i32,
+) -> i16 {
+    codes
+        .1
+        .iter()
+        .find(|(tp, _)| tp.topic == topic && tp.partition == partition)
+        .map_or(codes.0, |(_, code)| *code)
 }
 
 /// OffsetFetch: one group (v0–7) or several (v8). No committed offset is -1.
@@ -303,7 +350,18 @@ pub async fn offset_fetch(
                 .map(|(group, partitions)| {
                     let all = partitions.is_none();
                     let wanted = partitions.unwrap_or_default();
-                    let result = broker.offset_fetch(&group, &wanted, require_stable);
+                    let result =
+                        broker
+                            .offset_fetch(&group, &wanted, require_stable)
+                            .map(|offsets| {
+                                offsets
+                                    .into_iter()
+                                    .map(|(tp, offset)| {
+                                        let metadata = broker.committed_metadata(&group, &tp);
+                                        (tp, offset, metadata)
+                                    })
+                                    .collect()
+                            });
                     (group, all, wanted, result)
                 })
                 .collect::<Vec<_>>()
@@ -327,13 +385,13 @@ pub async fn offset_fetch(
                                     .with_partitions(
                                         partitions
                                             .into_iter()
-                                            .map(|(p, offset, code)| {
+                                            .map(|(p, f)| {
                                                 OffsetFetchResponsePartitions::default()
                                                     .with_partition_index(p)
-                                                    .with_committed_offset(offset)
+                                                    .with_committed_offset(f.offset)
                                                     .with_committed_leader_epoch(-1)
-                                                    .with_metadata(Some(text("")))
-                                                    .with_error_code(code)
+                                                    .with_metadata(Some(text(f.metadata)))
+                                                    .with_error_code(f.code)
                                             })
                                             .collect(),
                                     )
@@ -356,13 +414,13 @@ pub async fn offset_fetch(
                 .with_partitions(
                     partitions
                         .into_iter()
-                        .map(|(p, offset, code)| {
+                        .map(|(p, f)| {
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_committed_offset(offset)
+                                .with_committed_offset(f.offset)
                                 .with_committed_leader_epoch(-1)
-                                .with_metadata(Some(text("")))
-                                .with_error_code(code)
+                                .with_metadata(Some(text(f.metadata)))
+                                .with_error_code(f.code)
                         })
                         .collect(),
                 )
@@ -377,33 +435,52 @@ pub async fn offset_fetch(
 /// offset (a transactional commit still open) is reported per partition, as Kafka does.
 fn split(
     wanted: Vec<TopicPartition>,
-    result: Result<Vec<(TopicPartition, Option<i64>)>, Error>,
-) -> (i16, Vec<(TopicPartition, i64, i16)>) {
+    result: Result<Vec<(TopicPartition, Option<i64>, String)>, Error>,
+) -> (i16, Vec<(TopicPartition, Fetched)>) {
     match result {
         Ok(offsets) => (
             0,
             offsets
                 .into_iter()
-                .map(|(tp, offset)| (tp, offset.unwrap_or(-1), 0))
+                .map(|(tp, offset, metadata)| {
+                    let fetched = Fetched {
+                        offset: offset.unwrap_or(-1),
+                        metadata,
+                        code: 0,
+                    };
+                    (tp, fetched)
+                })
                 .collect(),
         ),
         Err(e @ Error::UnstableOffsetCommit { .. }) => {
             let code = errors::code(&e);
-            (0, wanted.into_iter().map(|tp| (tp, -1, code)).collect())
+            let unstable = |tp| {
+                let fetched = Fetched {
+                    offset: -1,
+                    metadata: String::new(),
+                    code,
+                };
+                (tp, fetched)
+            };
+            (0, wanted.into_iter().map(unstable).collect())
         }
         Err(e) => (errors::code(&e), Vec::new()),
     }
 }
 
-/// `(partition, committed offset, error code)`.
-type PartitionOffset = (i32, i64, i16);
+/// One partition's committed offset, its metadata and its error code.
+struct Fetched {
+    offset: i64,
+    metadata: String,
+    code: i16,
+}
 
-fn by_topic(offsets: Vec<(TopicPartition, i64, i16)>) -> Vec<(String, Vec<PartitionOffset>)> {
-    let mut topics: Vec<(String, Vec<PartitionOffset>)> = Vec::new();
-    for (tp, offset, code) in offsets {
+fn by_topic(offsets: Vec<(TopicPartition, Fetched)>) -> Vec<(String, Vec<(i32, Fetched)>)> {
+    let mut topics: Vec<(String, Vec<(i32, Fetched)>)> = Vec::new();
+    for (tp, fetched) in offsets {
         match topics.iter_mut().find(|(name, _)| *name == tp.topic) {
-            Some((_, partitions)) => partitions.push((tp.partition, offset, code)),
-            None => topics.push((tp.topic, vec![(tp.partition, offset, code)])),
+            Some((_, partitions)) => partitions.push((tp.partition, fetched)),
+            None => topics.push((tp.topic, vec![(tp.partition, fetched)])),
         }
     }
     topics

@@ -21,6 +21,7 @@ use sluice_log::{Error, ProducerIdAndEpoch, TopicPartition, TxnVersion};
 
 use crate::context::Context;
 use crate::errors;
+use crate::handlers::groups;
 
 fn flatten<T>(result: Result<Result<T, Error>, crate::context::CallFailed>) -> Result<T, Error> {
     result.map_err(Error::from).and_then(|r| r)
@@ -30,6 +31,7 @@ fn flatten<T>(result: Result<Result<T, Error>, crate::context::CallFailed>) -> R
 /// instances), or the re-initialisation of an existing one with its id and epoch (KIP-360).
 pub async fn init_producer_id(
     ctx: &Context,
+    version: i16,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let transactional_id = request.transactional_id.map(|t| t.0.to_string());
@@ -55,7 +57,7 @@ pub async fn init_producer_id(
             .with_producer_id(ProducerId(id.producer_id))
             .with_producer_epoch(id.epoch),
         Err(e) => InitProducerIdResponse::default()
-            .with_error_code(errors::code(&e))
+            .with_error_code(fenced_for(errors::code(&e), version, 4))
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1),
     }
@@ -65,7 +67,7 @@ pub async fn init_producer_id(
 /// unknown, the others are OPERATION_NOT_ATTEMPTED, as in Kafka.
 pub async fn add_partitions(
     ctx: &Context,
-    _version: i16,
+    version: i16,
     request: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     let transactional_id = request.v3_and_below_transactional_id.0.to_string();
@@ -139,7 +141,7 @@ pub async fn add_partitions(
                         .map(|(p, code)| {
                             AddPartitionsToTxnPartitionResult::default()
                                 .with_partition_index(p)
-                                .with_partition_error_code(code)
+                                .with_partition_error_code(fenced_for(code, version, 2))
                         })
                         .collect(),
                 )
@@ -151,6 +153,7 @@ pub async fn add_partitions(
 /// AddOffsetsToTxn.
 pub async fn add_offsets(
     ctx: &Context,
+    version: i16,
     request: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     let producer = ProducerIdAndEpoch {
@@ -163,12 +166,18 @@ pub async fn add_offsets(
         })
         .await,
     );
-    AddOffsetsToTxnResponse::default().with_error_code(errors::code_or_none(&result))
+    AddOffsetsToTxnResponse::default().with_error_code(fenced_for(
+        errors::code_or_none(&result),
+        version,
+        2,
+    ))
 }
 
-/// TxnOffsetCommit.
+/// TxnOffsetCommit. Unknown partitions and oversized metadata are refused per partition,
+/// as by OffsetCommit.
 pub async fn txn_offset_commit(
     ctx: &Context,
+    version: i16,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let producer = ProducerIdAndEpoch {
@@ -181,6 +190,10 @@ pub async fn txn_offset_commit(
             offsets.push((
                 TopicPartition::new(topic.name.0.to_string(), p.partition_index),
                 p.committed_offset,
+                p.committed_metadata
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
             ));
         }
     }
@@ -188,24 +201,27 @@ pub async fn txn_offset_commit(
     let group = request.group_id.0.to_string();
     let member = request.member_id.to_string();
     let generation = request.generation_id;
-    let result = flatten(
-        ctx.blocking(move |broker| {
-            broker.txn_offset_commit(
+    let codes = ctx
+        .blocking(move |broker| {
+            let (known, refused) = groups::check_commit_partitions(broker, offsets);
+            let result = broker.txn_offset_commit_with_metadata(
                 &transactional_id,
                 producer,
                 &group,
                 generation,
                 &member,
-                &offsets,
-            )
+                &known,
+            );
+            (errors::code_or_none(&result), refused)
         })
-        .await,
-    );
-    let code = errors::code_or_none(&result);
+        .await
+        .unwrap_or_else(|e| (errors::code(&Error::from(e)), Vec::new()));
+    let codes = (fenced_for(codes.0, version, 3), codes.1);
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
+            let name = topic.name.0.to_string();
             TxnOffsetCommitResponseTopic::default()
                 .with_partitions(
                     topic
@@ -214,7 +230,11 @@ pub async fn txn_offset_commit(
                         .map(|p| {
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(code)
+                                .with_error_code(groups::partition_code(
+                                    &codes,
+                                    &name,
+                                    p.partition_index,
+                                ))
                         })
                         .collect(),
                 )
@@ -224,8 +244,18 @@ pub async fn txn_offset_commit(
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
+/// PRODUCER_FENCED exists from the version given on (KIP-588); an older request gets
+/// INVALID_PRODUCER_EPOCH, the code its client knows, as Kafka answers it.
+fn fenced_for(code: i16, version: i16, since: i16) -> i16 {
+    if code == Code::ProducerFenced.code() && version < since {
+        Code::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}
+
 /// EndTxn (transaction version 1: the epoch stays).
-pub async fn end_txn(ctx: &Context, request: EndTxnRequest) -> EndTxnResponse {
+pub async fn end_txn(ctx: &Context, version: i16, request: EndTxnRequest) -> EndTxnResponse {
     let producer = ProducerIdAndEpoch {
         producer_id: request.producer_id.0,
         epoch: request.producer_epoch,
@@ -243,7 +273,7 @@ pub async fn end_txn(ctx: &Context, request: EndTxnRequest) -> EndTxnResponse {
         .await,
     );
     EndTxnResponse::default()
-        .with_error_code(errors::code_or_none(&result))
+        .with_error_code(fenced_for(errors::code_or_none(&result), version, 2))
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
 }
