@@ -4,6 +4,8 @@
 #   tests/librdkafka/run.sh BOOTSTRAP [TESTS...]   # e.g. 127.0.0.1:9092 0001 0113
 #   tests/librdkafka/run.sh BOOTSTRAP --ci         # the CI subset (see CI_TESTS)
 #
+# Named TESTS (and --ci) run every test-runner entry of those numbers, local
+# ones included (0004_conf, 0103_transactions_local, 0113_..._local).
 # With no TESTS: every test of the suite that needs one PLAINTEXT broker
 # (test-runner -L -K -E: no local/mock-cluster tests, no known-issue tests,
 # no sockem tests; and SKIP_TESTS below: SSL, SASL, multi-broker, Java tools
@@ -50,11 +52,13 @@ SRC="$("$HERE/setup.sh")"
 T="$SRC/tests"
 
 TESTS=()
+RUNNER_FLAGS=(-K -E)   # no known-issue tests, no sockem tests
 if [[ $# -ge 1 && "$1" == --ci ]]; then
   TESTS=("${CI_TESTS[@]}")
 elif [[ $# -ge 1 ]]; then
   TESTS=("$@")
 else
+  RUNNER_FLAGS+=(-L)   # the whole suite: no local (mock cluster / no broker) tests
   # Every test number in the runner's table (tests[] in test.c).
   mapfile -t TESTS < <(sed -n 's/^ *_TEST(\([0-9]\{4\}\)_.*/\1/p' "$T/test.c" | sort -u)
   keep=()
@@ -96,19 +100,28 @@ trap 'exit 130' INT TERM
 run_one() {
   local n=$1 tmo=$TEST_TIMEOUT log="$LOG_DIR/$n.log" rc=0 t0=$SECONDS
   [[ "$n" == 0113 ]] && tmo=$((TEST_TIMEOUT > 1500 ? TEST_TIMEOUT : 1500))
-  (cd "$T" && LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp" \
-     timeout -k 10 "$tmo" ./test-runner -L -K -E -p1 "$n") >"$log" 2>&1 || rc=$?
+  # (the outer 2>/dev/null: no "Aborted" notice from bash; the runner aborts on failure)
+  { (cd "$T" && LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp" \
+       timeout -k 10 "$tmo" ./test-runner "${RUNNER_FLAGS[@]}" -p1 "$n") >"$log" 2>&1; } 2>/dev/null || rc=$?
   local dt=$((SECONDS - t0))
   # "| 0001_multiobj  |     PASSED |   1.234s |" (ANSI colours stripped); last one wins.
   local rows
   rows="$(sed 's/\x1b\[[0-9;]*m//g' "$log" \
     | sed -n "s/^| \(${n}_[A-Za-z0-9_]*\) *| *\([A-Z_]*\) *| *\([0-9.]*\)s *|\(.*\)$/\1 \2 \3 \4/p" \
     | awk '{ st[$1] = $2; d[$1] = $3 } END { for (k in st) print k, st[k], d[k] }' | sort)"
+  # The first failure: "### Test "NAME (subtest)" failed at FILE:LINE:FUNC() ...###"
+  # and the line after it (the assertion / message).
+  local why
+  why="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | awk '/^### Test .* failed at /{
+           sub(/ at [A-Z][a-z][a-z] [A-Z][a-z][a-z] .*###$/, ""); f = $0; getline; print f ": " $0; exit }' \
+         | sed 's/^### Test //' | head -c 300 || true)"
+  if ((rc == 124)); then why="killed by run.sh after ${tmo}s; ${why}"; fi
   if [[ -z "$rows" ]]; then
-    if ((rc == 124 || rc == 137)); then
-      echo "FAIL ${n} ${dt}s timed out after ${tmo}s (killed)"
-    elif ((rc != 0)); then
-      echo "FAIL ${n} ${dt}s test-runner exit $rc, no summary"
+    if ((rc != 0)); then
+      # The runner aborts on the first failure before its summary: name the entry from it.
+      local entry
+      entry="$(sed -n 's/^\(killed by run.sh [^;]*; \)\{0,1\}"\([0-9]\{4\}_[A-Za-z0-9_]*\).*/\2/p' <<<"$why")"
+      echo "FAIL ${entry:-$n} ${dt}s exit $rc: ${why:-no summary}"
     else
       echo "SKIP ${n} ${dt}s no entry ran (local/mock/sockem/scenario only)"
     fi >>"$RES.$n"
@@ -119,10 +132,7 @@ run_one() {
     case "$st" in
       PASSED) echo "PASS $name ${d%.*}s" ;;
       SKIPPED|NOT_STARTED) echo "SKIP $name ${d%.*}s $(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -m1 -o 'SKIPPING TEST: .*' | head -c 120 || true)" ;;
-      *) local why
-         why="$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -m1 -E "### Test .*FAILED|TEST FAILURE|timed out" | head -c 200 || true)"
-         ((rc == 124 || rc == 137)) && why="killed after ${tmo}s; $why"
-         echo "FAIL $name ${d%.*}s $st: $why" ;;
+      *) echo "FAIL $name ${d%.*}s $st: ${why:-see $log}" ;;
     esac
   done <<<"$rows" >>"$RES.$n"
 }

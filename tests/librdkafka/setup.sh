@@ -25,6 +25,9 @@ have_deb_src() {
 }
 
 mkdir -p "$RDK_CACHE"
+# One setup at a time (run.sh against two brokers at once).
+exec 9>"$RDK_CACHE/.setup.lock"
+flock -w 3600 9
 
 if [[ ! -f "$SRC/configure" ]]; then
   if ! have_deb_src; then
