@@ -37,6 +37,7 @@ stop_all() {
 trap 'stop_all; rm -rf "$WORK/sluice-data" "$WORK/kafka/data"' EXIT
 trap 'exit 130' INT TERM
 
+# Sets SLUICE_PID and ADDR (not run in $(...): the trap needs the pid).
 start_sluice() {
   local bin_wait=0
   while [[ ! -x "$SLUICE_BIN" ]] && ((bin_wait < 120)); do sleep 2; bin_wait=$((bin_wait + 2)); done  # being rebuilt
@@ -46,15 +47,15 @@ start_sluice() {
     --listen 127.0.0.1:0 --num-partitions 4 --auto-create-topics true \
     --group-initial-rebalance-delay-ms 3000 >"$WORK/sluice.out" 2>"$WORK/sluice.log" &
   SLUICE_PID=$!
-  local deadline=$((SECONDS + START_TIMEOUT)) addr=
+  local deadline=$((SECONDS + START_TIMEOUT))
+  ADDR=
   while ((SECONDS < deadline)); do
-    addr="$(sed -n '1s/^sluice broker listening on \([0-9.]*:[0-9]*\) .*/\1/p' "$WORK/sluice.out")"
-    [[ -n "$addr" ]] && break
+    ADDR="$(sed -n '1s/^sluice broker listening on \([0-9.]*:[0-9]*\) .*/\1/p' "$WORK/sluice.out")"
+    [[ -n "$ADDR" ]] && break
     kill -0 "$SLUICE_PID" 2>/dev/null || { cat "$WORK/sluice.log" >&2; return 1; }
     sleep 0.2
   done
-  [[ -n "$addr" ]] || { echo "sluice broker did not start" >&2; return 1; }
-  echo "$addr"
+  [[ -n "$ADDR" ]] || { echo "sluice broker did not start" >&2; return 1; }
 }
 
 declare -A SUMMARY
@@ -62,7 +63,8 @@ rc=0
 for b in $BROKERS; do
   case "$b" in
     sluice)
-      addr="$(start_sluice)"
+      start_sluice
+      addr=$ADDR
       echo "== librdkafka suite against sluice broker at $addr (log $WORK/sluice.log)" ;;
     kafka)
       KAFKA_DIR="$WORK/kafka"
