@@ -20,7 +20,8 @@
 # Env: RDK_CACHE (source/build cache, see setup.sh), JOBS (test numbers run
 #      at once, default 1), TEST_TIMEOUT, LOG_DIR (per-test output; default
 #      $RDK_CACHE/logs/<time>), TEST_KAFKA_VERSION (default 4.4.0),
-#      RDKAFKA_TEST_CONF (default <src>/tests/test.conf), TEST_DEBUG, EXTRA_CONF
+#      RDKAFKA_TEST_CONF (default $LOG_DIR/test.conf, copied to <src>/tests/test.conf),
+#      TEST_DEBUG, EXTRA_CONF
 #      (more test.conf lines).
 set -euo pipefail
 
@@ -71,7 +72,13 @@ else
 fi
 
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.4.0}"
-CONF="${RDKAFKA_TEST_CONF:-$T/test.conf}"
+JOBS="${JOBS:-1}"
+TEST_TIMEOUT="${TEST_TIMEOUT:-600}"
+LOG_DIR="${LOG_DIR:-$(dirname "$SRC")/logs/$(date +%Y%m%d-%H%M%S)-$$}"
+mkdir -p "$LOG_DIR"
+# This run's test.conf lives in LOG_DIR (two runs at once must not share one);
+# a copy goes to <src>/tests/test.conf, the runner's default, for manual reruns.
+CONF="${RDKAFKA_TEST_CONF:-$LOG_DIR/test.conf}"
 export RDKAFKA_TEST_CONF="$CONF"
 cat >"$CONF" <<EOF
 # written by sluice tests/librdkafka/run.sh
@@ -79,11 +86,8 @@ bootstrap.servers=$BOOTSTRAP
 # test.sql.command left unset: no sqlite3 result database.
 ${EXTRA_CONF:-}
 EOF
+cp "$CONF" "$T/test.conf" 2>/dev/null || true
 
-JOBS="${JOBS:-1}"
-TEST_TIMEOUT="${TEST_TIMEOUT:-600}"
-LOG_DIR="${LOG_DIR:-$(dirname "$SRC")/logs/$(date +%Y%m%d-%H%M%S)-$$}"
-mkdir -p "$LOG_DIR"
 RES="$LOG_DIR/results"
 : >"$RES"
 echo "librdkafka: ${#TESTS[@]} test numbers against $BOOTSTRAP (Kafka version $TEST_KAFKA_VERSION), $JOBS at a time, logs in $LOG_DIR"
