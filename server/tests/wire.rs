@@ -375,3 +375,44 @@ fn connections_per_ip_are_capped_and_idle_ones_closed() {
         panic!("not ApiVersions");
     };
 }
+
+/// An ApiVersions v3 request whose header carries `tags` empty tagged fields.
+fn api_versions_with_tagged_fields(tags: u32) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u32) {
+        while v >= 0x80 {
+            out.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut body = vec![0, 18, 0, 3, 0, 0, 0, 1, 0xff, 0xff];
+    varint(&mut body, tags);
+    for tag in 0..tags {
+        varint(&mut body, tag);
+        body.push(0); // an empty value
+    }
+    body.extend_from_slice(&[1, 1, 0]); // empty client name and version, no tagged fields
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+#[test]
+fn more_than_ten_thousand_tagged_fields_close_the_connection() {
+    let served = Served::start(ServerConfig::default());
+    let mut client = served.client();
+    create_topic(&mut client, "kept", 1);
+    assert_eq!(
+        produce(&mut client, "kept", 0, batch(&[("k", "v")])).error_code,
+        0
+    );
+    // At the limit the request is answered...
+    let mut at_limit = served.client();
+    at_limit.write_raw(&api_versions_with_tagged_fields(10_000));
+    assert!(
+        at_limit.read_frame().is_some(),
+        "10,000 tagged fields were refused"
+    );
+    // ... one more closes the connection (Kafka 4.4's limit), and nothing else.
+    closes_only_its_connection(&served, &api_versions_with_tagged_fields(10_001));
+}

@@ -1220,3 +1220,14 @@ fn check_array_length(n: u64, remaining: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// sluice patch: Kafka 4.4's limit on the tagged fields of one structure.
+pub const MAX_TAGGED_FIELDS: u32 = 10_000;
+
+/// sluice patch: refuses a tagged-field count above [`MAX_TAGGED_FIELDS`], as Kafka does.
+pub fn check_tagged_fields(count: u32) -> Result<u32> {
+    if count > MAX_TAGGED_FIELDS {
+        bail!("{count} tagged fields exceed the limit of {MAX_TAGGED_FIELDS}");
+    }
+    Ok(count)
+}
