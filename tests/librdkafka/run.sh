@@ -93,9 +93,13 @@ RES="$LOG_DIR/results"
 echo "librdkafka: ${#TESTS[@]} test numbers against $BOOTSTRAP (Kafka version $TEST_KAFKA_VERSION), $JOBS at a time, logs in $LOG_DIR"
 
 PIDS=()
+# Stop what this script started: each background job and its descendants
+# (timeout, test-runner), by pid.
+descendants() { local c; for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do descendants "$c"; echo "$c"; done; }
 cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+  local p all=()
+  for p in "${PIDS[@]}"; do all+=($(descendants "$p") "$p"); done
+  ((${#all[@]})) && kill -TERM "${all[@]}" 2>/dev/null || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
