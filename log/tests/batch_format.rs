@@ -266,3 +266,25 @@ fn malformed_records_under_a_valid_crc_are_rejected() {
         );
     }
 }
+
+/// librdkafka writes `maxTimestamp` 0 for records stamped -1; Kafka's broker accepts the
+/// batch and writes the records' real largest timestamp into the header. So does sluice.
+#[test]
+fn a_produced_batch_with_a_wrong_max_timestamp_is_stored_with_the_real_one() {
+    let mut b = BatchBuilder::new();
+    b.append(5, Some(b"k"), Some(b"v"), &[]);
+    b.append(6, None, Some(b"w"), &[]);
+    let mut bytes = b.build().expect("build").to_vec();
+    bytes[35..43].copy_from_slice(&0i64.to_be_bytes()); // maxTimestamp 0, records 5 and 6
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker =
+        sluice_log::Broker::open(dir.path(), sluice_log::BrokerConfig::default()).expect("open");
+    broker
+        .create_topic("t", sluice_log::TopicConfig::default())
+        .expect("create");
+    broker.produce("t", 0, reseal(bytes)).expect("accepted");
+    let stored = broker.read("t", 0, 0, 1 << 20).expect("read").records;
+    let batch = RecordBatch::parse(stored).expect("a valid CRC after the rewrite");
+    assert_eq!(batch.header().max_timestamp, 6);
+    batch.validate_records().expect("consistent now");
+}

@@ -416,3 +416,66 @@ fn more_than_ten_thousand_tagged_fields_close_the_connection() {
     // ... one more closes the connection (Kafka 4.4's limit), and nothing else.
     closes_only_its_connection(&served, &api_versions_with_tagged_fields(10_001));
 }
+
+/// Kafka's fetch budget: the first partition with data returns a batch however large; after
+/// that, only whole batches within `max_bytes` go out, and a spent budget returns nothing.
+#[test]
+fn a_fetch_keeps_to_max_bytes_after_its_first_batch() {
+    let served = Served::start(ServerConfig::default());
+    let mut client = served.client();
+    create_topic(&mut client, "big", 3);
+    let value = "x".repeat(100_000);
+    for p in 0..3 {
+        assert_eq!(
+            produce(&mut client, "big", p, batch(&[("k", &value)])).error_code,
+            0
+        );
+    }
+    let fetch = |max_bytes: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_isolation_level(0)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(name("big"))
+                    .with_partitions(
+                        (0..3)
+                            .map(|p| {
+                                FetchPartition::default()
+                                    .with_partition(p)
+                                    .with_fetch_offset(0)
+                                    .with_partition_max_bytes(1 << 20)
+                            })
+                            .collect(),
+                    ),
+            ])
+    };
+    let sizes = |client: &mut Client, max_bytes: i32| -> Vec<usize> {
+        let ResponseKind::Fetch(r) =
+            client.call(ApiKey::Fetch, 11, RequestKind::Fetch(fetch(max_bytes)))
+        else {
+            panic!("not Fetch");
+        };
+        r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| {
+                assert_eq!(p.high_watermark, 1, "offsets still come with no data");
+                p.records.as_ref().map_or(0, |r| r.len())
+            })
+            .collect()
+    };
+    let small = sizes(&mut client, 50_000);
+    assert!(
+        small[0] > 100_000,
+        "the first batch goes out over the budget: {small:?}"
+    );
+    assert_eq!(&small[1..], &[0, 0], "{small:?}");
+    let two = sizes(&mut client, 250_000);
+    assert!(two[0] > 0 && two[1] > 0 && two[2] == 0, "{two:?}");
+    let all = sizes(&mut client, 1 << 20);
+    assert!(all.iter().all(|&n| n > 100_000), "{all:?}");
+}

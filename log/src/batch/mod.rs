@@ -245,6 +245,20 @@ pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
     }
 }
 
+/// Where `maxTimestamp` sits in a batch.
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+
+/// Writes `max_timestamp` into a batch's header and recomputes its CRC.
+pub fn set_max_timestamp(batch: &mut [u8], max_timestamp: i64) {
+    if batch.len() < HEADER_LEN {
+        return;
+    }
+    batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+        .copy_from_slice(&max_timestamp.to_be_bytes());
+    let crc = compute_crc(batch);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 /// Computes the CRC-32C a batch's header must carry: over everything from `attributes` on.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
@@ -321,6 +335,20 @@ impl RecordBatch {
     /// deltas 0..n in order, and no timestamp above `maxTimestamp` (for create-time batches).
     /// This is what the log runs on every produced batch.
     pub fn validate_records(&self) -> Result<(), BatchError> {
+        match self.validate_records_max_timestamp()? {
+            None => Ok(()),
+            Some(max_ts) => Err(BatchError::Inconsistent(format!(
+                "maxTimestamp {} but the records' largest is {max_ts}",
+                self.header.max_timestamp
+            ))),
+        }
+    }
+
+    /// [`validate_records`](Self::validate_records), except that a create-time batch whose
+    /// `maxTimestamp` is not its records' largest timestamp is accepted: the largest is
+    /// returned, for the log to write into the header ([`set_max_timestamp`]), as Kafka's
+    /// broker rewrites it (librdkafka sends `maxTimestamp` 0 for records stamped -1).
+    pub fn validate_records_max_timestamp(&self) -> Result<Option<i64>, BatchError> {
         let header = &self.header;
         if header.record_count == 0 {
             return Err(BatchError::Inconsistent(
@@ -339,12 +367,9 @@ impl RecordBatch {
             codec => record::validate_body(&codec.decompress(body)?, header)?,
         };
         if header.timestamp_type() == TimestampType::CreateTime && max_ts != header.max_timestamp {
-            return Err(BatchError::Inconsistent(format!(
-                "maxTimestamp {} but the records' largest is {max_ts}",
-                header.max_timestamp
-            )));
+            return Ok(Some(max_ts));
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -120,7 +120,13 @@ impl Broker {
                 .partitions
                 .iter()
                 .map(|(tp, offset)| {
-                    let limit = request.partition_max_bytes.min(budget).max(1);
+                    // At least one batch while the response is empty (so a batch larger than
+                    // the limits still gets through); nothing once the budget is spent.
+                    let limit = if total > 0 && budget == 0 {
+                        0
+                    } else {
+                        request.partition_max_bytes.min(budget).max(1)
+                    };
                     let result = self.read_isolated(
                         &tp.topic,
                         tp.partition,

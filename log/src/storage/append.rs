@@ -75,13 +75,19 @@ impl Partition {
                 BatchError::Inconsistent("a transactional batch needs a producer id".into()),
             ));
         }
-        checked
-            .validate_records()
+        let corrected_max_timestamp = checked
+            .validate_records_max_timestamp()
             .map_err(|e| self.invalid(-1, e))?;
-        let bytes = match checked.as_bytes().clone().try_into_mut() {
+        let mut bytes = match checked.as_bytes().clone().try_into_mut() {
             Ok(unique) => unique,
             Err(shared) => BytesMut::from(&shared[..]),
         };
+        let mut header = header;
+        if let Some(max_timestamp) = corrected_max_timestamp {
+            // As Kafka's broker does: the header takes the records' real largest timestamp.
+            batch::set_max_timestamp(&mut bytes, max_timestamp);
+            header.max_timestamp = max_timestamp;
+        }
 
         let sync = self.syncs_on_ack(acks == Acks::All && !header.is_transactional());
         let state = self.state.lock();

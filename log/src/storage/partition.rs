@@ -258,7 +258,8 @@ impl Partition {
     /// Reads whole batches starting at the one holding `offset`, up to `max_bytes` (at least
     /// one batch), below the high watermark (read_uncommitted) or the last stable offset
     /// (read_committed). An offset equal to the log end gives no data; one outside
-    /// `[log start, log end]` is `OffsetOutOfRange`.
+    /// `[log start, log end]` is `OffsetOutOfRange`. `max_bytes` 0 reads no data, only the
+    /// offsets (a fetch whose response budget is spent).
     pub fn read(
         &self,
         offset: i64,
@@ -311,7 +312,7 @@ impl Partition {
             IsolationLevel::ReadUncommitted => high_watermark,
         };
         let mut records = Bytes::new();
-        if offset < upper {
+        if offset < upper && max_bytes > 0 {
             for view in &views {
                 records = view
                     .read_from(offset, max_bytes)

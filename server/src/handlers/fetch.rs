@@ -88,13 +88,29 @@ fn read_once(
     isolation: IsolationLevel,
 ) -> Vec<FetchedPartition> {
     let mut budget = max_bytes;
+    let mut any_data = false;
     partitions
         .into_iter()
         .map(|(tp, offset, limit)| {
-            let limit = limit.min(budget).max(1);
-            let result = broker.read_isolated(&tp.topic, tp.partition, offset, limit, isolation);
+            // As Kafka: the first partition with data returns at least one batch, however
+            // large; once the response's budget is spent, the rest return offsets only.
+            let limit = if any_data && budget == 0 {
+                0
+            } else if any_data {
+                limit.min(budget)
+            } else {
+                limit.min(budget).max(1)
+            };
+            let mut result =
+                broker.read_isolated(&tp.topic, tp.partition, offset, limit, isolation);
+            if any_data && let Ok(data) = &mut result {
+                // The log hands out at least one batch; past the first, only whole batches
+                // within the budget go out.
+                data.records = whole_batches_within(std::mem::take(&mut data.records), budget);
+            }
             if let Ok(data) = &result {
                 budget = budget.saturating_sub(data.records.len());
+                any_data |= !data.records.is_empty();
             }
             FetchedPartition {
                 partition: tp,
@@ -103,6 +119,19 @@ fn read_once(
             }
         })
         .collect()
+}
+
+/// The leading whole batches of `records` that fit in `budget` bytes.
+fn whole_batches_within(records: Bytes, budget: usize) -> Bytes {
+    let mut kept = 0usize;
+    while let Ok(header) = sluice_log::batch::BatchHeader::parse(&records[kept..]) {
+        let next = kept + header.total_len();
+        if next > budget || next > records.len() {
+            break;
+        }
+        kept = next;
+    }
+    records.slice(..kept)
 }
 
 fn respond(
