@@ -381,3 +381,60 @@ fn everything_is_durable_after_a_reopen() {
     let info = broker.topic_metadata("t").expect("meta").partitions[0];
     assert_eq!((info.log_end_offset, info.durable_offset), (2, 2));
 }
+
+#[test]
+fn delete_records_moves_the_log_start_for_every_reader_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let broker = common::quiet_broker(dir.path());
+        broker
+            .create_topic("trim", TopicConfig::default())
+            .expect("create");
+        for i in 0..10 {
+            broker
+                .produce(
+                    "trim",
+                    0,
+                    common::batch(&[format!("{i}").into_bytes()], None, i),
+                )
+                .expect("produce");
+        }
+        assert_eq!(broker.delete_records("trim", 0, 4).expect("delete"), 4);
+        assert_eq!(
+            broker.delete_records("trim", 0, 2).expect("lower"),
+            4,
+            "never moves back"
+        );
+        assert!(matches!(
+            broker.read("trim", 0, 3, 1 << 20),
+            Err(Error::OffsetOutOfRange { log_start: 4, .. })
+        ));
+        assert!(broker.read("trim", 0, 4, 1 << 20).is_ok());
+        assert!(matches!(
+            broker.delete_records("trim", 0, 11),
+            Err(Error::OffsetOutOfRange { .. })
+        ));
+        broker.close().expect("close");
+    }
+    let broker = common::quiet_broker(dir.path());
+    let info = broker.topic_metadata("trim").expect("meta").partitions[0];
+    assert_eq!((info.log_start_offset, info.log_end_offset), (4, 10));
+    let earliest = broker
+        .list_offsets("trim", 0, OffsetSpec::Earliest)
+        .expect("earliest")
+        .map(|l| l.offset);
+    assert_eq!(earliest, Some(4));
+    let by_time = broker
+        .list_offsets("trim", 0, OffsetSpec::Timestamp(0))
+        .expect("by time")
+        .map(|l| l.offset);
+    assert_eq!(
+        by_time,
+        Some(4),
+        "a time lookup never answers below the log start"
+    );
+    assert_eq!(
+        broker.delete_records("trim", 0, -1).expect("to the end"),
+        10
+    );
+}

@@ -35,6 +35,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The version range implemented for `api`, if it is implemented at all.
@@ -112,6 +113,9 @@ mod tests {
                 }
                 ApiKey::DeleteGroups => {
                     within::<DeleteGroupsRequest, DeleteGroupsResponse>(min, max)
+                }
+                ApiKey::DeleteRecords => {
+                    within::<DeleteRecordsRequest, DeleteRecordsResponse>(min, max)
                 }
                 ApiKey::DescribeCluster => {
                     within::<DescribeClusterRequest, DescribeClusterResponse>(min, max)

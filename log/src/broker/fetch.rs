@@ -155,6 +155,27 @@ impl Broker {
         }
     }
 
+    /// DeleteRecords: makes `before` the partition's log start offset (-1: the high
+    /// watermark), so records below it are gone for every reader; returns the new log start
+    /// (Kafka's low watermark). Internal topics refuse it.
+    pub fn delete_records(&self, topic: &str, partition: i32, before: i64) -> Result<i64> {
+        self.check_open()?;
+        if topic == crate::txn::TXN_STATE_TOPIC || topic == crate::group::OFFSETS_TOPIC {
+            return Err(crate::error::Error::UnsupportedBatch {
+                topic: topic.to_string(),
+                partition,
+                reason: "records of internal topics cannot be deleted",
+            });
+        }
+        let target = self.topics().get(topic)?.partition(partition)?;
+        let before = if before == -1 {
+            target.info().high_watermark
+        } else {
+            before
+        };
+        target.delete_records_before(before)
+    }
+
     /// A counter that moves on every append to any partition: read it, read the log, and
     /// if nothing new was there, [`wait_for_append`](Self::wait_for_append) with it.
     pub fn append_sequence(&self) -> u64 {
@@ -194,10 +215,13 @@ impl Broker {
                 None => None,
             },
             OffsetSpec::Timestamp(ts) => {
+                let start = partition.info().log_start_offset;
                 partition
                     .offset_for_timestamp(ts)?
                     .map(|(offset, timestamp)| ListedOffset {
-                        offset,
+                        // Never below the log start (DeleteRecords may have moved it
+                        // inside a segment).
+                        offset: offset.max(start),
                         timestamp: Some(timestamp),
                     })
             }

@@ -67,7 +67,9 @@ fn holds_only_log_files(dir: &Path) -> bool {
             && (matches!(
                 ext,
                 Some("log" | "index" | "timeindex" | "snapshot" | "txnindex" | "tmp" | "cleaned")
-            ) || path.file_name().is_some_and(|n| n == "recovery-point"))
+            ) || path
+                .file_name()
+                .is_some_and(|n| n == "recovery-point" || n == "log-start-offset"))
     })
 }
 

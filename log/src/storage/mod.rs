@@ -4,6 +4,7 @@
 mod append;
 mod compaction;
 mod compaction_rewrite;
+mod delete_records;
 mod group_commit;
 mod index;
 mod partition;

@@ -148,8 +148,13 @@ impl Partition {
         if segments.is_empty() {
             segments.push(Segment::create(dir, 0, interval).map_err(io("creating a segment in"))?);
         }
-        let log_start = segments[0].base_offset;
         let log_end = segments[segments.len() - 1].next_offset;
+        // DeleteRecords may have moved the start past the first segment's base.
+        let log_start = super::delete_records::read_log_start(dir)
+            .map_or(segments[0].base_offset, |moved| {
+                moved.max(segments[0].base_offset)
+            })
+            .min(log_end);
 
         // What recovery kept is on disk now; make it durable so the durable offset can
         // start at the log end (one fsync per scanned segment, on open only).
@@ -225,7 +230,7 @@ impl Partition {
             return Ok(0);
         }
         let gone: Vec<Segment> = state.segments.drain(..doomed).collect();
-        state.log_start = state.segments[0].base_offset;
+        state.log_start = state.log_start.max(state.segments[0].base_offset);
         let log_start = state.log_start;
         // Under the lock, so a concurrent delete and re-create of the topic cannot lose
         // files of the new partition to this one's retention.

@@ -1,7 +1,10 @@
-//! ListOffsets (earliest, latest, by timestamp, max timestamp) and OffsetForLeaderEpoch. This
-//! node has led every partition since it was created, at leader epoch 0.
+//! ListOffsets (earliest, latest, by timestamp, max timestamp), OffsetForLeaderEpoch and
+//! DeleteRecords. This node has led every partition since it was created, at leader epoch 0.
 
 use kafka_protocol::ResponseError as Code;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -9,8 +12,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{
-    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use sluice_log::{Broker, Error, OffsetSpec};
 
@@ -152,4 +155,39 @@ pub fn offset_for_leader_epoch(
         })
         .collect();
     OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// DeleteRecords: moves each partition's log start offset to the offset given (-1: the high
+/// watermark) and answers the new low watermark.
+pub async fn delete_records(ctx: &Context, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let topics = ctx
+        .blocking(move |broker| {
+            request
+                .topics
+                .into_iter()
+                .map(|topic| {
+                    let name = topic.name.0.to_string();
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let result = DeleteRecordsPartitionResult::default()
+                                .with_partition_index(p.partition_index);
+                            match broker.delete_records(&name, p.partition_index, p.offset) {
+                                Ok(low) => result.with_low_watermark(low),
+                                Err(e) => result
+                                    .with_low_watermark(-1)
+                                    .with_error_code(errors::code(&e)),
+                            }
+                        })
+                        .collect();
+                    DeleteRecordsTopicResult::default()
+                        .with_name(topic.name)
+                        .with_partitions(partitions)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default();
+    DeleteRecordsResponse::default().with_topics(topics)
 }
