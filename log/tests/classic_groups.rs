@@ -360,6 +360,60 @@ fn a_static_member_rejoining_replaces_its_old_id_which_is_fenced() {
     assert!(ids.contains(&restarted.member_id) && !ids.contains(&follower.member_id));
 }
 
+/// Kafka (KIP-345, KIP-814): a static leader replaced in a Stable group with the same
+/// protocols does not rebalance either; it is told to skip the assignment and keeps its own.
+#[test]
+fn a_static_leader_rejoining_keeps_the_generation_and_skips_the_assignment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = broker(dir.path(), 300);
+    let stat = |client: &str, instance: &str| {
+        let mut r = request("g", client, &[("range", client)]);
+        r.group_instance_id = Some(instance.to_string());
+        r
+    };
+    let joined = join_together(&broker, vec![stat("a", "ia"), stat("b", "ib")]);
+    let leader = joined
+        .iter()
+        .find(|j| j.leader == j.member_id)
+        .expect("a leader")
+        .clone();
+    let instance = broker
+        .describe_group("g")
+        .members
+        .iter()
+        .find(|m| m.member_id == leader.member_id)
+        .and_then(|m| m.group_instance_id.clone())
+        .expect("instance id described");
+    let client = if instance == "ia" { "a" } else { "b" };
+    let restarted = broker
+        .classic_join_group(stat(client, &instance))
+        .expect("static rejoin");
+    assert_eq!(
+        restarted.generation_id, 1,
+        "no rebalance for an unchanged static leader"
+    );
+    assert_eq!(restarted.leader, restarted.member_id, "it stays the leader");
+    assert!(restarted.skip_assignment);
+    assert_eq!(restarted.members.len(), 2);
+    assert_eq!(state(&broker, "g"), "Stable");
+    let synced = broker
+        .classic_sync_group(
+            "g",
+            &restarted.member_id,
+            Some(&instance),
+            1,
+            None,
+            None,
+            vec![(restarted.member_id.clone(), Bytes::from_static(b"ignored"))],
+        )
+        .expect("sync in Stable");
+    assert_eq!(
+        synced.assignment,
+        Bytes::from(format!("to-{}", leader.member_id)),
+        "the group keeps the assignment it had"
+    );
+}
+
 #[test]
 fn a_batched_leave_rebalances_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");

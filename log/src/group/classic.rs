@@ -63,7 +63,8 @@ pub struct ClassicJoinResponse {
     pub protocol_name: String,
     /// The leader's member id.
     pub leader: String,
-    /// KIP-814; always false here (a static leader that rejoins triggers a rebalance).
+    /// KIP-814: true when a static leader rejoined a Stable group with the same protocols:
+    /// it need not compute an assignment (the group keeps the current one).
     pub skip_assignment: bool,
     /// The member's id.
     pub member_id: String,

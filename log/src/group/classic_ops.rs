@@ -186,8 +186,13 @@ impl ClassicGroup {
         if was_leader {
             self.leader = Some(new_id.clone());
         }
-        if self.state == State::Stable && same && !was_leader {
-            return Outcome::Done(self.join_response(&new_id));
+        if self.state == State::Stable && same {
+            // As Kafka: no rebalance. A replaced leader gets the members with
+            // `skip_assignment` (KIP-814); its SyncGroup in Stable returns the assignment it
+            // already had, whatever it computes.
+            let mut response = self.join_response(&new_id);
+            response.skip_assignment = was_leader;
+            return Outcome::Done(response);
         }
         self.rejoin(&new_id, req, mb, now, initial_delay)
     }

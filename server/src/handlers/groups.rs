@@ -85,7 +85,7 @@ pub async fn join(
             .with_protocol_type((version >= 7).then(|| text(joined.protocol_type)))
             .with_protocol_name(Some(text(joined.protocol_name)))
             .with_leader(text(joined.leader))
-            .with_skip_assignment(joined.skip_assignment)
+            .with_skip_assignment(version >= 9 && joined.skip_assignment)
             .with_member_id(text(joined.member_id))
             .with_members(
                 joined
