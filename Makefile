@@ -61,7 +61,8 @@ conformance-deps:
 		echo "== apt: kcat"; $$SUDO apt-get update && $$SUDO apt-get install -y kcat; \
 	fi; \
 	command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || { echo "Java 17+ and Maven are needed for the Kafka jars"; exit 1; }; \
-	$(CONFORMANCE)/jars.sh >/dev/null
+	$(CONFORMANCE)/jars.sh >/dev/null; \
+	tests/librdkafka/setup.sh >/dev/null
 
 # Every conformance suite against Apache Kafka 4.4 (the reference broker),
 # started on loopback with ephemeral ports and stopped at the end.

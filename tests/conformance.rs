@@ -18,10 +18,16 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Runs `program args... BOOTSTRAP` (the bootstrap address replaces `{bootstrap}`) against a
 /// fresh broker and asserts it passed.
 fn run_against_broker(program: &str, args: &[&str]) {
+    run_against(&["--num-partitions", "1"], "conformance:", program, args);
+}
+
+/// [`run_against_broker`] with the broker's flags and the prefix of the suite's summary line
+/// (`<prefix> N passed, N failed`).
+fn run_against(broker_flags: &[&str], summary_prefix: &str, program: &str, args: &[&str]) {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let broker = RunningBroker::start(&["--num-partitions", "1"]);
+    let broker = RunningBroker::start(broker_flags);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let args: Vec<String> = args
         .iter()
@@ -42,7 +48,7 @@ fn run_against_broker(program: &str, args: &[&str]) {
     let summary = stdout
         .lines()
         .rev()
-        .find(|l| l.starts_with("conformance:"))
+        .find(|l| l.starts_with(summary_prefix))
         .unwrap_or_else(|| panic!("no summary line from {program}\n{stdout}\n{stderr}"));
     assert!(
         summary.contains(" 0 failed"),
@@ -93,6 +99,19 @@ fn kafkajs() {
 #[test]
 fn kcat() {
     run_against_broker("bash", &["tests/conformance/kcat.sh", "{bootstrap}"]);
+}
+
+/// librdkafka's own integration tests (2.0.2, Debian's source, built by
+/// `tests/librdkafka/setup.sh`): the CI subset 0001-0005, 0018, 0090, 0103, 0113 (less h, i,
+/// j, n) and the patched 0129. The suite wants 4 partitions per auto-created topic.
+#[test]
+fn librdkafka_integration_suite_ci_subset() {
+    run_against(
+        &["--num-partitions", "4"],
+        "librdkafka:",
+        "bash",
+        &["tests/librdkafka/run.sh", "{bootstrap}", "--ci"],
+    );
 }
 
 #[test]
