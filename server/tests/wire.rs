@@ -479,3 +479,44 @@ fn a_fetch_keeps_to_max_bytes_after_its_first_batch() {
     let all = sizes(&mut client, 1 << 20);
     assert!(all.iter().all(|&n| n > 100_000), "{all:?}");
 }
+
+#[test]
+fn create_topics_accepts_a_replica_assignment_naming_this_node_only() {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    let served = Served::start(ServerConfig::default());
+    let mut client = served.client();
+    let assigned = |brokers: Vec<i32>| {
+        CreatableTopic::default()
+            .with_name(name("assigned"))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                (0..2)
+                    .map(|p| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(p)
+                            .with_broker_ids(brokers.iter().map(|&b| BrokerId(b)).collect())
+                    })
+                    .collect(),
+            )
+    };
+    let create = |client: &mut Client, topic: CreatableTopic| {
+        let ResponseKind::CreateTopics(r) = client.call(
+            ApiKey::CreateTopics,
+            5,
+            RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![topic])),
+        ) else {
+            panic!("not CreateTopics");
+        };
+        (r.topics[0].error_code, r.topics[0].num_partitions)
+    };
+    assert_eq!(
+        create(&mut client, assigned(vec![1])).0,
+        Code::InvalidReplicaAssignment.code()
+    );
+    assert_eq!(
+        create(&mut client, assigned(vec![0, 1])).0,
+        Code::InvalidReplicaAssignment.code()
+    );
+    assert_eq!(create(&mut client, assigned(vec![0])), (0, 2));
+}

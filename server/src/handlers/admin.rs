@@ -50,6 +50,7 @@ pub async fn create_topics(
                     let mut config = defaults.clone();
                     let built = (|| {
                         config.partitions = match topic.num_partitions {
+                            -1 if !topic.assignments.is_empty() => topic.assignments.len() as i32,
                             -1 => default_partitions,
                             n => n,
                         };
@@ -83,10 +84,21 @@ pub async fn create_topics(
                                 ),
                             ));
                         }
-                        if !topic.assignments.is_empty() {
+                        // A manual assignment can only name this node, once per partition.
+                        let on_this_node = topic.assignments.iter().enumerate().all(|(i, a)| {
+                            a.partition_index == i as i32
+                                && a.broker_ids.len() == 1
+                                && a.broker_ids[0].0 == crate::context::NODE_ID
+                        });
+                        if !topic.assignments.is_empty()
+                            && (!on_this_node || topic.num_partitions != -1)
+                        {
                             return Err((
                                 Code::InvalidReplicaAssignment.code(),
-                                "manual replica assignments are not supported".into(),
+                                format!(
+                                    "a replica assignment must give each partition 0..n, in order, this broker (node {}) alone, with num_partitions -1",
+                                    crate::context::NODE_ID
+                                ),
                             ));
                         }
                         for c in &topic.configs {
