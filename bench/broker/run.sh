@@ -22,7 +22,13 @@ SMALL_N="${SMALL_N:-10000000}"
 BIG_N="${BIG_N:-2000000}"
 TXN_N="${TXN_N:-$SMALL_N}"
 TOOL_HEAP="${TOOL_HEAP:-1g}"
-RDKAFKA_PERF="${RDKAFKA_PERF:-$(ls -d "${LIBRDKAFKA_CACHE:-$HOME/.cache/sluice-librdkafka}"/librdkafka-*/examples/rdkafka_performance 2>/dev/null | head -1 || true)}"
+# librdkafka's rdkafka_performance, from the source tests/librdkafka/setup.sh fetched (built
+# here when missing: `make -C examples rdkafka_performance`, about a minute).
+RDK_SRC="$(ls -d "${RDK_CACHE:-$HOME/.cache/sluice-librdkafka}"/librdkafka-*/ 2>/dev/null | head -1 || true)"
+if [[ -z "${RDKAFKA_PERF:-}" && -n "$RDK_SRC" && ! -x "$RDK_SRC/examples/rdkafka_performance" ]]; then
+  make -C "$RDK_SRC/examples" rdkafka_performance >/dev/null 2>&1 || true
+fi
+RDKAFKA_PERF="${RDKAFKA_PERF:-${RDK_SRC:+$RDK_SRC/examples/rdkafka_performance}}"
 WORK="$(mktemp -d /tmp/sluice-broker-bench.XXXXXX)"
 SLUICE_PID=""
 RESULTS="$WORK/results.jsonl"
@@ -94,13 +100,21 @@ consume() {  # consume <label> <bootstrap> <topic> <n>
 }
 
 rdkafka() {  # rdkafka <label> <bootstrap> <topic> <n> <size>
-  local label=$1 b=$2 topic=$3 n=$4 size=$5 out
+  local label=$1 b=$2 topic=$3 n=$4 size=$5
   [[ -n "$RDKAFKA_PERF" && -x "$RDKAFKA_PERF" ]] || { log "rdkafka_performance not built; skipping $label"; return 0; }
-  out="$(timeout 900 "$RDKAFKA_PERF" -P -t "$topic" -b "$b" -s "$size" -c "$n" -a -1 \
-    -X enable.idempotence=true -X linger.ms=5 -u 2>&1 | grep -E 'msgs/s' | tail -1)"
-  echo "$out" | awk -v l="$label" '{
-    for (i = 1; i <= NF; i++) if ($i ~ /msgs\/s/) r = $(i-1);
-    printf "{\"run\":\"%s\",\"line\":\"%s\",\"records_per_sec\":%s}\n", l, $0, (r == "" ? 0 : r) }' | tee -a "$RESULTS"
+  # -u: a table; its last row has the totals (dr_m/s, dr_MB/s: delivered per second).
+  timeout 900 "$RDKAFKA_PERF" -P -t "$topic" -b "$b" -s "$size" -c "$n" -a -1 \
+    -X enable.idempotence=true -X linger.ms=5 -u 2>/dev/null > "$WORK/rdkafka.out" || true
+  python3 - "$label" "$n" "$size" "$WORK/rdkafka.out" <<'PY' | tee -a "$RESULTS"
+import json, sys
+label, n, size, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in open(path) if l.startswith("|")]
+head, last = rows[0], rows[-1]
+col = lambda name: float(last[head.index(name)])
+print(json.dumps({"run": label, "records": n, "record_size": size,
+    "records_per_sec": col("dr_m/s"), "mb_per_sec": col("dr_MB/s"), "delivered": col("dr"),
+    "elapsed_ms": col("elapsed")}))
+PY
 }
 
 suite() {  # suite <name> <bootstrap> <pid or empty>
