@@ -157,6 +157,18 @@ pub enum Error {
         /// The producer.
         producer_id: i64,
     },
+    /// An fsync of this partition failed earlier: what was written since its last good fsync
+    /// may be lost, so the partition refuses reads, writes and syncs until the broker
+    /// restarts and recovers it (Kafka takes the log directory offline).
+    #[error("partition {topic}-{partition} is offline after a failed fsync: {reason}")]
+    StorageFailed {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The fsync's error.
+        reason: String,
+    },
     /// A filesystem operation failed.
     #[error("i/o error while {action} {path}: {source}")]
     Io {

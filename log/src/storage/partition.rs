@@ -142,6 +142,9 @@ pub struct Partition {
     pub(super) cleaner: Mutex<Option<super::compaction::Checkpoint>>,
     /// Lets concurrent acks=all appends share one fsync (group commit).
     pub(super) sync_gate: super::group_commit::SyncGate,
+    /// Tests only: the next fsync fails as a disk error would.
+    #[cfg(test)]
+    pub(super) fail_next_fsync: AtomicBool,
 }
 
 impl Partition {
@@ -173,36 +176,36 @@ impl Partition {
         Error::io(action, &self.dir, source)
     }
 
+    /// Refuses a partition whose topic was deleted, or whose fsync failed.
     pub(super) fn check_alive(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::UnknownTopic {
                 topic: self.topic.clone(),
             });
         }
-        Ok(())
+        self.fsync_failed()
     }
 
     /// fsyncs the given sealed segments and, if given, the active file; then records that
     /// everything below `up_to` is durable and moves the recovery point past the sealed ones.
+    /// On a failure the sealed segments go back on the unsynced list and nothing is recorded
+    /// as durable. Call only through the sync gate (`group_commit`), so fsyncs of one
+    /// partition never overlap.
     pub(super) fn sync_files(
         &self,
         sealed: Vec<Unsynced>,
         active: Option<&File>,
         up_to: i64,
     ) -> Result<()> {
-        let mut recovery_point = None;
-        for segment in &sealed {
-            segment
-                .file
-                .sync_data()
-                .and_then(|()| super::txn_index::sync(&self.dir, segment.base))
-                .map_err(|e| self.io("fsyncing a sealed segment in", e))?;
-            recovery_point = Some(segment.next);
+        let synced = self.fsync_all(&sealed, active);
+        if synced.is_err() {
+            let mut state = self.state.lock();
+            let later = std::mem::take(&mut state.unsynced);
+            state.unsynced = sealed;
+            state.unsynced.extend(later);
+            return synced;
         }
-        if let Some(active) = active {
-            active.sync_data().map_err(|e| self.io("fsyncing", e))?;
-        }
-        if let Some(point) = recovery_point
+        if let Some(point) = sealed.last().map(|s| s.next)
             && !self.deleted.load(Ordering::Acquire)
         {
             super::partition_open::write_recovery_point(&self.dir, point)
@@ -216,43 +219,63 @@ impl Partition {
         Ok(())
     }
 
+    fn fsync_all(&self, sealed: &[Unsynced], active: Option<&File>) -> Result<()> {
+        #[cfg(test)]
+        if self.fail_next_fsync.swap(false, Ordering::AcqRel) {
+            return Err(self.io(
+                "fsyncing (injected failure)",
+                std::io::Error::other("injected EIO"),
+            ));
+        }
+        for segment in sealed {
+            segment
+                .file
+                .sync_data()
+                .and_then(|()| super::txn_index::sync(&self.dir, segment.base))
+                .map_err(|e| self.io("fsyncing a sealed segment in", e))?;
+        }
+        if let Some(active) = active {
+            active.sync_data().map_err(|e| self.io("fsyncing", e))?;
+        }
+        Ok(())
+    }
+
     /// fsyncs everything written so far and returns the offset below which all is durable.
     pub fn flush(&self) -> Result<i64> {
-        let mut state = self.state.lock();
-        let up_to = state.log_end();
-        let file = Arc::clone(state.active().file());
-        let unsynced = std::mem::take(&mut state.unsynced);
-        drop(state);
-        self.sync_files(unsynced, Some(&file), up_to)?;
-        Ok(up_to)
+        self.exclusive_sync(|| self.sync_written())
     }
 
     /// Called by the broker's maintenance thread: fsyncs sealed segments not yet synced
     /// (every policy), and under `fsync = interval:MS` the active segment once the interval
-    /// has passed with data not yet durable.
+    /// has passed with data not yet durable. A partition whose fsync failed is left alone
+    /// (it was logged once, and refuses writes).
     pub(crate) fn flush_if_due(&self, now: i64) -> Result<()> {
-        let mut state = self.state.lock();
-        if self.deleted.load(Ordering::Acquire) {
+        if self.deleted.load(Ordering::Acquire) || self.fsync_failed().is_err() {
             return Ok(());
         }
-        let interval_due = match self.config.fsync {
-            FsyncPolicy::Interval(every) => {
-                state.durable_offset < state.log_end()
-                    && now - state.last_flush_ms >= every.as_millis() as i64
+        let interval_due = {
+            let state = self.state.lock();
+            match self.config.fsync {
+                FsyncPolicy::Interval(every) => {
+                    state.durable_offset < state.log_end()
+                        && now - state.last_flush_ms >= every.as_millis() as i64
+                }
+                _ => false,
             }
-            _ => false,
         };
         if interval_due {
-            drop(state);
             return self.flush().map(|_| ());
         }
-        if state.unsynced.is_empty() {
+        if self.state.lock().unsynced.is_empty() {
             return Ok(());
         }
-        let sealed = std::mem::take(&mut state.unsynced);
-        let up_to = sealed.last().map_or(state.durable_offset, |s| s.next);
-        drop(state);
-        self.sync_files(sealed, None, up_to)
+        self.exclusive_sync(|| {
+            let mut state = self.state.lock();
+            let sealed = std::mem::take(&mut state.unsynced);
+            let up_to = sealed.last().map_or(state.durable_offset, |s| s.next);
+            drop(state);
+            self.sync_files(sealed, None, up_to)
+        })
     }
 
     /// Reads whole batches starting at the one holding `offset`, up to `max_bytes` (at least

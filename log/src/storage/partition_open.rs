@@ -194,6 +194,8 @@ impl Partition {
             deleted: AtomicBool::new(false),
             cleaner: Mutex::new(None),
             sync_gate: Default::default(),
+            #[cfg(test)]
+            fail_next_fsync: AtomicBool::new(false),
         })
     }
 
