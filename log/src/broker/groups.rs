@@ -98,10 +98,24 @@ impl Broker {
         member_id: &str,
         offsets: &[CommittedOffset],
     ) -> Result<()> {
+        self.offset_commit_with_instance(group, generation, member_id, None, offsets)
+    }
+
+    /// [`offset_commit_with_metadata`](Self::offset_commit_with_metadata) from a member
+    /// that names its `group.instance.id` (OffsetCommit v7+): a classic static member that
+    /// was replaced gets `FencedInstanceId`, as in Kafka.
+    pub fn offset_commit_with_instance(
+        &self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        offsets: &[CommittedOffset],
+    ) -> Result<()> {
         self.check_open()?;
         self.inner
             .groups
-            .with_generation(group, generation, member_id, || {
+            .with_generation(group, generation, member_id, group_instance_id, || {
                 self.inner.offsets.commit(group, offsets)
             })
     }

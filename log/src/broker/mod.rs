@@ -518,7 +518,8 @@ impl Broker {
         first_error.map_or(Ok(rewritten), Err)
     }
 
-    /// Closes the broker cleanly: stops the maintenance thread, writes indexes and producer
+    /// Closes the broker cleanly: answers parked classic JoinGroup and SyncGroup calls
+    /// `Closed`, stops the maintenance and group timer threads, writes indexes and producer
     /// snapshots, fsyncs every partition and releases the data directory, which another
     /// broker may then open. Later calls on any handle fail with `Closed`. Dropping the last
     /// handle closes it too (logging any error).
@@ -526,6 +527,7 @@ impl Broker {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
+        self.inner.groups.close_classic();
         self.inner.maintenance.stop();
         let result = self.inner.close_partitions();
         self.inner.lock.lock().take();

@@ -136,6 +136,31 @@ impl Broker {
         member_id: &str,
         offsets: &[CommittedOffset],
     ) -> Result<()> {
+        self.txn_offset_commit_with_instance(
+            transactional_id,
+            producer,
+            group,
+            generation,
+            member_id,
+            None,
+            offsets,
+        )
+    }
+
+    /// [`txn_offset_commit_with_metadata`](Self::txn_offset_commit_with_metadata) from a
+    /// member that names its `group.instance.id` (TxnOffsetCommit v3+): a classic static
+    /// member that was replaced gets `FencedInstanceId`, as in Kafka.
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_offset_commit_with_instance(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        offsets: &[CommittedOffset],
+    ) -> Result<()> {
         let shared = self.txn(transactional_id)?;
         let m = shared.lock();
         Self::check_producer(&m, producer)?;
@@ -145,16 +170,20 @@ impl Broker {
                 "transactional id `{transactional_id}` must add offsets for group `{group}` to an open transaction first"
             )));
         }
-        self.inner
-            .groups
-            .with_txn_generation(group, generation, member_id, || {
+        self.inner.groups.with_txn_generation(
+            group,
+            generation,
+            member_id,
+            group_instance_id,
+            || {
                 self.inner.offsets.commit_transactional(
                     producer.producer_id,
                     producer.epoch,
                     group,
                     offsets,
                 )
-            })
+            },
+        )
     }
 
     /// EndTxn under transaction version 2 (KIP-890 part 2): commits or aborts the open

@@ -1,19 +1,36 @@
 //! Kafka's classic consumer-group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup with
 //! the assignment computed by the leader member): the request and response types, the state
 //! of one classic group and its queries. The transitions are in [`super::classic_ops`]; the
-//! blocking calls and the group table in [`super::classic_coord`].
+//! group table, the parked calls and the timers in [`super::classic_coord`] and
+//! [`super::classic_wait`].
 //!
 //! A group moves through Kafka's states: `Empty` (no members), `PreparingRebalance` (the
 //! join barrier: every known member must rejoin before the rebalance timeout),
 //! `CompletingRebalance` (the join responses went out; the leader's SyncGroup with the
 //! assignment is awaited) and `Stable`. `Dead` is only reported for groups that do not exist.
+//!
+//! Which protocols every member supports is kept as a count per protocol name (as Kafka's
+//! `supportedProtocols`), so a join costs O(its protocols), not O(members x protocols²);
+//! a member may list at most [`MAX_CLASSIC_PROTOCOLS`] protocols of at most
+//! [`MAX_CLASSIC_PROTOCOL_BYTES`] in all. An `Empty` group without members or pending
+//! members is forgotten once it has been so for the longest session timeout its members
+//! asked for, unless it has committed offsets (Kafka keeps those until offset retention).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::classic_wait::Waiter;
 use crate::error::{Error, Result};
+
+/// The most protocols one JoinGroup may list (real clients send one to three); more is
+/// `InconsistentGroupProtocol`.
+pub const MAX_CLASSIC_PROTOCOLS: usize = 1_000;
+
+/// The most bytes one JoinGroup's protocol names and metadata may take in all; more is
+/// `InconsistentGroupProtocol`. The leader's JoinGroup response carries every member's.
+pub const MAX_CLASSIC_PROTOCOL_BYTES: usize = 4 << 20;
 
 /// A classic JoinGroup request.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +56,33 @@ pub struct ClassicJoinRequest {
     /// JoinGroup v4+: a new dynamic member is first told its id (`MemberIdRequired`) and
     /// must rejoin with it.
     pub require_known_member_id: bool,
+}
+
+impl ClassicJoinRequest {
+    /// Kafka's checks on the protocols, plus this broker's bounds: a protocol type and at
+    /// least one protocol, at most [`MAX_CLASSIC_PROTOCOLS`] of them and
+    /// [`MAX_CLASSIC_PROTOCOL_BYTES`] of names and metadata. All are
+    /// `InconsistentGroupProtocol`.
+    pub(crate) fn check_protocols(&self) -> Result<()> {
+        let bytes: usize = self
+            .protocols
+            .iter()
+            .map(|(name, metadata)| name.len().saturating_add(metadata.len()))
+            .fold(0, usize::saturating_add);
+        let problem = if self.protocol_type.is_empty() || self.protocols.is_empty() {
+            "no protocol type or no protocols"
+        } else if self.protocols.len() > MAX_CLASSIC_PROTOCOLS {
+            "too many protocols"
+        } else if bytes > MAX_CLASSIC_PROTOCOL_BYTES {
+            "protocol metadata too large"
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(group = %self.group, member = %self.member_id, protocols = self.protocols.len(), bytes, problem, "JoinGroup refused");
+        Err(Error::InconsistentGroupProtocol {
+            group: self.group.clone(),
+        })
+    }
 }
 
 /// One member as the leader's JoinGroup response lists it.
@@ -111,42 +155,6 @@ impl ClassicGroupState {
     }
 }
 
-/// What a blocked JoinGroup or SyncGroup is woken with.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    Join(Result<ClassicJoinResponse>),
-    Sync(Result<ClassicSyncResponse>),
-}
-
-/// Replies for blocked callers, by the ticket each was given.
-#[derive(Debug, Default)]
-pub(crate) struct Mailbox {
-    replies: HashMap<u64, Reply>,
-    next: u64,
-    posted: u64,
-}
-
-impl Mailbox {
-    pub(super) fn ticket(&mut self) -> u64 {
-        self.next += 1;
-        self.next
-    }
-
-    pub(super) fn post(&mut self, ticket: u64, reply: Reply) {
-        self.posted += 1;
-        self.replies.insert(ticket, reply);
-    }
-
-    /// How many replies were posted so far (a waker compares it before and after).
-    pub(super) fn posted(&self) -> u64 {
-        self.posted
-    }
-
-    pub(super) fn take(&mut self, ticket: u64) -> Option<Reply> {
-        self.replies.remove(&ticket)
-    }
-}
-
 /// One member of a classic group.
 #[derive(Debug)]
 pub(crate) struct ClassicMember {
@@ -157,10 +165,10 @@ pub(crate) struct ClassicMember {
     pub(super) session_timeout: Duration,
     pub(super) rebalance_timeout: Duration,
     pub(super) last_seen: Instant,
-    /// The ticket of its blocked JoinGroup.
-    pub(super) join_waiter: Option<u64>,
-    /// The ticket of its blocked SyncGroup.
-    pub(super) sync_waiter: Option<u64>,
+    /// Its parked JoinGroup.
+    pub(super) join_waiter: Option<Waiter<ClassicJoinResponse>>,
+    /// Its parked SyncGroup.
+    pub(super) sync_waiter: Option<Waiter<ClassicSyncResponse>>,
     pub(super) assignment: Bytes,
 }
 
@@ -207,7 +215,7 @@ impl ClassicMember {
     pub(super) fn expired(&self, now: Instant) -> bool {
         self.join_waiter.is_none()
             && self.sync_waiter.is_none()
-            && now.saturating_duration_since(self.last_seen) > self.session_timeout
+            && now.saturating_duration_since(self.last_seen) >= self.session_timeout
     }
 }
 
@@ -233,6 +241,21 @@ pub(crate) struct ClassicGroup {
     pub(super) initial: Option<(Duration, Instant)>,
     /// When members still in `pending_sync` are removed.
     pub(super) sync_deadline: Option<Instant>,
+    /// Per protocol name, how many members support it.
+    supported: HashMap<String, usize>,
+    /// Since when the group has been Empty with no members and no pending members.
+    pub(super) idle_since: Option<Instant>,
+    /// How long an idle group is kept: the longest session timeout asked for in it.
+    pub(super) grace: Duration,
+}
+
+/// Each protocol name of `protocols` once.
+fn distinct_names(protocols: &[(String, Bytes)]) -> impl Iterator<Item = &str> {
+    let mut seen = HashSet::new();
+    protocols
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(move |name| seen.insert(*name))
 }
 
 impl ClassicGroup {
@@ -251,7 +274,49 @@ impl ClassicGroup {
             join_deadline: None,
             initial: None,
             sync_deadline: None,
+            supported: HashMap::new(),
+            idle_since: None,
+            grace: Duration::ZERO,
         }
+    }
+
+    fn count_protocols(&mut self, protocols: &[(String, Bytes)], add: bool) {
+        for name in distinct_names(protocols) {
+            if add {
+                *self.supported.entry(name.to_string()).or_default() += 1;
+            } else if let Some(count) = self.supported.get_mut(name) {
+                *count -= 1;
+                if *count == 0 {
+                    self.supported.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Adds a member (counting its protocols).
+    pub(super) fn insert_member(&mut self, id: String, member: ClassicMember) {
+        self.count_protocols(&member.protocols, true);
+        if let Some(old) = self.members.insert(id, member) {
+            self.count_protocols(&old.protocols, false);
+        }
+    }
+
+    /// Removes a member (uncounting its protocols).
+    pub(super) fn take_member(&mut self, id: &str) -> Option<ClassicMember> {
+        let member = self.members.remove(id)?;
+        self.count_protocols(&member.protocols, false);
+        Some(member)
+    }
+
+    /// A known member's rejoin: takes the request's protocols and timeouts.
+    pub(super) fn update_member(&mut self, id: &str, req: &ClassicJoinRequest, now: Instant) {
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        let old = std::mem::take(&mut m.protocols);
+        m.update(req, now);
+        self.count_protocols(&old, false);
+        self.count_protocols(&req.protocols, true);
     }
 
     pub(crate) fn state(&self) -> ClassicGroupState {
@@ -309,17 +374,24 @@ impl ClassicGroup {
         }
     }
 
-    /// Kafka's `validateMember`: a static member is found by its instance id, whose current
-    /// member id must be `member_id` (else it is fenced); a dynamic one by its id.
+    /// Kafka's `validateMember`: when an instance id is given, it must be known and its
+    /// current member id must be `member_id` (else `FencedInstanceId`: a replaced static
+    /// member); and `member_id` must be a member.
     pub(super) fn validate_member(&self, member_id: &str, instance: Option<&str>) -> Result<()> {
-        match instance {
-            Some(instance) => match self.static_members.get(instance) {
-                None => Err(self.unknown(member_id)),
-                Some(current) if current != member_id => Err(self.fenced(member_id, instance)),
-                Some(_) => Ok(()),
-            },
-            None if self.members.contains_key(member_id) => Ok(()),
-            None => Err(self.unknown(member_id)),
+        if let Some(instance) = instance {
+            match self.static_members.get(instance) {
+                None => return Err(self.unknown(member_id)),
+                Some(current) if current != member_id => {
+                    tracing::info!(group = %self.name, member = member_id, instance, current = %current, "static member fenced");
+                    return Err(self.fenced(member_id, instance));
+                }
+                Some(_) => {}
+            }
+        }
+        if self.members.contains_key(member_id) {
+            Ok(())
+        } else {
+            Err(self.unknown(member_id))
         }
     }
 
@@ -330,23 +402,21 @@ impl ClassicGroup {
         if self.members.is_empty() {
             return !protocol_type.is_empty() && !protocols.is_empty();
         }
+        let all = self.members.len();
         self.protocol_type.as_deref() == Some(protocol_type)
             && protocols
                 .iter()
-                .any(|(name, _)| self.candidates().contains(name))
+                .any(|(name, _)| self.supported.get(name) == Some(&all))
     }
 
     /// Protocols every member supports.
-    fn candidates(&self) -> BTreeSet<String> {
-        let mut members = self.members.values();
-        let Some(first) = members.next() else {
-            return BTreeSet::new();
-        };
-        let mut common: BTreeSet<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
-        for m in members {
-            common.retain(|name| m.protocols.iter().any(|(n, _)| n == name));
-        }
-        common
+    fn candidates(&self) -> HashSet<&str> {
+        let all = self.members.len();
+        self.supported
+            .iter()
+            .filter(|(_, count)| **count == all)
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 
     /// Kafka's vote: each member votes for its most preferred protocol among those every
@@ -355,7 +425,11 @@ impl ClassicGroup {
         let candidates = self.candidates();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for m in self.members.values() {
-            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(n)) {
+            if let Some((name, _)) = m
+                .protocols
+                .iter()
+                .find(|(n, _)| candidates.contains(n.as_str()))
+            {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
@@ -414,14 +488,40 @@ impl ClassicGroup {
         }
     }
 
-    /// The earliest moment a timer of the group fires.
+    /// Whether the group has nothing left but its name (and maybe committed offsets).
+    fn idle(&self) -> bool {
+        self.state == ClassicGroupState::Empty && self.members.is_empty() && self.pending.is_empty()
+    }
+
+    /// Notes whether the group is idle since `now`, after a transition or a timer run.
+    pub(super) fn note_idle(&mut self, now: Instant) {
+        if !self.idle() {
+            self.idle_since = None;
+        } else if self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+    }
+
+    /// Whether the group may be forgotten at `now` (if it has no committed offsets).
+    pub(super) fn collectable(&self, now: Instant) -> bool {
+        self.idle()
+            && self
+                .idle_since
+                .is_some_and(|since| now >= since + self.grace)
+    }
+
+    /// The earliest moment a timer of the group fires (its collection included).
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let sessions = self
             .members
             .values()
             .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
             .map(|m| m.last_seen + m.session_timeout);
-        [self.join_deadline, self.sync_deadline]
+        let collect = self
+            .idle_since
+            .filter(|_| self.idle())
+            .map(|since| since + self.grace);
+        [self.join_deadline, self.sync_deadline, collect]
             .into_iter()
             .flatten()
             .chain(self.pending.values().copied())
@@ -431,11 +531,13 @@ impl ClassicGroup {
 
     /// Kafka's offset-commit check for a classic group (`transactional` commits skip the
     /// standalone-on-empty and the CompletingRebalance rules, as Kafka's TxnOffsetCommit).
-    /// A commit from a member renews its session.
+    /// A commit naming an instance id is checked against it (`FencedInstanceId` for a
+    /// replaced static member). A commit from a member renews its session.
     pub(crate) fn validate_offset_commit(
         &mut self,
         generation: i32,
         member_id: &str,
+        instance: Option<&str>,
         transactional: bool,
         now: Instant,
     ) -> Result<()> {
@@ -443,8 +545,8 @@ impl ClassicGroup {
         if generation < 0 && empty {
             return Ok(());
         }
-        if generation >= 0 || !member_id.is_empty() {
-            self.validate_member(member_id, None)?;
+        if generation >= 0 || !member_id.is_empty() || instance.is_some() {
+            self.validate_member(member_id, instance)?;
             if generation != self.generation {
                 return Err(Error::IllegalGeneration {
                     group: self.name.clone(),

@@ -1,20 +1,19 @@
 //! The coordinator's side of the classic protocol: finds or creates the group, keeps the
-//! two protocols apart, and blocks JoinGroup and SyncGroup until their answer is posted.
-//! A blocked caller wakes on every posted reply and at the group's next timer, which it runs
-//! itself (so a join barrier ends on time even between maintenance ticks).
+//! two protocols apart, hands a call that must wait a [`ClassicReply`] (see
+//! [`super::classic_wait`]: no thread is parked for it), runs the groups' timers when the
+//! timer thread asks, forgets idle groups without offsets, and answers every parked call
+//! with `Closed` when the broker closes.
 
 use std::time::{Duration, Instant};
 
-use super::classic::{
-    ClassicGroup, ClassicJoinRequest, ClassicJoinResponse, ClassicSyncResponse, Reply,
-};
-use super::classic_ops::Outcome;
-use super::membership::{GroupCoordinator, GroupDescription, MemberDescription, Tables};
+use super::classic::{ClassicGroup, ClassicJoinRequest, ClassicJoinResponse, ClassicSyncResponse};
+use super::classic_wait::ClassicReply;
+use super::membership::{GroupCoordinator, GroupDescription, MemberDescription};
 use crate::error::{Error, Result};
 use crate::util::now_ms;
 
-/// How long a blocked caller sleeps at most before it looks at the group's timers again.
-const RECHECK: Duration = Duration::from_millis(500);
+/// What parked and later calls are answered with once the coordinator is closed.
+const CLOSED: &str = "group coordinator";
 
 /// A classic SyncGroup's arguments after the group.
 #[derive(Debug)]
@@ -47,15 +46,35 @@ impl GroupCoordinator {
         )
     }
 
-    /// Classic JoinGroup; blocks until the join barrier completes.
+    /// Asks the timer thread to run at the group's next deadline, after a transition.
+    fn settle(&self, g: &mut ClassicGroup, now: Instant) {
+        g.note_idle(now);
+        if let Some(at) = g.next_deadline() {
+            self.timer.schedule(at);
+        }
+    }
+
+    /// Classic JoinGroup: answered at once, or when the join barrier completes.
     pub(crate) fn classic_join(
         &self,
         req: &ClassicJoinRequest,
         initial_delay: Duration,
-    ) -> Result<ClassicJoinResponse> {
+    ) -> ClassicReply<ClassicJoinResponse> {
+        self.join_inner(req, initial_delay)
+            .unwrap_or_else(|e| ClassicReply::ready(Err(e)))
+    }
+
+    fn join_inner(
+        &self,
+        req: &ClassicJoinRequest,
+        initial_delay: Duration,
+    ) -> Result<ClassicReply<ClassicJoinResponse>> {
         let new_id = self.new_member_id(&req.client_id);
         let mut tables = self.tables.lock();
         let t = &mut *tables;
+        if t.closed {
+            return Err(Error::Closed(CLOSED));
+        }
         if t.embedded
             .get(&req.group)
             .is_some_and(|g| !g.members.is_empty())
@@ -78,42 +97,38 @@ impl GroupCoordinator {
             .classic
             .entry(req.group.clone())
             .or_insert_with(|| ClassicGroup::new(&req.group));
-        let outcome = g.join(req, new_id, &mut t.mailbox, Instant::now(), initial_delay);
-        self.wake.notify_all();
-        let ticket = match outcome {
-            Ok(Outcome::Done(response)) => return Ok(response),
-            Ok(Outcome::Wait(ticket)) => ticket,
-            Err(e) => {
-                if created && g.member_count() == 0 && !matches!(e, Error::MemberIdRequired { .. })
-                {
-                    t.classic.remove(&req.group);
-                }
-                return Err(e);
-            }
-        };
-        match self.wait(&mut tables, &req.group, ticket) {
-            Reply::Join(result) => result,
-            Reply::Sync(_) => Err(Error::IllegalState(
-                "a JoinGroup was answered with a SyncGroup reply".into(),
-            )),
+        let now = Instant::now();
+        let outcome = g.join(req, new_id, now, initial_delay);
+        if let Err(e) = &outcome
+            && created
+            && g.member_count() == 0
+            && !matches!(e, Error::MemberIdRequired { .. })
+        {
+            t.classic.remove(&req.group);
+        } else {
+            self.settle(g, now);
         }
+        outcome
     }
 
-    /// Classic SyncGroup; a follower's blocks until the leader's arrives.
+    /// Classic SyncGroup: the leader's (and any in Stable) is answered at once, a
+    /// follower's when the leader's arrives.
     pub(crate) fn classic_sync(
         &self,
         group: &str,
         args: SyncArgs<'_>,
-    ) -> Result<ClassicSyncResponse> {
+    ) -> ClassicReply<ClassicSyncResponse> {
         let mut tables = self.tables.lock();
-        let t = &mut *tables;
-        let g = t
-            .classic
-            .get_mut(group)
-            .ok_or_else(|| Error::UnknownMemberId {
+        if tables.closed {
+            return ClassicReply::ready(Err(Error::Closed(CLOSED)));
+        }
+        let Some(g) = tables.classic.get_mut(group) else {
+            return ClassicReply::ready(Err(Error::UnknownMemberId {
                 group: group.to_string(),
                 member_id: args.member_id.to_string(),
-            })?;
+            }));
+        };
+        let now = Instant::now();
         let outcome = g.sync(
             args.member_id,
             args.group_instance_id,
@@ -121,20 +136,10 @@ impl GroupCoordinator {
             args.protocol_type,
             args.protocol_name,
             args.assignments,
-            &mut t.mailbox,
-            Instant::now(),
+            now,
         );
-        self.wake.notify_all();
-        let ticket = match outcome? {
-            Outcome::Done(response) => return Ok(response),
-            Outcome::Wait(ticket) => ticket,
-        };
-        match self.wait(&mut tables, group, ticket) {
-            Reply::Sync(result) => result,
-            Reply::Join(_) => Err(Error::IllegalState(
-                "a SyncGroup was answered with a JoinGroup reply".into(),
-            )),
-        }
+        self.settle(g, now);
+        outcome.unwrap_or_else(|e| ClassicReply::ready(Err(e)))
     }
 
     /// Classic Heartbeat.
@@ -146,6 +151,9 @@ impl GroupCoordinator {
         generation: i32,
     ) -> Result<()> {
         let mut tables = self.tables.lock();
+        if tables.closed {
+            return Err(Error::Closed(CLOSED));
+        }
         let g = tables
             .classic
             .get_mut(group)
@@ -163,48 +171,96 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
     ) -> Vec<Result<()>> {
         let mut tables = self.tables.lock();
-        let t = &mut *tables;
+        let closed = tables.closed;
+        let now = Instant::now();
+        let Some(g) = tables.classic.get_mut(group).filter(|_| !closed) else {
+            return members
+                .iter()
+                .map(|(id, _)| {
+                    Err(if closed {
+                        Error::Closed(CLOSED)
+                    } else {
+                        Error::UnknownMemberId {
+                            group: group.to_string(),
+                            member_id: id.clone(),
+                        }
+                    })
+                })
+                .collect();
+        };
         let results = members
             .iter()
-            .map(|(id, instance)| match t.classic.get_mut(group) {
-                Some(g) => g.leave(id, instance.as_deref(), &mut t.mailbox, Instant::now()),
-                None => Err(Error::UnknownMemberId {
-                    group: group.to_string(),
-                    member_id: id.clone(),
-                }),
-            })
+            .map(|(id, instance)| g.leave(id, instance.as_deref(), now))
             .collect();
-        self.wake.notify_all();
+        self.settle(g, now);
         results
     }
 
-    /// Waits for the reply posted under `ticket`, running the group's timers when due.
-    fn wait(
+    /// Runs the classic groups' timers due at `now` and forgets the groups idle for their
+    /// grace period that `has_offsets` says have no committed offsets (those are looked at
+    /// again a grace period later). Returns the earliest deadline left.
+    pub(crate) fn run_classic_timers(
         &self,
-        tables: &mut parking_lot::MutexGuard<'_, Tables>,
-        group: &str,
-        ticket: u64,
-    ) -> Reply {
-        loop {
-            if let Some(reply) = tables.mailbox.take(ticket) {
-                return reply;
+        now: Instant,
+        has_offsets: impl Fn(&str) -> bool,
+    ) -> Option<Instant> {
+        let mut tables = self.tables.lock();
+        if tables.closed {
+            return None;
+        }
+        let mut idle = Vec::new();
+        for (name, g) in tables.classic.iter_mut() {
+            if g.next_deadline().is_some_and(|at| at <= now) {
+                g.tick(now);
             }
-            let now = Instant::now();
-            let t = &mut **tables;
-            let posted = t.mailbox.posted();
-            let next = t.classic.get_mut(group).and_then(|g| {
-                g.tick(&mut t.mailbox, now);
-                g.next_deadline()
-            });
-            if t.mailbox.posted() != posted {
-                self.wake.notify_all();
+            g.note_idle(now);
+            if g.collectable(now) {
+                idle.push(name.clone());
             }
-            if let Some(reply) = tables.mailbox.take(ticket) {
-                return reply;
+        }
+        for name in idle {
+            if has_offsets(&name) {
+                if let Some(g) = tables.classic.get_mut(&name) {
+                    g.idle_since = Some(now);
+                }
+            } else {
+                tables.classic.remove(&name);
+                tracing::debug!(group = %name, "idle classic group without offsets forgotten");
             }
-            let recheck = now + RECHECK;
-            let until = next.map_or(recheck, |d| d.min(recheck).max(now));
-            self.wake.wait_until(tables, until);
+        }
+        tables
+            .classic
+            .values()
+            .filter_map(ClassicGroup::next_deadline)
+            .min()
+    }
+
+    /// The broker is closing: every parked JoinGroup and SyncGroup is answered `Closed`
+    /// (NOT_COORDINATOR on the wire, so clients look for the coordinator again), later
+    /// classic calls are refused, and the timer thread ends.
+    pub(crate) fn close_classic(&self) {
+        let mut tables = self.tables.lock();
+        tables.closed = true;
+        let mut answered = 0usize;
+        for g in tables.classic.values_mut() {
+            for m in g.members.values_mut() {
+                if let Some(w) = m.join_waiter.take() {
+                    w.post(Err(Error::Closed(CLOSED)));
+                    answered += 1;
+                }
+                if let Some(w) = m.sync_waiter.take() {
+                    w.post(Err(Error::Closed(CLOSED)));
+                    answered += 1;
+                }
+            }
+        }
+        drop(tables);
+        self.timer.stop();
+        if answered > 0 {
+            tracing::info!(
+                answered,
+                "group coordinator closed; parked classic calls answered"
+            );
         }
     }
 
@@ -267,5 +323,11 @@ pub(crate) fn describe(name: &str, g: &ClassicGroup) -> GroupDescription {
                 assignment: m.assignment.clone(),
             })
             .collect(),
+    }
+}
+
+impl Drop for GroupCoordinator {
+    fn drop(&mut self) {
+        self.timer.stop();
     }
 }

@@ -1,7 +1,14 @@
 //! The transitions of a classic group (Kafka's classic `GroupMetadataManager`): join, sync,
 //! heartbeat, leave and the timers (join barrier, initial rebalance delay, pending syncs,
-//! sessions). Each takes the caller's clock and posts the replies of blocked callers to the
-//! [`Mailbox`]; the caller wakes them.
+//! sessions). Each takes the caller's clock; a call that must wait gets a [`ClassicReply`]
+//! whose [`Waiter`](super::classic_wait::Waiter) the member keeps, and the transition that answers it posts into it.
+//!
+//! As Kafka's `completeAndScheduleNextHeartbeatExpiration`, answering a parked call restarts
+//! the member's session (a parked member cannot expire; without the restart, a follower
+//! that waited longer than its session timeout for the leader's assignment would expire as
+//! soon as it got it, while it starts using its partitions). Ids handed out with
+//! `MemberIdRequired` stay pending until their holder joins with them or its session
+//! timeout passes, whatever rebalances happen in between (as Kafka's pending members).
 
 use std::time::{Duration, Instant};
 
@@ -9,18 +16,12 @@ use bytes::Bytes;
 
 use super::classic::{
     ClassicGroup, ClassicGroupState as State, ClassicJoinRequest, ClassicJoinResponse,
-    ClassicMember, ClassicSyncResponse, Mailbox, Reply,
+    ClassicMember, ClassicSyncResponse,
 };
+use super::classic_wait::{ClassicReply, park};
 use crate::error::{Error, Result};
 
-/// What a JoinGroup or SyncGroup gets at once.
-#[derive(Debug)]
-pub(crate) enum Outcome<T> {
-    /// The answer.
-    Done(T),
-    /// Blocked: the answer will be posted under this ticket.
-    Wait(u64),
-}
+type JoinReply = ClassicReply<ClassicJoinResponse>;
 
 impl ClassicGroup {
     /// JoinGroup. `new_id` is the id a member without one gets.
@@ -28,10 +29,9 @@ impl ClassicGroup {
         &mut self,
         req: &ClassicJoinRequest,
         new_id: String,
-        mb: &mut Mailbox,
         now: Instant,
         initial_delay: Duration,
-    ) -> Result<Outcome<ClassicJoinResponse>> {
+    ) -> Result<JoinReply> {
         if self.state == State::Dead {
             return Err(self.unknown(&req.member_id));
         }
@@ -42,9 +42,10 @@ impl ClassicGroup {
             if let Some(instance) = &req.group_instance_id
                 && let Some(old) = self.static_members.get(instance).cloned()
             {
-                return Ok(self.replace_static(&old, new_id, req, mb, now, initial_delay));
+                return Ok(self.replace_static(&old, new_id, req, now, initial_delay));
             }
             if req.group_instance_id.is_none() && req.require_known_member_id {
+                self.grace = self.grace.max(req.session_timeout);
                 self.pending
                     .insert(new_id.clone(), now + req.session_timeout);
                 return Err(Error::MemberIdRequired {
@@ -52,11 +53,11 @@ impl ClassicGroup {
                     member_id: new_id,
                 });
             }
-            return Ok(self.add_member(new_id, req, mb, now, initial_delay));
+            return Ok(self.add_member(new_id, req, now, initial_delay));
         }
         let id = req.member_id.clone();
         if self.pending.remove(&id).is_some() {
-            return Ok(self.add_member(id, req, mb, now, initial_delay));
+            return Ok(self.add_member(id, req, now, initial_delay));
         }
         self.validate_member(&id, req.group_instance_id.as_deref())?;
         let leader = self.leader.as_deref() == Some(id.as_str());
@@ -65,17 +66,17 @@ impl ClassicGroup {
             .get(&id)
             .is_some_and(|m| m.same_protocols(&req.protocols));
         match self.state {
-            State::PreparingRebalance => Ok(self.rejoin(&id, req, mb, now, initial_delay)),
+            State::PreparingRebalance => Ok(self.rejoin(&id, req, now, initial_delay)),
             State::CompletingRebalance if same => {
                 self.touch(&id, now);
-                Ok(Outcome::Done(self.join_response(&id)))
+                Ok(ClassicReply::ready(Ok(self.join_response(&id))))
             }
             State::Stable if same && !leader => {
                 self.touch(&id, now);
-                Ok(Outcome::Done(self.join_response(&id)))
+                Ok(ClassicReply::ready(Ok(self.join_response(&id))))
             }
             State::CompletingRebalance | State::Stable => {
-                Ok(self.rejoin(&id, req, mb, now, initial_delay))
+                Ok(self.rejoin(&id, req, now, initial_delay))
             }
             State::Empty | State::Dead => Err(self.unknown(&id)),
         }
@@ -88,25 +89,26 @@ impl ClassicGroup {
     }
 
     /// Parks the member's join (failing an older one of it still parked).
-    fn park_join(&mut self, id: &str, mb: &mut Mailbox) -> u64 {
-        let ticket = mb.ticket();
+    fn park_join(&mut self, id: &str) -> JoinReply {
+        let (waiter, reply) = park();
         let rebalancing = self.rebalancing();
-        if let Some(m) = self.members.get_mut(id)
-            && let Some(old) = m.join_waiter.replace(ticket)
-        {
-            mb.post(old, Reply::Join(Err(rebalancing)));
+        if let Some(m) = self.members.get_mut(id) {
+            if let Some(old) = m.join_waiter.replace(waiter) {
+                old.post(Err(rebalancing));
+            }
+        } else {
+            waiter.post(Err(self.unknown(id)));
         }
-        ticket
+        reply
     }
 
     fn add_member(
         &mut self,
         id: String,
         req: &ClassicJoinRequest,
-        mb: &mut Mailbox,
         now: Instant,
         initial_delay: Duration,
-    ) -> Outcome<ClassicJoinResponse> {
+    ) -> JoinReply {
         if self.members.is_empty() {
             self.protocol_type = Some(req.protocol_type.clone());
         }
@@ -116,9 +118,9 @@ impl ClassicGroup {
         if self.leader.is_none() {
             self.leader = Some(id.clone());
         }
-        self.members
-            .insert(id.clone(), ClassicMember::new(req, now));
-        let ticket = self.park_join(&id, mb);
+        self.grace = self.grace.max(req.session_timeout);
+        self.insert_member(id.clone(), ClassicMember::new(req, now));
+        let reply = self.park_join(&id);
         tracing::info!(group = %self.name, member = %id, "classic member joined");
         if self.state == State::PreparingRebalance {
             if let Some((step, last)) = self.initial {
@@ -126,10 +128,10 @@ impl ClassicGroup {
                 self.join_deadline = self.join_deadline.max(Some(extended));
             }
         } else {
-            self.prepare_rebalance(mb, now, initial_delay, "new member joined");
+            self.prepare_rebalance(now, initial_delay, "new member joined");
         }
-        self.try_complete_join(mb, now);
-        Outcome::Wait(ticket)
+        self.try_complete_join(now);
+        reply
     }
 
     /// A known member's join that waits for the barrier (starting a rebalance if needed).
@@ -137,19 +139,16 @@ impl ClassicGroup {
         &mut self,
         id: &str,
         req: &ClassicJoinRequest,
-        mb: &mut Mailbox,
         now: Instant,
         initial_delay: Duration,
-    ) -> Outcome<ClassicJoinResponse> {
-        if let Some(m) = self.members.get_mut(id) {
-            m.update(req, now);
-        }
-        let ticket = self.park_join(id, mb);
+    ) -> JoinReply {
+        self.update_member(id, req, now);
+        let reply = self.park_join(id);
         if self.state != State::PreparingRebalance {
-            self.prepare_rebalance(mb, now, initial_delay, "member rejoined with new metadata");
+            self.prepare_rebalance(now, initial_delay, "member rejoined with new metadata");
         }
-        self.try_complete_join(mb, now);
-        Outcome::Wait(ticket)
+        self.try_complete_join(now);
+        reply
     }
 
     /// KIP-345: a known instance id joins without a member id: the new id takes the old
@@ -159,25 +158,23 @@ impl ClassicGroup {
         old: &str,
         new_id: String,
         req: &ClassicJoinRequest,
-        mb: &mut Mailbox,
         now: Instant,
         initial_delay: Duration,
-    ) -> Outcome<ClassicJoinResponse> {
+    ) -> JoinReply {
         let instance = req.group_instance_id.clone().unwrap_or_default();
-        let Some(mut member) = self.members.remove(old) else {
-            return self.add_member(new_id, req, mb, now, initial_delay);
+        let Some(mut member) = self.take_member(old) else {
+            return self.add_member(new_id, req, now, initial_delay);
         };
-        let fenced = || self.fenced(old, &instance);
-        if let Some(t) = member.join_waiter.take() {
-            mb.post(t, Reply::Join(Err(fenced())));
+        if let Some(w) = member.join_waiter.take() {
+            w.post(Err(self.fenced(old, &instance)));
         }
-        if let Some(t) = member.sync_waiter.take() {
-            mb.post(t, Reply::Sync(Err(fenced())));
+        if let Some(w) = member.sync_waiter.take() {
+            w.post(Err(self.fenced(old, &instance)));
         }
         tracing::info!(group = %self.name, old, new = %new_id, instance = %instance, "static member replaced; old id fenced");
         let same = member.same_protocols(&req.protocols);
         member.last_seen = now;
-        self.members.insert(new_id.clone(), member);
+        self.insert_member(new_id.clone(), member);
         self.static_members.insert(instance, new_id.clone());
         if self.pending_sync.remove(old) {
             self.pending_sync.insert(new_id.clone());
@@ -192,22 +189,21 @@ impl ClassicGroup {
             // already had, whatever it computes.
             let mut response = self.join_response(&new_id);
             response.skip_assignment = was_leader;
-            return Outcome::Done(response);
+            return ClassicReply::ready(Ok(response));
         }
-        self.rejoin(&new_id, req, mb, now, initial_delay)
+        self.rejoin(&new_id, req, now, initial_delay)
     }
 
     /// Starts the join barrier. From Empty it waits the initial rebalance delay (extended by
     /// each new member up to the rebalance timeout); otherwise up to the rebalance timeout.
     pub(super) fn prepare_rebalance(
         &mut self,
-        mb: &mut Mailbox,
         now: Instant,
         initial_delay: Duration,
         reason: &str,
     ) {
         if self.state == State::CompletingRebalance {
-            self.fail_syncs(mb);
+            self.fail_syncs(now);
         }
         self.pending_sync.clear();
         self.sync_deadline = None;
@@ -224,25 +220,24 @@ impl ClassicGroup {
         self.state = State::PreparingRebalance;
     }
 
-    /// Fails the parked SyncGroups with `RebalanceInProgress` and drops the assignments.
-    fn fail_syncs(&mut self, mb: &mut Mailbox) {
+    /// Fails the parked SyncGroups with `RebalanceInProgress` (restarting those members'
+    /// sessions, as Kafka) and drops the assignments.
+    fn fail_syncs(&mut self, now: Instant) {
         let name = self.name.clone();
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
-            if let Some(t) = m.sync_waiter.take() {
-                mb.post(
-                    t,
-                    Reply::Sync(Err(Error::RebalanceInProgress {
-                        group: name.clone(),
-                    })),
-                );
+            if let Some(w) = m.sync_waiter.take() {
+                m.last_seen = now;
+                w.post(Err(Error::RebalanceInProgress {
+                    group: name.clone(),
+                }));
             }
         }
     }
 
     /// Completes the join barrier when every member rejoined (not during the initial delay)
     /// or its deadline passed.
-    pub(super) fn try_complete_join(&mut self, mb: &mut Mailbox, now: Instant) {
+    pub(super) fn try_complete_join(&mut self, now: Instant) {
         if self.state != State::PreparingRebalance {
             return;
         }
@@ -250,12 +245,13 @@ impl ClassicGroup {
         let all_joined =
             self.pending.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
         if due || (self.initial.is_none() && all_joined) {
-            self.complete_join(mb, now);
+            self.complete_join(now);
         }
     }
 
-    /// Removes who did not rejoin, opens the next generation and answers the joins.
-    fn complete_join(&mut self, mb: &mut Mailbox, now: Instant) {
+    /// Removes who did not rejoin, opens the next generation and answers the joins
+    /// (restarting each member's session). Pending ids stay pending.
+    fn complete_join(&mut self, now: Instant) {
         let late: Vec<String> = self
             .members
             .iter()
@@ -264,9 +260,8 @@ impl ClassicGroup {
             .collect();
         for id in late {
             tracing::info!(group = %self.name, member = %id, "member did not rejoin in time; removed");
-            self.remove_member(&id, mb);
+            self.remove_member(&id);
         }
-        self.pending.clear();
         self.initial = None;
         self.join_deadline = None;
         self.generation += 1;
@@ -293,8 +288,8 @@ impl ClassicGroup {
             let response = self.join_response(&id);
             if let Some(m) = self.members.get_mut(&id) {
                 m.last_seen = now;
-                if let Some(t) = m.join_waiter.take() {
-                    mb.post(t, Reply::Join(Ok(response)));
+                if let Some(w) = m.join_waiter.take() {
+                    w.post(Ok(response));
                 }
             }
         }
@@ -302,15 +297,15 @@ impl ClassicGroup {
     }
 
     /// Drops a member, failing its parked calls with `UnknownMemberId`.
-    fn remove_member(&mut self, id: &str, mb: &mut Mailbox) {
-        let Some(mut m) = self.members.remove(id) else {
+    fn remove_member(&mut self, id: &str) {
+        let Some(mut m) = self.take_member(id) else {
             return;
         };
-        if let Some(t) = m.join_waiter.take() {
-            mb.post(t, Reply::Join(Err(self.unknown(id))));
+        if let Some(w) = m.join_waiter.take() {
+            w.post(Err(self.unknown(id)));
         }
-        if let Some(t) = m.sync_waiter.take() {
-            mb.post(t, Reply::Sync(Err(self.unknown(id))));
+        if let Some(w) = m.sync_waiter.take() {
+            w.post(Err(self.unknown(id)));
         }
         if let Some(instance) = &m.group_instance_id
             && self
@@ -327,14 +322,14 @@ impl ClassicGroup {
     }
 
     /// Removes a member (leave, expiry) and rebalances the rest.
-    fn member_gone(&mut self, id: &str, mb: &mut Mailbox, now: Instant) {
-        self.remove_member(id, mb);
+    fn member_gone(&mut self, id: &str, now: Instant) {
+        self.remove_member(id);
         match self.state {
             State::Stable | State::CompletingRebalance => {
-                self.prepare_rebalance(mb, now, Duration::ZERO, "member left");
-                self.try_complete_join(mb, now);
+                self.prepare_rebalance(now, Duration::ZERO, "member left");
+                self.try_complete_join(now);
             }
-            State::PreparingRebalance => self.try_complete_join(mb, now),
+            State::PreparingRebalance => self.try_complete_join(now),
             State::Empty | State::Dead => {}
         }
     }
@@ -350,9 +345,8 @@ impl ClassicGroup {
         protocol_type: Option<&str>,
         protocol_name: Option<&str>,
         assignments: Vec<(String, Bytes)>,
-        mb: &mut Mailbox,
         now: Instant,
-    ) -> Result<Outcome<ClassicSyncResponse>> {
+    ) -> Result<ClassicReply<ClassicSyncResponse>> {
         if self.state == State::Dead {
             return Err(self.unknown(member_id));
         }
@@ -375,19 +369,19 @@ impl ClassicGroup {
             State::Empty | State::Dead => Err(self.unknown(member_id)),
             State::Stable => {
                 self.pending_sync.remove(member_id);
-                Ok(Outcome::Done(self.sync_response(member_id)))
+                Ok(ClassicReply::ready(Ok(self.sync_response(member_id))))
             }
             State::CompletingRebalance => {
                 self.pending_sync.remove(member_id);
                 if self.leader.as_deref() != Some(member_id) {
-                    let ticket = mb.ticket();
+                    let (waiter, reply) = park();
                     let rebalancing = self.rebalancing();
                     if let Some(m) = self.members.get_mut(member_id)
-                        && let Some(old) = m.sync_waiter.replace(ticket)
+                        && let Some(old) = m.sync_waiter.replace(waiter)
                     {
-                        mb.post(old, Reply::Sync(Err(rebalancing)));
+                        old.post(Err(rebalancing));
                     }
-                    return Ok(Outcome::Wait(ticket));
+                    return Ok(reply);
                 }
                 let mut assigned: std::collections::HashMap<String, Bytes> =
                     assignments.into_iter().collect();
@@ -398,8 +392,12 @@ impl ClassicGroup {
                         m.assignment = assignment;
                     }
                     let response = self.sync_response(&id);
-                    if let Some(t) = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
-                        mb.post(t, Reply::Sync(Ok(response)));
+                    if let Some(m) = self.members.get_mut(&id)
+                        && let Some(w) = m.sync_waiter.take()
+                    {
+                        // As Kafka's propagateAssignment: the session restarts now.
+                        m.last_seen = now;
+                        w.post(Ok(response));
                     }
                 }
                 self.state = State::Stable;
@@ -407,7 +405,7 @@ impl ClassicGroup {
                     self.sync_deadline = None;
                 }
                 tracing::info!(group = %self.name, generation = self.generation, "assignment received; group stable");
-                Ok(Outcome::Done(self.sync_response(member_id)))
+                Ok(ClassicReply::ready(Ok(self.sync_response(member_id))))
             }
         }
     }
@@ -449,7 +447,6 @@ impl ClassicGroup {
         &mut self,
         member_id: &str,
         instance: Option<&str>,
-        mb: &mut Mailbox,
         now: Instant,
     ) -> Result<()> {
         let id = match (member_id.is_empty(), instance) {
@@ -460,7 +457,7 @@ impl ClassicGroup {
                 .ok_or_else(|| self.unknown(member_id))?,
             _ => {
                 if instance.is_none() && self.pending.remove(member_id).is_some() {
-                    self.try_complete_join(mb, now);
+                    self.try_complete_join(now);
                     return Ok(());
                 }
                 self.validate_member(member_id, instance)?;
@@ -468,13 +465,13 @@ impl ClassicGroup {
             }
         };
         tracing::info!(group = %self.name, member = %id, "classic member left");
-        self.member_gone(&id, mb, now);
+        self.member_gone(&id, now);
         Ok(())
     }
 
     /// Runs the timers due at `now`: lapsed pending ids, expired sessions, members that did
     /// not sync in time, the join barrier. Returns how many members were removed.
-    pub(crate) fn tick(&mut self, mb: &mut Mailbox, now: Instant) -> usize {
+    pub(crate) fn tick(&mut self, now: Instant) -> usize {
         let before = self.pending.len();
         self.pending.retain(|_, lapse| *lapse > now);
         let mut removed = before - self.pending.len();
@@ -486,7 +483,7 @@ impl ClassicGroup {
             .collect();
         for id in expired {
             tracing::warn!(group = %self.name, member = %id, "session timed out; removing member");
-            self.member_gone(&id, mb, now);
+            self.member_gone(&id, now);
             removed += 1;
         }
         if self.sync_deadline.is_some_and(|d| now >= d) {
@@ -496,12 +493,12 @@ impl ClassicGroup {
                     std::mem::take(&mut self.pending_sync).into_iter().collect();
                 for id in late {
                     tracing::warn!(group = %self.name, member = %id, "member did not sync in time; removing it");
-                    self.member_gone(&id, mb, now);
+                    self.member_gone(&id, now);
                     removed += 1;
                 }
             }
         }
-        self.try_complete_join(mb, now);
+        self.try_complete_join(now);
         removed
     }
 }

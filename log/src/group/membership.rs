@@ -13,10 +13,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::assignor::sticky_assign;
-use super::classic::{ClassicGroup, Mailbox};
+use super::classic::ClassicGroup;
+use super::classic_wait::ClassicTimer;
 use crate::error::{Error, Result};
 use crate::topic::TopicPartition;
 use crate::util::now_ms;
@@ -130,16 +131,16 @@ impl Group {
 pub(crate) struct Tables {
     pub(super) embedded: HashMap<String, Group>,
     pub(super) classic: HashMap<String, ClassicGroup>,
-    /// Replies for blocked classic JoinGroup and SyncGroup calls.
-    pub(super) mailbox: Mailbox,
+    /// The broker closed: classic calls are refused.
+    pub(super) closed: bool,
 }
 
 /// Every group's membership.
 #[derive(Debug, Default)]
 pub struct GroupCoordinator {
     pub(super) tables: Mutex<Tables>,
-    /// Woken whenever a classic group posts replies.
-    pub(super) wake: Condvar,
+    /// When the classic groups' timers must next run (see `classic_wait`).
+    pub(crate) timer: std::sync::Arc<ClassicTimer>,
     pub(super) next_member: Mutex<u64>,
 }
 
@@ -281,12 +282,8 @@ impl GroupCoordinator {
         let mut tables = self.tables.lock();
         let tables = &mut *tables;
         let instant = Instant::now();
-        let posted = tables.mailbox.posted();
         for g in tables.classic.values_mut() {
-            expired += g.tick(&mut tables.mailbox, instant);
-        }
-        if tables.mailbox.posted() != posted {
-            self.wake.notify_all();
+            expired += g.tick(instant);
         }
         for (name, g) in tables.embedded.iter_mut() {
             let dead: Vec<String> = g
@@ -323,9 +320,10 @@ impl GroupCoordinator {
         group: &str,
         generation: i32,
         member_id: &str,
+        instance: Option<&str>,
         commit: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        self.with_generation_checked(group, generation, member_id, false, commit)
+        self.with_generation_checked(group, generation, member_id, instance, false, commit)
     }
 
     /// [`with_generation`](Self::with_generation) for a TxnOffsetCommit: a classic group
@@ -336,9 +334,10 @@ impl GroupCoordinator {
         group: &str,
         generation: i32,
         member_id: &str,
+        instance: Option<&str>,
         commit: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        self.with_generation_checked(group, generation, member_id, true, commit)
+        self.with_generation_checked(group, generation, member_id, instance, true, commit)
     }
 
     fn with_generation_checked<T>(
@@ -346,12 +345,19 @@ impl GroupCoordinator {
         group: &str,
         generation: i32,
         member_id: &str,
+        instance: Option<&str>,
         transactional: bool,
         commit: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
         let mut tables = self.tables.lock();
         if let Some(g) = tables.classic.get_mut(group) {
-            g.validate_offset_commit(generation, member_id, transactional, Instant::now())?;
+            g.validate_offset_commit(
+                generation,
+                member_id,
+                instance,
+                transactional,
+                Instant::now(),
+            )?;
             return commit();
         }
         if generation < 0 && member_id.is_empty() {
