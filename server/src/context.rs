@@ -1,11 +1,14 @@
 //! What every request handler shares: the broker, the settings, the address clients are told
 //! to use, and the signal that wakes fetches waiting for new data. Also the one way handlers
-//! run a broker call that may block (an fsync, a join barrier) off the reactor.
+//! run a broker call that may block (an fsync, a transaction's end) off the reactor, and the
+//! way they wait for a classic group's answer (a join barrier, the leader's assignment)
+//! without holding any thread: [`Context::parked`].
 
 use std::sync::Arc;
 
 use kafka_protocol::protocol::StrBytes;
 use sluice_log::Broker;
+use sluice_log::group::ClassicReply;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
@@ -80,8 +83,9 @@ impl Context {
     }
 
     /// Runs `call` on the blocking pool with a clone of the broker, so a call that waits (an
-    /// fsync, a join barrier, a transaction's end) never stalls the reactor. A panic inside
-    /// becomes an error for this request only.
+    /// fsync, a transaction's end) never stalls the reactor. A panic inside becomes an error
+    /// for this request only. Calls that wait for other clients (a JoinGroup, a SyncGroup)
+    /// must not hold a pool thread while they do: see [`parked`](Self::parked).
     pub async fn blocking<T, F>(&self, call: F) -> Result<T, CallFailed>
     where
         T: Send + 'static,
@@ -91,6 +95,18 @@ impl Context {
         tokio::task::spawn_blocking(move || call(&broker))
             .await
             .map_err(|e| CallFailed(e.to_string()))
+    }
+
+    /// Starts a classic group call (`begin` takes the group lock briefly, so it runs on the
+    /// blocking pool) and awaits its answer on the reactor: a JoinGroup parked at the join
+    /// barrier or a follower's SyncGroup waiting for the leader holds no thread, however
+    /// many there are and however long the rebalance timeout.
+    pub async fn parked<T, F>(&self, begin: F) -> Result<T, sluice_log::Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Broker) -> ClassicReply<T> + Send + 'static,
+    {
+        self.blocking(begin).await?.await
     }
 }
 

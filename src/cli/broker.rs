@@ -123,6 +123,8 @@ pub fn run(data: &Path, args: &BrokerArgs) -> CliResult {
     .map_err(CliError::io("writing to stdout"))?;
     let signal = wait_for_signal();
     tracing::info!(signal = %signal, "shutting down: finishing requests in flight");
+    // Parked JoinGroup / SyncGroup calls are answered now, not at the end of the grace.
+    broker.close_classic_groups();
     server.shutdown(Duration::from_secs(30));
     broker.close()?;
     tracing::info!("broker closed cleanly");

@@ -2,7 +2,9 @@
 //! LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups, ListGroups and DeleteGroups. The
 //! join barrier, the leader, the generations and the timeouts live in the log's group
 //! coordinator, which embedded consumers share; the handlers translate. Join and sync wait
-//! for the other members, so they run on the blocking pool.
+//! for the other members: they are awaited on the reactor ([`Context::parked`]), holding no
+//! thread while they wait. OffsetCommit's per-partition checks and codes are in
+//! [`super::commits`].
 
 use std::time::Duration;
 
@@ -27,9 +29,9 @@ use kafka_protocol::messages::{
     SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use sluice_log::group::ClassicJoinRequest;
-use sluice_log::group::CommittedOffset;
 use sluice_log::{Error, TopicPartition};
 
+use super::commits::{CommitCodes, check_commit_partitions};
 use crate::context::{Context, text};
 use crate::errors;
 
@@ -75,10 +77,8 @@ pub async fn join(
         require_known_member_id: version >= 4,
     };
     let result = ctx
-        .blocking(move |broker| broker.classic_join_group(join))
-        .await
-        .map_err(Error::from)
-        .and_then(|r| r);
+        .parked(move |broker| broker.begin_classic_join_group(join))
+        .await;
     match result {
         Ok(joined) => JoinGroupResponse::default()
             .with_generation_id(joined.generation_id)
@@ -126,8 +126,8 @@ pub async fn sync(ctx: &Context, version: i16, request: SyncGroupRequest) -> Syn
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
     let result = ctx
-        .blocking(move |broker| {
-            broker.classic_sync_group(
+        .parked(move |broker| {
+            broker.begin_classic_sync_group(
                 &group,
                 &member,
                 instance.as_deref(),
@@ -137,9 +137,7 @@ pub async fn sync(ctx: &Context, version: i16, request: SyncGroupRequest) -> Syn
                 assignments,
             )
         })
-        .await
-        .map_err(Error::from)
-        .and_then(|r| r);
+        .await;
     match result {
         Ok(synced) if version >= 5 => SyncGroupResponse::default()
             .with_protocol_type(Some(text(synced.protocol_type)))
@@ -214,11 +212,13 @@ pub async fn leave(ctx: &Context, version: i16, request: LeaveGroupRequest) -> L
 }
 
 /// OffsetCommit: committed for the group's current generation (or by a standalone
-/// consumer: generation -1, no member id). The commit metadata string is not kept.
+/// consumer: generation -1, no member id); a replaced static member (v7+ names its
+/// instance id) is FENCED_INSTANCE_ID.
 pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let generation = request.generation_id_or_member_epoch;
     let member = request.member_id.to_string();
+    let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let mut offsets = Vec::new();
     for topic in &request.topics {
         for p in &topic.partitions {
@@ -235,23 +235,29 @@ pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> Offse
     let codes = ctx
         .blocking(move |broker| {
             let (known, refused) = check_commit_partitions(broker, offsets);
-            let result = broker.offset_commit_with_metadata(&group, generation, &member, &known);
-            (errors::code_or_none(&result), refused)
+            let result = broker.offset_commit_with_instance(
+                &group,
+                generation,
+                &member,
+                instance.as_deref(),
+                &known,
+            );
+            CommitCodes::new(errors::code_or_none(&result), refused)
         })
         .await
-        .unwrap_or_else(|e| (errors::code(&Error::from(e)), Vec::new()));
+        .unwrap_or_else(|e| CommitCodes::new(errors::code(&Error::from(e)), Vec::new()));
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
-            let name = topic.name.0.to_string();
+            let codes = codes.topic(&topic.name.0);
             let partitions = topic
                 .partitions
                 .iter()
                 .map(|p| {
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(partition_code(&codes, &name, p.partition_index))
+                        .with_error_code(codes.of(p.partition_index))
                 })
                 .collect();
             OffsetCommitResponseTopic::default()
@@ -260,46 +266,6 @@ pub async fn offset_commit(ctx: &Context, request: OffsetCommitRequest) -> Offse
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
-}
-
-/// Kafka's `offset.metadata.max.bytes`.
-const MAX_METADATA_BYTES: usize = 4096;
-
-/// Splits commits into those to write and those refused, as Kafka refuses them: a topic or
-/// partition that does not exist (UNKNOWN_TOPIC_OR_PARTITION) or metadata over
-/// `offset.metadata.max.bytes` (OFFSET_METADATA_TOO_LARGE). Refused ones are not stored.
-pub fn check_commit_partitions(
-    broker: &sluice_log::Broker,
-    offsets: Vec<CommittedOffset>,
-) -> (Vec<CommittedOffset>, Vec<(TopicPartition, i16)>) {
-    let mut known = Vec::with_capacity(offsets.len());
-    let mut refused = Vec::new();
-    for (tp, offset, metadata) in offsets {
-        let exists = broker
-            .partition_count(&tp.topic)
-            .is_ok_and(|count| tp.partition >= 0 && tp.partition < count);
-        if !exists {
-            refused.push((tp, Code::UnknownTopicOrPartition.code()));
-        } else if metadata.len() > MAX_METADATA_BYTES {
-            refused.push((tp, Code::OffsetMetadataTooLarge.code()));
-        } else {
-            known.push((tp, offset, metadata));
-        }
-    }
-    (known, refused)
-}
-
-/// The code for one partition of a commit: its refusal, or the commit's outcome.
-pub fn partition_code(
-    codes: &(i16, Vec<(TopicPartition, i16)>),
-    topic: &str,
-    partition: i32,
-) -> i16 {
-    codes
-        .1
-        .iter()
-        .find(|(tp, _)| tp.topic == topic && tp.partition == partition)
-        .map_or(codes.0, |(_, code)| *code)
 }
 
 /// OffsetFetch: one group (v0–7) or several (v8). No committed offset is -1.

@@ -2,6 +2,7 @@
 //! returns the response body; errors travel as Kafka error codes inside it.
 
 pub mod admin;
+pub mod commits;
 pub mod fetch;
 pub mod groups;
 pub mod offsets;

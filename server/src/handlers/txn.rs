@@ -1,7 +1,8 @@
 //! Idempotent and transactional producers: InitProducerId (KIP-360 re-initialisation
 //! included), AddPartitionsToTxn (v0–3: one transaction per request), AddOffsetsToTxn,
-//! TxnOffsetCommit (generation and member checked, KIP-447) and EndTxn. Wire clients speak
-//! transaction version 1: the producer keeps its epoch from one transaction to the next.
+//! TxnOffsetCommit (generation, member and instance id checked, KIP-447) and EndTxn. Wire
+//! clients speak transaction version 1: the producer keeps its epoch from one transaction to
+//! the next.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use sluice_log::{Error, ProducerIdAndEpoch, TopicPartition, TxnVersion};
 
 use crate::context::Context;
 use crate::errors;
-use crate::handlers::groups;
+use crate::handlers::commits;
 
 fn flatten<T>(result: Result<Result<T, Error>, crate::context::CallFailed>) -> Result<T, Error> {
     result.map_err(Error::from).and_then(|r| r)
@@ -200,28 +201,30 @@ pub async fn txn_offset_commit(
     let transactional_id = request.transactional_id.0.to_string();
     let group = request.group_id.0.to_string();
     let member = request.member_id.to_string();
+    let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let generation = request.generation_id;
     let codes = ctx
         .blocking(move |broker| {
-            let (known, refused) = groups::check_commit_partitions(broker, offsets);
-            let result = broker.txn_offset_commit_with_metadata(
+            let (known, refused) = commits::check_commit_partitions(broker, offsets);
+            let result = broker.txn_offset_commit_with_instance(
                 &transactional_id,
                 producer,
                 &group,
                 generation,
                 &member,
+                instance.as_deref(),
                 &known,
             );
-            (errors::code_or_none(&result), refused)
+            commits::CommitCodes::new(errors::code_or_none(&result), refused)
         })
         .await
-        .unwrap_or_else(|e| (errors::code(&Error::from(e)), Vec::new()));
-    let codes = (fenced_for(codes.0, version, 3), codes.1);
+        .unwrap_or_else(|e| commits::CommitCodes::new(errors::code(&Error::from(e)), Vec::new()))
+        .map_code(|code| fenced_for(code, version, 3));
     let topics = request
         .topics
         .into_iter()
         .map(|topic| {
-            let name = topic.name.0.to_string();
+            let codes = codes.topic(&topic.name.0);
             TxnOffsetCommitResponseTopic::default()
                 .with_partitions(
                     topic
@@ -230,11 +233,7 @@ pub async fn txn_offset_commit(
                         .map(|p| {
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(groups::partition_code(
-                                    &codes,
-                                    &name,
-                                    p.partition_index,
-                                ))
+                                .with_error_code(codes.of(p.partition_index))
                         })
                         .collect(),
                 )
