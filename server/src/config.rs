@@ -23,14 +23,17 @@ pub struct ServerConfig {
     /// `max.message.bytes` is smaller. Default 1 MiB + 12.
     pub message_max_bytes: usize,
     /// A connection with no request for this long is closed (`connections.max.idle.ms`).
-    /// Default 10 minutes.
+    /// A connection whose answer makes no progress for this long (the client stopped
+    /// reading) is closed too. Default 10 minutes.
     pub connections_max_idle: Duration,
     /// Connections accepted from one IP address at once (`max.connections.per.ip`);
     /// further ones are closed at once. Default 10,000.
     pub max_connections_per_ip: usize,
-    /// Requests handled at once across all connections before new reads wait (a bound on
-    /// the memory held by decoded requests). Default 1,024.
-    pub max_in_flight_requests: usize,
+    /// The most record bytes one Fetch response carries (`fetch.max.bytes`): a client's
+    /// larger `max_bytes` is lowered to it. As in Kafka, the first batch found still goes out
+    /// whole when it is larger, so a consumer is never stuck behind one big batch.
+    /// Default 55 MiB.
+    pub fetch_max_bytes: usize,
     /// Worker threads of the server's runtime. Default: the number of CPUs.
     pub worker_threads: usize,
     /// The config a new topic starts from (auto-created or by CreateTopics) before the
@@ -56,7 +59,7 @@ impl Default for ServerConfig {
             message_max_bytes: (1 << 20) + 12,
             connections_max_idle: Duration::from_secs(600),
             max_connections_per_ip: 10_000,
-            max_in_flight_requests: 1024,
+            fetch_max_bytes: 55 << 20,
             worker_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             topic_defaults: TopicConfig::default(),
             max_partitions_per_topic: 10_000,
@@ -99,6 +102,11 @@ impl ServerConfig {
     /// Sets how many connections one IP address may hold.
     pub fn with_max_connections_per_ip(mut self, max: usize) -> Self {
         self.max_connections_per_ip = max;
+        self
+    }
+    /// Sets the most record bytes one Fetch response carries (at least 1).
+    pub fn with_fetch_max_bytes(mut self, bytes: usize) -> Self {
+        self.fetch_max_bytes = bytes.max(1);
         self
     }
     /// Sets the config new topics start from.

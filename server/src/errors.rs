@@ -42,6 +42,11 @@ pub fn code_of(error: &Error) -> Code {
         Error::GroupIdNotFound { .. } => Code::GroupIdNotFound,
         Error::Timeout { .. } => Code::RequestTimedOut,
         Error::Closed(_) => Code::NotCoordinator,
+        // A disk that failed a read, write or fsync (the partition is then offline until a
+        // restart): Kafka's KafkaStorageException, which clients treat as retriable (they
+        // refresh metadata and try again).
+        Error::Io { .. } | Error::StorageFailed { .. } => Code::KafkaStorageError,
+        Error::Delivery { source, .. } => code_of(source),
         _ => Code::UnknownServerError,
     }
 }
@@ -54,4 +59,36 @@ pub fn code(error: &Error) -> i16 {
 /// The code of a result: 0 on success.
 pub fn code_or_none<T>(result: &Result<T, Error>) -> i16 {
     result.as_ref().err().map_or(0, code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_are_kafka_storage_errors() {
+        let io = Error::Io {
+            action: "appending to",
+            path: "orders-0/00000000000000000000.log".into(),
+            source: std::io::Error::other("no space left on device"),
+        };
+        assert_eq!(code(&io), Code::KafkaStorageError.code());
+        assert_eq!(code(&io), 56);
+        let delivery = Error::Delivery {
+            topic: "orders".into(),
+            partition: 0,
+            source: std::sync::Arc::new(io),
+        };
+        assert_eq!(code(&delivery), 56);
+        let offline = Error::StorageFailed {
+            topic: "orders".into(),
+            partition: 0,
+            reason: "fsync: input/output error".into(),
+        };
+        assert_eq!(code(&offline), 56);
+        assert_eq!(
+            code(&Error::IllegalState("a bug".into())),
+            Code::UnknownServerError.code()
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The listening server: it owns a tokio runtime, accepts connections (capped per IP
-//! address), hands each to its own task, and shuts down cleanly: stop accepting, let every
-//! request in flight finish, then return (the caller flushes and closes the broker).
+//! address), hands each to its own task, and shuts down cleanly within its grace period:
+//! stop accepting, stop reading requests, drop fetches still waiting for data, let every
+//! other request in flight finish and its answer be written until the grace period ends,
+//! then return (the caller flushes and closes the broker).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -37,7 +39,7 @@ pub enum ServerError {
 pub struct Server {
     runtime: Option<tokio::runtime::Runtime>,
     local_addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Option<Instant>>,
     done: Option<tokio::task::JoinHandle<()>>,
     appends: AppendWatcher,
 }
@@ -68,7 +70,7 @@ impl Server {
         };
         let appends = AppendWatcher::start(broker.clone());
         let ctx = context(broker, config, host, port, appends.receiver());
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(None);
         let done = runtime.spawn(accept_loop(ctx, listener, stopped));
         tracing::info!(%local_addr, "serving the Kafka protocol");
         Ok(Self {
@@ -85,19 +87,29 @@ impl Server {
         self.local_addr
     }
 
-    /// Stops accepting, lets every request in flight finish (waiting up to `grace`), and
-    /// closes every connection. The broker itself stays open: the caller closes it.
+    /// Stops accepting and reading requests, drops fetches still waiting for data, lets
+    /// every other request in flight finish and its answer be written, and closes every
+    /// connection; returns within about `grace` in all (what is unfinished by then is
+    /// dropped). The broker itself stays open: the caller closes it.
     pub fn shutdown(mut self, grace: Duration) {
         self.stop_now(grace);
     }
 
     fn stop_now(&mut self, grace: Duration) {
-        let _ = self.stop.send(true);
+        let now = Instant::now();
+        // A grace beyond a year is as good as unbounded (and cannot overflow the clock).
+        let deadline = now
+            .checked_add(grace.min(Duration::from_secs(365 * 86_400)))
+            .unwrap_or(now);
+        let _ = self.stop.send(Some(deadline));
         if let (Some(runtime), Some(done)) = (self.runtime.as_ref(), self.done.take()) {
-            let _ = runtime.block_on(async { tokio::time::timeout(grace, done).await });
+            let _ = runtime.block_on(async {
+                tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), done).await
+            });
         }
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(grace);
+            // One grace period in all: blocking broker calls still running get what is left.
+            runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
         }
         self.appends.stop();
     }
@@ -138,13 +150,17 @@ fn cluster_id(broker: &Broker) -> String {
     format!("sluice-{a:08x}{b:08x}")
 }
 
-async fn accept_loop(ctx: Context, listener: TcpListener, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    ctx: Context,
+    listener: TcpListener,
+    mut stopped: watch::Receiver<Option<Instant>>,
+) {
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopped.wait_for(|stop| *stop) => break,
+            _ = stopped.wait_for(Option::is_some) => break,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,

@@ -1,7 +1,10 @@
 //! Fetch: stored batches go back as they are on disk, never re-encoded. A fetch that finds
 //! fewer than `min_bytes` waits (up to `max_wait_ms`) for the next append without holding a
-//! thread: it awaits the append signal and reads again. Fetch sessions are not kept
-//! (session id 0 always), so every fetch is a full fetch, which Kafka clients accept.
+//! thread: it awaits the append signal and reads again. As in Kafka, it answers at once when
+//! `min_bytes` is 0 or less, `max_wait_ms` is 0 or less, it names no partition, or a
+//! partition has an error. The response's budget is the client's `max_bytes` lowered to
+//! `fetch.max.bytes` (the first batch found still goes out whole). Fetch sessions are not
+//! kept (session id 0 always), so every fetch is a full fetch, which Kafka clients accept.
 
 use std::time::Duration;
 
@@ -11,6 +14,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use sluice_log::{Error, FetchedPartition, IsolationLevel, TopicPartition};
+use tokio::sync::watch;
 
 use crate::context::Context;
 use crate::errors;
@@ -38,7 +42,11 @@ pub async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchR
         }
         order.push((topic.topic, ids));
     }
-    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+    // Kafka's fetch.max.bytes caps what the client asks for.
+    let max_bytes = usize::try_from(request.max_bytes)
+        .unwrap_or(0)
+        .min(ctx.config.fetch_max_bytes)
+        .max(1);
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let max_wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let deadline = tokio::time::Instant::now() + max_wait;
@@ -46,27 +54,33 @@ pub async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchR
     let fetched = loop {
         appends.borrow_and_update();
         let wanted = partitions.clone();
-        let fetched = ctx
+        let fetched = match ctx
             .blocking(move |broker| read_once(broker, wanted, max_bytes, isolation))
             .await
-            .unwrap_or_default();
+        {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // `respond` answers UNKNOWN_SERVER_ERROR for every partition.
+                tracing::error!(error = %e, "a fetch failed to run");
+                break Vec::new();
+            }
+        };
         let bytes: usize = fetched
             .iter()
             .filter_map(|f| f.result.as_ref().ok())
             .map(|d| d.records.len())
             .sum();
         let any_error = fetched.iter().any(|f| f.result.is_err());
-        if bytes >= min_bytes.max(1) || any_error || tokio::time::Instant::now() >= deadline {
+        if bytes >= min_bytes
+            || partitions.is_empty()
+            || any_error
+            || tokio::time::Instant::now() >= deadline
+        {
             break fetched;
         }
-        if tokio::time::timeout_at(deadline, appends.changed())
-            .await
-            .is_err()
-        {
-            // The wait ran out: one last read, so data that came at the very end is not
-            // left for the next fetch.
-            continue;
-        }
+        // Read again after an append, or once more at the deadline, so data that came at
+        // the very end of the wait is not left for the next fetch.
+        wait_for_append(&mut appends, deadline).await;
     };
     let mut response = respond(order, fetched, isolation);
     if version < 5 {
@@ -78,6 +92,16 @@ pub async fn fetch(ctx: &Context, version: i16, request: FetchRequest) -> FetchR
         }
     }
     response
+}
+
+/// Waits for the next append to the log, or until `deadline`. When the append signal is
+/// gone (its watcher thread could not start), nothing can wake the fetch earlier: it waits
+/// out the deadline rather than reading again and again.
+async fn wait_for_append(appends: &mut watch::Receiver<u64>, deadline: tokio::time::Instant) {
+    match tokio::time::timeout_at(deadline, appends.changed()).await {
+        Ok(Ok(())) | Err(_) => {}
+        Ok(Err(_)) => tokio::time::sleep_until(deadline).await,
+    }
 }
 
 /// Reads every partition once, without waiting, within the response's byte budget.
@@ -193,5 +217,19 @@ fn partition_data(
             .with_last_stable_offset(-1)
             .with_log_start_offset(-1)
             .with_records(Some(Bytes::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn without_an_append_signal_the_wait_lasts_until_the_deadline() {
+        let (tx, mut rx) = watch::channel(0u64);
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        wait_for_append(&mut rx, deadline).await;
+        assert!(tokio::time::Instant::now() >= deadline);
     }
 }

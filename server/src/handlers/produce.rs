@@ -64,6 +64,7 @@ pub async fn append(ctx: &Context, version: i16, request: ProduceRequest) -> App
     }
     let max = ctx.config.message_max_bytes;
     let topics: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let slots: Vec<(usize, i32)> = appends.iter().map(|a| (a.topic, a.partition)).collect();
     let results = match acks {
         None => appends
             .into_iter()
@@ -105,8 +106,10 @@ pub async fn append(ctx: &Context, version: i16, request: ProduceRequest) -> App
             })
             .await
             .unwrap_or_else(|e| {
+                // Whether any batch landed is unknown: every partition gets the error, so
+                // the client sees a failure for each batch rather than a missing answer.
                 tracing::error!(error = %e, "a produce request failed to run");
-                Vec::new()
+                failed_all(slots, Code::UnknownServerError.code(), &e.to_string())
             }),
     };
     Appended {
@@ -116,8 +119,23 @@ pub async fn append(ctx: &Context, version: i16, request: ProduceRequest) -> App
     }
 }
 
-/// Waits for the durability the appends need (one blocking call for all partitions; a
-/// failed fsync is KAFKA_STORAGE_ERROR for its partition), then builds the answer.
+/// The same refusal for every partition of a request.
+fn failed_all(
+    slots: Vec<(usize, i32)>,
+    code: i16,
+    message: &str,
+) -> Vec<(usize, i32, AppendResult)> {
+    slots
+        .into_iter()
+        .map(|(topic, partition)| (topic, partition, Err((code, message.to_string()))))
+        .collect()
+}
+
+/// Waits for the durability the appends need, then builds the answer. A failed fsync is
+/// KAFKA_STORAGE_ERROR for its partition. The waits run one partition after another in one
+/// blocking call, so a request over several partitions waits about the sum of their fsyncs
+/// (each shared with that partition's other waiters by the log's group commit); waiting on
+/// them side by side would cut that to the slowest one.
 pub async fn respond(ctx: &Context, mut appended: Appended) -> ProduceResponse {
     if appended.waits() {
         let names: Vec<String> = appended.names.iter().map(|n| n.to_string()).collect();
@@ -187,4 +205,54 @@ pub async fn respond(ctx: &Context, mut appended: Appended) -> ProduceResponse {
         }
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_failed_to_run_answers_an_error_for_every_partition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = sluice_log::Broker::open(dir.path(), sluice_log::BrokerConfig::default())
+            .expect("broker");
+        let (_tx, appends) = tokio::sync::watch::channel(0);
+        let ctx = crate::server::context(
+            broker.clone(),
+            crate::ServerConfig::default(),
+            "localhost".into(),
+            9092,
+            appends,
+        );
+        let appended = Appended {
+            version: 9,
+            names: vec![text("a"), text("b")],
+            results: failed_all(
+                vec![(0, 0), (0, 1), (1, 3)],
+                Code::UnknownServerError.code(),
+                "the call panicked",
+            ),
+        };
+        assert!(!appended.waits());
+        let response = respond(&ctx, appended).await;
+        let error = Code::UnknownServerError.code();
+        let seen: Vec<(String, i32, i16, i64)> = response
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partition_responses
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.index, p.error_code, p.base_offset))
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("a".to_string(), 0, error, -1),
+                ("a".to_string(), 1, error, -1),
+                ("b".to_string(), 3, error, -1),
+            ]
+        );
+        broker.close().expect("close");
+    }
 }
