@@ -51,10 +51,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tool() {  # tool <timeout-seconds> <main-class> args...
+tool() {  # tool <timeout-seconds> <main-class> args...; the client's CPU time goes to $WORK/client.time
   local t=$1; shift
-  timeout --kill-after=10 "$t" java "-Xmx$TOOL_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  /usr/bin/time -f '%U %S %e' -o "$WORK/client.time" \
+    timeout --kill-after=10 "$t" java "-Xmx$TOOL_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -cp "$CP" "$@" 2>/dev/null
+}
+
+# Where the machine's CPU went during one client run: the client's user+system seconds (from
+# /usr/bin/time) and the broker's (from /proc/PID/stat before and after), beside the wall time.
+# With both on the same cores, `client_cpu_s + broker_cpu_s` close to `cores x wall_s` means the
+# run was CPU-bound; the client's share then caps what any broker can reach with it.
+BROKER_PID=""
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+cpu_fields() {  # cpu_fields <broker ticks before>: JSON fields, without braces
+  local before=$1 after hz user sys wall
+  after="$(cpu_ticks "${BROKER_PID:-0}")"; hz="$(getconf CLK_TCK)"
+  read -r user sys wall < "$WORK/client.time" 2>/dev/null || { user=0; sys=0; wall=0; }
+  python3 -c "import sys; u,s,w,b,a,hz=map(float,sys.argv[1:]); print('\"client_cpu_s\":%.1f,\"broker_cpu_s\":%.1f,\"wall_s\":%.1f' % (u+s, (a-b)/hz, w))" \
+    "$user" "$sys" "$wall" "$before" "$after" "$hz"
 }
 
 start_sluice() {  # start_sluice <fsync policy>; sets SLUICE_PID and SLUICE_ADDR
@@ -75,14 +90,16 @@ rss_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 # X ms max latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."
 produce() {  # produce <label> <bootstrap> <topic> <n> <size> [extra producer args...]
   local label=$1 b=$2 topic=$3 n=$4 size=$5; shift 5
-  local line
+  local line before
+  before="$(cpu_ticks "${BROKER_PID:-0}")"
   line="$(tool 900 org.apache.kafka.tools.ProducerPerformance --topic "$topic" --num-records "$n" \
     --record-size "$size" --throughput -1 "$@" | tail -1)"
-  python3 - "$label" "$n" "$size" "$line" <<'PY' | tee -a "$RESULTS"
+  python3 - "$label" "$n" "$size" "$line" "{$(cpu_fields "$before")}" <<'PY' | tee -a "$RESULTS"
 import json, re, sys
 label, n, size, line = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+cpu = json.loads(sys.argv[5])
 num = lambda pat: float(m.group(1)) if (m := re.search(pat, line)) else None
-print(json.dumps({"run": label, "records": n, "record_size": size,
+print(json.dumps({"run": label, "records": n, "record_size": size, **cpu,
     "records_per_sec": num(r"([\d.]+) records/sec"), "mb_per_sec": num(r"\(([\d.]+) MB/sec\)"),
     "avg_ms": num(r"([\d.]+) ms avg latency"), "p50_ms": num(r"([\d.]+) ms 50th"),
     "p99_ms": num(r"([\d.]+) ms 99th"), "max_ms": num(r"([\d.]+) ms max latency")}))
@@ -90,12 +107,14 @@ PY
 }
 
 consume() {  # consume <label> <bootstrap> <topic> <n>
-  local label=$1 b=$2 topic=$3 n=$4 line
+  local label=$1 b=$2 topic=$3 n=$4 line before cpu
+  before="$(cpu_ticks "${BROKER_PID:-0}")"
   line="$(tool 900 org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$b" --topic "$topic" \
     --messages "$n" --timeout 60000 --hide-header | tail -1)"
+  cpu="$(cpu_fields "$before")"
   # start, end, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
-  echo "$line" | awk -F', ' -v l="$label" '{
-    printf "{\"run\":\"%s\",\"records\":%d,\"mb\":%s,\"mb_per_sec\":%s,\"records_per_sec\":%s}\n", l, $5, $3, $4, $6 }' \
+  echo "$line" | awk -F', ' -v l="$label" -v cpu="$cpu" '{
+    printf "{\"run\":\"%s\",\"records\":%d,\"mb\":%s,\"mb_per_sec\":%s,\"records_per_sec\":%s,%s}\n", l, $5, $3, $4, $6, cpu }' \
     | tee -a "$RESULTS"
 }
 
@@ -119,6 +138,7 @@ PY
 
 suite() {  # suite <name> <bootstrap> <pid or empty>
   local name=$1 b=$2 pid=${3:-}
+  BROKER_PID="$pid"
   local common=(--producer-props "bootstrap.servers=$b" acks=all enable.idempotence=true)
   produce "$name produce ${SMALL_N}x100B" "$b" "small" "$SMALL_N" 100 "${common[@]}"
   produce "$name produce ${BIG_N}x1KB" "$b" "big" "$BIG_N" 1000 "${common[@]}"
