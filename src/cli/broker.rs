@@ -46,6 +46,11 @@ pub struct BrokerArgs {
     #[arg(long, default_value_t = (1 << 20) + 12, value_name = "BYTES")]
     pub message_max_bytes: usize,
 
+    /// Most bytes one Fetch response carries, in bytes (fetch.max.bytes): a client asking
+    /// for more gets this much (the first batch found always goes out whole, as in Kafka).
+    #[arg(long, default_value_t = 55 << 20, value_name = "BYTES")]
+    pub fetch_max_bytes: usize,
+
     /// Largest request accepted, in bytes (socket.request.max.bytes).
     #[arg(long, default_value_t = 100 << 20, value_name = "BYTES")]
     pub max_request_bytes: usize,
@@ -77,6 +82,7 @@ pub fn run(data: &Path, args: &BrokerArgs) -> CliResult {
         .with_num_partitions(args.num_partitions)
         .with_message_max_bytes(args.message_max_bytes)
         .with_max_request_bytes(args.max_request_bytes)
+        .with_fetch_max_bytes(args.fetch_max_bytes)
         .with_connections_max_idle(Duration::from_millis(args.connections_max_idle_ms))
         .with_max_connections_per_ip(args.max_connections_per_ip)
         .with_topic_defaults(TopicConfig::default().with_fsync(args.default_fsync));
