@@ -7,7 +7,8 @@
 //! protocol) and transactions. The server is a codec and a dispatcher: `kafka-protocol`
 //! decodes each request at the client's version, one `match` calls the broker, and the answer
 //! is encoded at the same version. Calls that may block run on tokio's blocking pool;
-//! fetches that wait for data wait without a thread.
+//! fetches that wait for data, and JoinGroup and SyncGroup calls waiting at their barrier,
+//! wait without a thread.
 //!
 //! A Rust program serves its own embedded broker like this:
 //!
@@ -27,8 +28,10 @@
 //! Limits, as Kafka sets them: a request over `socket.request.max.bytes` or one that does not
 //! decode closes its connection (and only that one); an array over 1,000,000 elements is
 //! refused before anything is allocated; a batch over `message.max.bytes` is
-//! MESSAGE_TOO_LARGE; a bad CRC is CORRUPT_MESSAGE; idle connections close after
-//! `connections.max.idle.ms`; connections per IP address are capped.
+//! MESSAGE_TOO_LARGE; a bad CRC is CORRUPT_MESSAGE; a fetch gets at most `fetch.max.bytes`
+//! (the first batch found always goes out whole); idle connections, and peers that stop
+//! reading their answers, close after `connections.max.idle.ms`; answers waiting to be
+//! written are bounded per connection; connections per IP address are capped.
 
 pub mod codec;
 pub mod config;
