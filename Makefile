@@ -40,7 +40,8 @@ unit-tests:
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$(TEST_LOG)"
 
 # conformance-deps: the real Kafka clients the conformance tests drive (tests/conformance.rs).
-test: deps conformance-deps fmt-check clippy unit-tests
+# differential: the same scenarios against Apache Kafka 4.4 and sluice broker (about 20 s).
+test: deps conformance-deps fmt-check clippy unit-tests differential
 
 # Real-client conformance suites for a Kafka wire-protocol broker
 # (tests/conformance/): confluent-kafka, kafka-python, kafkajs, kcat and Kafka's
