@@ -8,7 +8,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/sluice-test.log
 
-.PHONY: demo test deps fmt-check clippy unit-tests conformance-deps conformance-kafka differential
+.PHONY: demo test deps lint-tools fmt-check clippy unit-tests conformance-deps conformance-kafka differential
 
 # RocksDB's build (from the runtime issue on) needs libclang. Install it only when missing.
 deps:
@@ -22,15 +22,23 @@ deps:
 demo: deps
 	$(CARGO) run --release --example wordcount
 
-fmt-check:
-	@if $(CARGO) fmt --version >/dev/null 2>&1; then \
-		echo "== cargo fmt --check"; $(CARGO) fmt --all -- --check; \
-	else echo "== rustfmt is not installed: skipping the format check"; fi
+# The lint gates never pass without linting: rustfmt and clippy are installed with rustup
+# when missing, and their absence is an error when that is impossible.
+lint-tools:
+	@for tool in fmt:rustfmt clippy:clippy; do \
+		sub=$${tool%%:*}; component=$${tool##*:}; \
+		if ! $(CARGO) $$sub --version >/dev/null 2>&1; then \
+			command -v rustup >/dev/null 2>&1 || { echo "cargo $$sub is missing and rustup is not there to install $$component"; exit 1; }; \
+			echo "== rustup component add $$component"; rustup component add $$component || exit 1; \
+			$(CARGO) $$sub --version >/dev/null 2>&1 || { echo "cargo $$sub still missing after installing $$component"; exit 1; }; \
+		fi; \
+	done
 
-clippy:
-	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
-		echo "== cargo clippy"; $(CARGO) clippy --release --workspace --all-targets -- -D warnings; \
-	else echo "== clippy is not installed: skipping lints"; fi
+fmt-check: lint-tools
+	@echo "== cargo fmt --check"; $(CARGO) fmt --all -- --check
+
+clippy: lint-tools
+	@echo "== cargo clippy"; $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 # Every test target, then the doc tests; the last line sums what all of them ran.
 unit-tests:
