@@ -111,7 +111,7 @@ fn step() -> impl Strategy<Value = Step<String, i64>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice::runtime::testkit::proptest_cases(8)))]
 
     #[test]
     fn every_deposit_counts_exactly_once_through_crashes(scenario in prop::collection::vec(step(), 1..5)) {

@@ -18,10 +18,7 @@ use jepsen::{Step, Workload, step};
 use proptest::prelude::*;
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
+    sluice::log::testing::proptest_cases(256)
 }
 
 fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {

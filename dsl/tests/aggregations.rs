@@ -59,7 +59,7 @@ fn running<A: Clone>(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(48)))]
 
     #[test]
     fn count_reduce_and_aggregate_equal_a_fold_over_the_input(

@@ -71,7 +71,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(64)))]
 
     #[test]
     fn the_result_is_the_join_of_the_tables_after_every_update(steps in steps(), left in any::<bool>()) {

@@ -62,7 +62,7 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(64)))]
 
     #[test]
     fn each_order_joins_the_customer_row_as_it_is_when_processed(steps in steps(), left in any::<bool>()) {

@@ -13,10 +13,7 @@ use sluice_dsl::{StreamBuilder, Table};
 
 /// `cases` cases, or as many as the environment's `PROPTEST_CASES` asks for.
 fn config(cases: u32) -> ProptestConfig {
-    let env = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok());
-    ProptestConfig::with_cases(env.unwrap_or(cases))
+    ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(cases))
 }
 
 fn driver(shape: impl FnOnce(&StreamBuilder)) -> TopologyTestDriver {

@@ -234,7 +234,7 @@ fn project<V>(writes: &[(W, Option<Sess>)], f: impl Fn(&Sess) -> V) -> Vec<(W, O
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(48)))]
 
     #[test]
     fn sessions_equal_the_brute_force_sessionization(
@@ -400,7 +400,7 @@ fn sliding_topology(d: i64, grace: i64) -> impl FnOnce(Stream<String, i64>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(48)))]
 
     #[test]
     fn sliding_windows_equal_the_reference(

@@ -191,7 +191,7 @@ fn repartition_and_to_with_partitioner_route_by_key() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(64)))]
 
     #[test]
     fn a_chain_of_operators_equals_its_iterator_reference(

@@ -76,7 +76,7 @@ fn brute_starts(ts: i64, size: i64, advance: i64) -> Vec<i64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(48)))]
 
     #[test]
     fn time_windows_are_emitted_once_when_they_close_with_their_final_count(

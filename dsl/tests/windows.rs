@@ -25,7 +25,7 @@ fn brute_starts(ts: i64, size: i64, advance: i64) -> Vec<i64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(sluice_dsl::runtime::testkit::proptest_cases(64)))]
 
     #[test]
     fn a_record_lands_in_exactly_the_windows_that_hold_it(

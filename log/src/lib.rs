@@ -36,6 +36,7 @@ pub mod crash_image;
 pub mod error;
 pub mod group;
 pub mod storage;
+pub mod testing;
 pub mod topic;
 pub mod txn;
 mod util;
@@ -43,7 +44,7 @@ mod varint;
 
 pub use broker::{
     Acks, Broker, BrokerConfig, FetchRequest, FetchedPartition, ListedOffset, OffsetSpec,
-    ProducerIdAndEpoch, TopicMetadata, TxnFaultHook,
+    PartitionLag, ProducerIdAndEpoch, TopicMetadata, TxnFaultHook,
 };
 pub use client::{
     Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupMetadata, OffsetReset, Producer,

@@ -11,6 +11,7 @@
 
 mod classic_groups;
 mod fetch;
+mod group_lag;
 mod groups;
 mod maintenance;
 mod pid;
@@ -19,6 +20,7 @@ mod txn;
 mod txn_init;
 
 pub use fetch::{FetchRequest, FetchedPartition, ListedOffset, OffsetSpec};
+pub use group_lag::PartitionLag;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -12,10 +12,7 @@ use sluice_log::{Broker, BrokerConfig};
 
 /// Cases per property: `PROPTEST_CASES` if set, else `default`.
 pub fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    sluice_log::testing::proptest_cases(default)
 }
 
 /// A broker whose background thread never syncs or runs retention on its own, so a test

@@ -6,10 +6,7 @@ pub mod apps;
 
 /// Cases per property: `PROPTEST_CASES` if set, else `default`.
 pub fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    sluice_log::testing::proptest_cases(default)
 }
 
 use std::time::{Duration, Instant};
