@@ -342,12 +342,7 @@ impl CrashAt {
 
 /// Waits until the app has committed every input, or until it dies as `crash` says.
 /// Returns whether it crashed.
-fn run(
-    broker: &Broker,
-    app: &RunningApp,
-    applied: &AtomicU64,
-    crash: Option<(u64, CrashAt)>,
-) -> Res<bool> {
+fn run(app: &RunningApp, applied: &AtomicU64, crash: Option<(u64, CrashAt)>) -> Res<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some((after, at)) = crash
@@ -363,7 +358,7 @@ fn run(
             }
             return Err("the armed crash point was not reached".into());
         }
-        if app.caught_up(broker)? {
+        if app.caught_up()? {
             return Ok(false);
         }
         if Instant::now() > deadline {
@@ -429,7 +424,7 @@ fn main() -> Res<()> {
     };
     let app = RunningApp::start(&broker, APP_ID, topology, first)?;
     let crash = options.crash_after.map(|n| (n, options.crash_point));
-    let crashed = run(&broker, &app, &applied, crash)?;
+    let crashed = run(&app, &applied, crash)?;
     let mut metrics = app.handle.metrics();
     let app = if crashed {
         let at_crash = transfers_applied(&applied);
@@ -444,7 +439,7 @@ fn main() -> Res<()> {
         );
         let topology = bank_topology(opening.clone(), applied.clone())?;
         let app = RunningApp::start(&broker, APP_ID, topology, config)?;
-        run(&broker, &app, &applied, None)?;
+        run(&app, &applied, None)?;
         let again = app.handle.metrics();
         println!(
             "restarted on the same state dir: {} records processed, {} changelog records restored, {} commits",

@@ -337,7 +337,7 @@ fn main() -> Res<()> {
     let producer = Producer::new(&broker, ProducerConfig::default())?;
     for (n, step) in steps.iter().enumerate() {
         let what = produce(&producer, step)?;
-        app.wait_caught_up(&broker, None)?;
+        app.wait_caught_up(None)?;
         println!("step {}: {what}, processed", n + 1);
     }
     let (metrics, took) = app.shut_down()?;

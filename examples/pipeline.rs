@@ -394,7 +394,7 @@ fn main() -> Res<()> {
     let csv_rows = csv.join().map_err(|_| "the CSV sink panicked")??;
     let deadline = Instant::now() + Duration::from_secs(60);
     for app in &apps {
-        let waited = app.wait_caught_up(&broker, Some(deadline));
+        let waited = app.wait_caught_up(Some(deadline));
         waited.map_err(|e| format!("{}: {e}", app.id))?;
     }
     for app in apps {

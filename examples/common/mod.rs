@@ -21,10 +21,10 @@ use std::fmt::Debug;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice::log::{IsolationLevel, OffsetSpec};
+use sluice::log::IsolationLevel;
 use sluice::prelude::*;
 use sluice::runtime::AppConfig;
-use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
+use sluice::runtime::app::{App, AppHandle, AppMetrics};
 use sluice::runtime::topology::Topology;
 
 /// The examples' result: any error, sendable across threads.
@@ -106,23 +106,10 @@ pub fn open_broker(dir: &Path, topics: &[&str], config: &TopicConfig) -> Res<Bro
 }
 
 /// Whether consumer group `group` has committed every partition of `topics` to its end
-/// (a partition without a committed offset counts as committed at 0).
+/// (a partition without a committed offset counts as committed at its log start).
 pub fn caught_up<S: AsRef<str>>(broker: &Broker, group: &str, topics: &[S]) -> Res<bool> {
-    let mut partitions = Vec::new();
-    for topic in topics {
-        let topic = topic.as_ref();
-        let count = broker.partition_count(topic)?;
-        partitions.extend((0..count).map(|p| TopicPartition::new(topic, p)));
-    }
-    for (tp, committed) in broker.offset_fetch(group, &partitions, false)? {
-        let end = broker
-            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
-        if committed.unwrap_or(0) < end {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let topics: Vec<&str> = topics.iter().map(AsRef::as_ref).collect();
+    Ok(broker.group_caught_up(group, &topics)?)
 }
 
 /// Every topic `topology` reads: its inputs and its repartition topics.
@@ -165,23 +152,21 @@ impl RunningApp {
 
     /// Whether the app runs and has committed everything its sources hold so far; an error
     /// if it failed.
-    pub fn caught_up(&self, broker: &Broker) -> Res<bool> {
-        if self.handle.state() == AppState::Error {
-            return Err(self.handle.error().unwrap_or_default().into());
-        }
-        Ok(self.handle.state() == AppState::Running && caught_up(broker, &self.id, &self.sources)?)
+    pub fn caught_up(&self) -> Res<bool> {
+        Ok(self.handle.caught_up()?)
     }
 
     /// Waits until the app has [caught up](Self::caught_up); an error if it fails, or
     /// (`too slow`) if `deadline` passes first.
-    pub fn wait_caught_up(&self, broker: &Broker, deadline: Option<Instant>) -> Res<()> {
-        while !self.caught_up(broker)? {
-            if deadline.is_some_and(|d| Instant::now() > d) {
-                return Err("too slow".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    pub fn wait_caught_up(&self, deadline: Option<Instant>) -> Res<()> {
+        let timeout = deadline.map_or(Duration::MAX, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        if self.handle.wait_until_caught_up(timeout)? {
+            Ok(())
+        } else {
+            Err("too slow".into())
         }
-        Ok(())
     }
 
     /// The app's figures once its last commit is counted (the input offsets are visible as
@@ -214,7 +199,7 @@ pub fn run_to_end(
     config: AppConfig,
 ) -> Res<(AppMetrics, Duration)> {
     let app = RunningApp::start(broker, id, topology, config)?;
-    app.wait_caught_up(broker, None)?;
+    app.wait_caught_up(None)?;
     app.shut_down()
 }
 

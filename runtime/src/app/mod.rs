@@ -32,7 +32,7 @@ pub use shared::AppState;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_log::Broker;
 
@@ -41,6 +41,9 @@ use crate::error::{Error, Result};
 use crate::state::StateDb;
 use crate::topology::Topology;
 use shared::Shared;
+
+/// How often [`AppHandle::wait_until_caught_up`] looks again when no commit wakes it.
+const CAUGHT_UP_RECHECK: Duration = Duration::from_millis(100);
 
 /// One instance of an application.
 #[derive(Debug, Clone)]
@@ -162,10 +165,19 @@ impl App {
             threads.push(spawned);
         }
         tracing::info!(app = %self.application_id, instance = %instance_id, threads = self.config.num_threads, "app started");
+        let sources: std::collections::BTreeSet<String> = self
+            .topology
+            .sub_topologies()
+            .iter()
+            .flat_map(|s| s.source_topics.iter().cloned())
+            .collect();
         Ok(AppHandle {
             shared,
             threads,
             instance_id,
+            broker: broker.clone(),
+            application_id: self.application_id.clone(),
+            sources: sources.into_iter().collect(),
         })
     }
 
@@ -182,6 +194,11 @@ pub struct AppHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     instance_id: String,
+    /// The broker it runs on, its group (the application id) and the topics its tasks read,
+    /// for [`wait_until_caught_up`](Self::wait_until_caught_up).
+    broker: Broker,
+    application_id: String,
+    sources: Vec<String>,
 }
 
 impl AppHandle {
@@ -213,6 +230,46 @@ impl AppHandle {
     /// Waits until the state is `wanted` or `timeout` passes; returns whether it is.
     pub fn wait_for_state(&self, wanted: AppState, timeout: Duration) -> bool {
         self.shared.wait_for(|s| s == wanted, timeout)
+    }
+
+    /// Whether the app is running and its group (the application id) has committed every
+    /// partition of every topic its tasks read (inputs and repartition topics) to the log
+    /// end; an error if the app failed.
+    pub fn caught_up(&self) -> Result<bool> {
+        match self.state() {
+            AppState::Error => Err(Error::IllegalState(format!(
+                "app `{}` failed: {}",
+                self.application_id,
+                self.error().unwrap_or_default()
+            ))),
+            AppState::Running => {
+                let topics: Vec<&str> = self.sources.iter().map(String::as_str).collect();
+                Ok(self.broker.group_caught_up(&self.application_id, &topics)?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Waits until the app has [caught up](Self::caught_up) with everything written to its
+    /// inputs so far; returns whether it did within `timeout` (`Duration::MAX` waits as long
+    /// as it takes), or the app's error if it failed meanwhile. Checks after each commit.
+    pub fn wait_until_caught_up(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            // Read before checking, so a commit landing in between ends the wait below.
+            let commits = self.shared.metrics.commits();
+            if self.caught_up()? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(false);
+            }
+            // A state change (the end of a rebalance, a failure) commits nothing: look again
+            // at least this often.
+            let wait = deadline.map_or(CAUGHT_UP_RECHECK, |d| (d - now).min(CAUGHT_UP_RECHECK));
+            self.shared.metrics.wait_for_commit(commits, wait);
+        }
     }
 
     /// Stops cleanly: each thread commits, flushes its state, closes its tasks and leaves

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use clap::{Args, value_parser};
 use sluice_log::{
     Broker, BrokerConfig, OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicConfig,
-    TopicPartition,
 };
 use sluice_runtime::AppConfig;
 use sluice_runtime::app::{App, AppHandle, AppState};
@@ -97,19 +96,8 @@ fn app(data: &Path) -> CliResult<App> {
     App::new(APP, topology()?, config).map_err(runtime)
 }
 
-fn caught_up(broker: &Broker, partitions: i32) -> CliResult<bool> {
-    let tps: Vec<TopicPartition> = (0..partitions)
-        .map(|p| TopicPartition::new(INPUT, p))
-        .collect();
-    for (tp, committed) in broker.offset_fetch(APP, &tps, false)? {
-        let end = broker
-            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
-        if committed.unwrap_or(0) < end {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+fn caught_up(broker: &Broker) -> CliResult<bool> {
+    Ok(broker.group_caught_up(APP, &[INPUT])?)
 }
 
 fn wait(handle: &AppHandle, mut done: impl FnMut() -> CliResult<bool>) -> CliResult {
@@ -135,7 +123,7 @@ pub fn run(data: &Path, args: &PerfResumeArgs) -> CliResult {
 fn child(data: &Path, args: &PerfResumeArgs) -> CliResult {
     let broker = Broker::open(data, BrokerConfig::default())?;
     let handle = app(data)?.start(&broker).map_err(runtime)?;
-    wait(&handle, || caught_up(&broker, args.partitions))?;
+    wait(&handle, || caught_up(&broker))?;
     println!("caught-up");
     let producer = Producer::new(&broker, ProducerConfig::default())?;
     let value = vec![b'y'; args.value_size as usize];
@@ -240,7 +228,7 @@ fn parent(data: &Path, args: &PerfResumeArgs) -> CliResult<String> {
         let handle = app(data)?.start(&broker).map_err(runtime)?;
         wait(&handle, || Ok(handle.state() == AppState::Running))?;
         let running = started.elapsed().as_secs_f64();
-        wait(&handle, || caught_up(&broker, args.partitions))?;
+        wait(&handle, || caught_up(&broker))?;
         let caught = started.elapsed().as_secs_f64();
         let restored = handle.metrics().records_restored;
         handle.shutdown().map_err(runtime)?;
