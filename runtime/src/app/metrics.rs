@@ -1,11 +1,14 @@
 //! Figures an instance keeps about itself: records processed, commits, and the commit
-//! latencies (the last 100,000) for percentiles.
+//! latencies of the last 100,000 commits (a rolling window: the oldest drops out as each new
+//! one comes in) for percentiles.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
+/// Commit latencies kept for the percentiles: the most recent ones.
 const KEPT: usize = 100_000;
 
 #[derive(Debug, Default)]
@@ -15,7 +18,9 @@ pub(crate) struct Metrics {
     aborts: AtomicU64,
     restored: AtomicU64,
     dropped: AtomicU64,
-    commit_micros: Mutex<Vec<u64>>,
+    commit_micros: Mutex<VecDeque<u64>>,
+    /// Notified after each commit is counted.
+    commit_signal: (Mutex<()>, Condvar),
 }
 
 impl Metrics {
@@ -32,14 +37,40 @@ impl Metrics {
         self.restored.fetch_add(n, Ordering::Relaxed);
     }
     pub fn committed(&self, took: Duration) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        let mut kept = self.commit_micros.lock();
-        if kept.len() < KEPT {
-            kept.push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        {
+            let mut kept = self.commit_micros.lock();
+            if kept.len() >= KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        }
+        let _signal = self.commit_signal.0.lock();
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.commit_signal.1.notify_all();
+    }
+    /// Commits counted so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::SeqCst)
+    }
+    /// Waits until more than `seen` commits are counted, or `timeout` passes.
+    pub fn wait_for_commit(&self, seen: u64, timeout: Duration) {
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        let mut signal = self.commit_signal.0.lock();
+        while self.commits() <= seen {
+            let timed_out = match deadline {
+                Some(d) => self.commit_signal.1.wait_until(&mut signal, d).timed_out(),
+                None => {
+                    self.commit_signal.1.wait(&mut signal);
+                    false
+                }
+            };
+            if timed_out {
+                return;
+            }
         }
     }
     pub fn snapshot(&self) -> AppMetrics {
-        let mut latencies = self.commit_micros.lock().clone();
+        let mut latencies: Vec<u64> = self.commit_micros.lock().iter().copied().collect();
         latencies.sort_unstable();
         let pick = |q: f64| -> u64 {
             if latencies.is_empty() {
@@ -77,4 +108,37 @@ pub struct AppMetrics {
     pub commit_latency_p50_us: u64,
     /// 99th-percentile commit latency in µs.
     pub commit_latency_p99_us: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{KEPT, Metrics};
+
+    #[test]
+    fn percentiles_cover_the_most_recent_commits() {
+        let metrics = Metrics::default();
+        for _ in 0..KEPT {
+            metrics.committed(Duration::from_millis(50));
+        }
+        let slow = metrics.snapshot();
+        assert_eq!(slow.commit_latency_p50_us, 50_000);
+        for _ in 0..KEPT {
+            metrics.committed(Duration::from_micros(700));
+        }
+        let fast = metrics.snapshot();
+        assert_eq!(fast.commits, 2 * KEPT as u64);
+        assert_eq!(
+            fast.commit_latency_p50_us, 700,
+            "the old commits left the window"
+        );
+        assert_eq!(fast.commit_latency_p99_us, 700);
+        // The window moves one commit at a time: half of it slow again shows in the p99.
+        for _ in 0..KEPT / 2 {
+            metrics.committed(Duration::from_millis(50));
+        }
+        let mixed = metrics.snapshot();
+        assert_eq!(mixed.commit_latency_p99_us, 50_000);
+    }
 }
