@@ -13,9 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::Res;
-use sluice::dsl::StreamBuilder;
 use sluice::prelude::*;
-use sluice::runtime::AppConfig;
 
 const TEXT: &str = include_str!("data/sluice.txt");
 

@@ -4,7 +4,8 @@
 //! clients), [`runtime`] (processors, state stores, the exactly-once commit loop) and [`dsl`]
 //! (the typed streams-and-tables DSL) and [`server`] (the log served over Kafka's wire
 //! protocol, so any Kafka client can produce to and consume from it). The `sluice` binary is
-//! the command-line tool.
+//! the command-line tool. [`prelude`] holds the names most programs need, and [`Error`] is the
+//! one error type every crate's error converts into.
 //!
 //! ```
 //! use sluice::log::{Broker, BrokerConfig, TopicConfig};
@@ -13,15 +14,42 @@
 //! broker.create_topic("orders", TopicConfig::default().with_partitions(4)).unwrap();
 //! ```
 
+mod error;
+
+pub use error::{Error, Result};
 pub use sluice_dsl as dsl;
 pub use sluice_log as log;
 pub use sluice_runtime as runtime;
 pub use sluice_server as server;
 
-/// The names most programs need.
+/// The names most programs need, in one `use sluice::prelude::*;`: the log and its clients,
+/// the DSL's builder, streams, tables and window types, and the app that runs a topology.
+///
+/// ```
+/// use sluice::prelude::*;
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let broker = Broker::open(dir.path(), BrokerConfig::default())?;
+/// broker.create_topic("clicks", TopicConfig::default())?;
+/// let b = StreamBuilder::new();
+/// b.stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+///     .count("clicks-per-minute");
+/// let app = App::new("clicks", b.build()?, AppConfig::default())?;
+/// # drop(app);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub mod prelude {
+    pub use sluice_dsl::{
+        BufferConfig, Change, GlobalTable, JoinWindows, SessionWindows, SlidingWindows, Stream,
+        StreamBuilder, Suppressed, Table, TimeWindows, Windowed,
+    };
     pub use sluice_log::{
         Broker, BrokerConfig, Consumer, ConsumerConfig, ConsumerRecord, FsyncPolicy, Producer,
         ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
     };
+    pub use sluice_runtime::app::{App, AppHandle, AppMetrics};
+    pub use sluice_runtime::{AppConfig, ProcessingGuarantee};
 }
