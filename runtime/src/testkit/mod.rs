@@ -7,6 +7,6 @@ mod driver;
 mod harness;
 
 pub use checks::Anomaly;
-pub use sluice_log::testing::proptest_cases;
 pub use driver::{TestInputTopic, TestOutputTopic, TopologyTestDriver};
 pub use harness::{Expected, Fault, FaultHarness, HarnessFailure, Step};
+pub use sluice_log::testing::proptest_cases;
