@@ -5,9 +5,9 @@
 
 mod checker;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use checker::{Event, FinalState, History, Outcome, check, read_all, render};
 use sluice::log::{
@@ -16,6 +16,10 @@ use sluice::log::{
 };
 
 const PARTITIONS: i32 = 3;
+
+/// How long a reader may take to read to the end of the log once the writers are done
+/// before the test fails as hung (it normally takes a few polls).
+const CATCH_UP_GUARD: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Log {
@@ -32,6 +36,20 @@ impl Log {
 
 fn tp(p: i32) -> TopicPartition {
     TopicPartition::new("c", p)
+}
+
+/// Whether `consumer` has read every partition to its end as its isolation level sees it
+/// (the last stable offset under read_committed, the high watermark otherwise).
+fn caught_up(broker: &Broker, consumer: &mut Consumer, committed: bool) -> bool {
+    let info = broker.topic_metadata("c").expect("meta");
+    info.partitions.iter().all(|p| {
+        let end = if committed {
+            p.last_stable_offset
+        } else {
+            p.high_watermark
+        };
+        consumer.position(&tp(p.partition)).expect("position") >= end
+    })
 }
 
 fn txn_worker(broker: Broker, log: Arc<Log>, worker: u64, rounds: u64) {
@@ -130,10 +148,11 @@ fn concurrent_clients_keep_every_guarantee() {
         )
         .expect("create");
     let log = Arc::new(Log::default());
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers_done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..3u32)
         .map(|r| {
-            let (broker, log, stop) = (broker.clone(), Arc::clone(&log), Arc::clone(&stop));
+            let (broker, log, writers_done) =
+                (broker.clone(), Arc::clone(&log), Arc::clone(&writers_done));
             std::thread::spawn(move || {
                 let committed = r != 2;
                 let isolation = if committed {
@@ -146,7 +165,23 @@ fn concurrent_clients_keep_every_guarantee() {
                 consumer
                     .assign((0..PARTITIONS).map(tp).collect())
                     .expect("assign");
-                while !stop.load(Ordering::SeqCst) {
+                let mut catch_up_by = None;
+                loop {
+                    if writers_done.load(Ordering::SeqCst) {
+                        // Read on until the final log is read (up to its end as this
+                        // reader's isolation level sees it), so the last writes are read
+                        // during the run too; a hang guard, not a timing assertion.
+                        let deadline =
+                            *catch_up_by.get_or_insert_with(|| Instant::now() + CATCH_UP_GUARD);
+                        if caught_up(&broker, &mut consumer, committed) {
+                            break;
+                        }
+                        assert!(
+                            Instant::now() < deadline,
+                            "reader {r} (read_committed: {committed}) did not reach the end of \
+                             the log within {CATCH_UP_GUARD:?} of the writers finishing"
+                        );
+                    }
                     let records = consumer.poll(Duration::from_millis(5)).expect("poll");
                     if !records.is_empty() {
                         let records = records
@@ -201,8 +236,7 @@ fn concurrent_clients_keep_every_guarantee() {
         w.join().expect("worker");
     }
     plain.join().expect("plain");
-    std::thread::sleep(Duration::from_millis(50));
-    stop.store(true, Ordering::SeqCst);
+    writers_done.store(true, Ordering::SeqCst);
     for r in readers {
         r.join().expect("reader");
     }

@@ -1,6 +1,7 @@
 //! Restoring a store from its changelog: only committed writes are applied (aborted ones
-//! never; an open transaction is waited for, not stopped at), tombstones delete, the
-//! checkpoint moves to what was applied, and a second restore continues from it.
+//! never; an open transaction is waited for, not stopped at, and a restore given up on at
+//! one keeps what it applied before it), tombstones delete, the checkpoint moves to what
+//! was applied, and a second restore continues from it.
 
 use sluice_log::{Broker, BrokerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
 use sluice_runtime::serde::StringSerde;
@@ -68,7 +69,7 @@ fn restore_applies_exactly_the_committed_changelog_and_resumes_from_its_checkpoi
     );
 
     // More committed writes, and a transaction still open after them: restore waits for it
-    // to end (here it commits a moment later) and applies both, never stopping at the open
+    // to end and applies the writes on both sides of it, never stopping at the open
     // transaction with committed writes possibly beyond it.
     write(&producer, &[("k4", Some("d"))], true);
     producer.begin_transaction().expect("begin");
@@ -80,10 +81,17 @@ fn restore_applies_exactly_the_committed_changelog_and_resumes_from_its_checkpoi
         )
         .expect("send");
     producer.flush().expect("flush");
-    // Left open, with a short wait: the restore says where it is stuck.
+    // Where read_committed readers stop while the transaction is open: its first offset.
+    let open_at = broker.topic_metadata(CHANGELOG).expect("meta").partitions[1].last_stable_offset;
+
+    // Left open, with a short wait: the restore says where it is stuck, and what it applied
+    // before it stays applied, with its checkpoint. (A store of its own, reading the same
+    // changelog partition, so that the store below still has k4 to restore.) The 200 ms is
+    // the open-transaction timeout under test, not a wait for anything.
+    let probe = StoreName::new("probe", 1);
     let err = restore_with(
         &db,
-        &name,
+        &probe,
         &broker,
         CHANGELOG,
         100,
@@ -96,13 +104,46 @@ fn restore_applies_exactly_the_committed_changelog_and_resumes_from_its_checkpoi
             .contains(&format!("stalled at {CHANGELOG}-1")),
         "{err}"
     );
+    assert_eq!(db.checkpoint(&probe).expect("checkpoint"), Some(open_at));
+    let probe_store: KeyValueStore<String, String> = db
+        .kv_store(&probe, StringSerde, StringSerde)
+        .expect("store");
+    assert_eq!(
+        contents(&probe_store, &db),
+        vec![
+            ("k1".into(), "a".into()),
+            ("k3".into(), "c".into()),
+            ("k4".into(), "d".into())
+        ]
+    );
+
+    // The transaction commits once the restore has reached it (its progress says so), so
+    // the restore meets it open and must wait for it. The committer gives up if the restore
+    // returns without reaching it (the sender is dropped with the callback).
+    let (reached, at_open_txn) = std::sync::mpsc::channel::<()>();
     let committer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(200));
-        producer.commit_transaction().expect("commit");
+        if at_open_txn.recv().is_ok() {
+            producer.commit_transaction().expect("commit");
+        }
     });
-    let applied = restore(&db, &name, &broker, CHANGELOG, |_| {}).expect("restore");
+    let mut reached = Some(reached);
+    let mut positions = Vec::new();
+    let applied = restore(&db, &name, &broker, CHANGELOG, |p| {
+        positions.push(p.position);
+        if p.position == open_at
+            && let Some(reached) = reached.take()
+        {
+            reached.send(()).expect("the committer waits");
+        }
+    })
+    .expect("restore");
+    drop(reached);
     committer.join().expect("committer");
-    assert_eq!(applied, 1, "k5 (k4 was applied before the stall)");
+    assert!(
+        positions.contains(&open_at),
+        "the restore never reached the open transaction at {open_at}: {positions:?}"
+    );
+    assert_eq!(applied, 2, "k4, then k5 once its transaction committed");
     assert_eq!(
         contents(&store, &db),
         vec![

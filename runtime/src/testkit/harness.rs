@@ -70,10 +70,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sluice_log::{
-    Broker, BrokerConfig, OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicConfig,
-    TopicPartition,
-};
+use sluice_log::{Broker, BrokerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
 
 use super::checks::{Anomaly, check_offsets, check_outputs, check_store};
 use crate::app::{App, AppHandle, AppState};
@@ -81,6 +78,13 @@ use crate::config::{AppConfig, CrashPoint};
 use crate::error::{Error, Result};
 use crate::serde::Serde;
 use crate::topology::Topology;
+use waits::{HANG_GUARD, poll_until};
+
+mod waits;
+
+/// How long a [`Fault::Zombie`] keeps processing after the group has moved its tasks to
+/// the second instance, before it heartbeats again.
+const ZOMBIE_RUN: Duration = Duration::from_millis(200);
 
 /// A fault the harness injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +99,9 @@ pub enum Fault {
     /// The second instance dies at this point and stays down (its tasks move back after
     /// the session timeout).
     SecondCrashes(CrashPoint),
-    /// The primary stops heartbeating until the second instance has taken its tasks,
-    /// keeps processing as a zombie for a while, then rejoins.
+    /// The primary stops heartbeating until the second instance has taken its tasks (the
+    /// second instance joins if it is not running), keeps processing as a zombie for
+    /// 200 ms more, then heartbeats again (and rejoins).
     Zombie,
 }
 
@@ -460,84 +465,48 @@ where
         let Some(handle) = primary.handle.as_ref() else {
             return Ok(());
         };
+        // Only a member of the group can lose its tasks: a primary that has just restarted
+        // is let into the group first.
+        if !handle.wait_for_state(AppState::Running, HANG_GUARD) {
+            return Err(Error::IllegalState(format!(
+                "the primary did not join the group within {HANG_GUARD:?} (app {:?}: {})",
+                handle.state(),
+                handle.error().unwrap_or_default()
+            )));
+        }
         handle.pause_heartbeats(true);
         log("primary stops heartbeating".into());
         if second.handle.is_none() {
             self.start(broker, second)?;
             log("second joined".into());
         }
-        // Past the session timeout the group gives everything to the second instance,
-        // while the primary goes on processing as a zombie.
-        std::thread::sleep(self.config.session_timeout + Duration::from_millis(200));
+        let Some(taker) = second.handle.as_ref() else {
+            return Err(Error::IllegalState("no second instance".into()));
+        };
+        // Past the session timeout the group gives everything to the second instance, while
+        // the primary goes on processing as a zombie.
+        poll_until(
+            "the second instance to take every task from the zombie",
+            || {
+                if taker.state() == AppState::Error {
+                    return Err(Error::IllegalState(format!(
+                        "the second instance failed: {}",
+                        taker.error().unwrap_or_default()
+                    )));
+                }
+                Ok(self.owns_every_task(broker, taker))
+            },
+            || format!("it runs {:?}", taker.tasks()),
+        )?;
+        log("second runs every task; primary is a zombie".into());
+        // The fault itself, not a wait for anything: the zombie runs on for a while. Any
+        // length is a valid scenario; nothing later depends on what it did meanwhile.
+        std::thread::sleep(ZOMBIE_RUN);
         if let Some(handle) = primary.handle.as_ref() {
             handle.pause_heartbeats(false);
         }
         log("zombie primary heartbeats again".into());
         Ok(())
-    }
-
-    /// Waits until the instance runs every task and the group's committed offsets reach the
-    /// end of every input partition.
-    fn wait_until_consumed(&self, broker: &Broker, handle: &AppHandle) -> Result<()> {
-        let inputs: Vec<TopicPartition> = (0..self.input.partitions)
-            .map(|p| TopicPartition::new(self.input.name.clone(), p))
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut done = true;
-            for (tp, committed) in broker.offset_fetch(&self.application_id, &inputs, false)? {
-                let end = broker
-                    .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                    .map_or(0, |l| l.offset);
-                if committed.unwrap_or(0) < end {
-                    done = false;
-                }
-            }
-            // Every task is the primary's by the group's word, not only by its own (a
-            // zombie still believes it owns what it lost): the group's members are
-            // exactly the primary's threads.
-            let all_tasks = handle.tasks().len()
-                == self.topology.sub_topologies().len() * self.input.partitions as usize
-                && broker.describe_group(&self.application_id).members.len()
-                    == self.config.num_threads;
-            if done && all_tasks && handle.state() == AppState::Running {
-                return Ok(());
-            }
-            if handle.state() == AppState::Error || Instant::now() > deadline {
-                return Err(Error::IllegalState(format!(
-                    "input not all committed (app {:?}: {})",
-                    handle.state(),
-                    handle.error().unwrap_or_default()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn wait_until_no_open_transactions(&self, broker: &Broker) -> Result<()> {
-        let mut topics = vec![self.output.name.clone()];
-        if let Some((_, spec)) = &self.store {
-            topics.push(spec.name.clone());
-        }
-        let deadline =
-            Instant::now() + self.config.transaction_timeout * 4 + Duration::from_secs(10);
-        loop {
-            let mut open = false;
-            for topic in &topics {
-                for p in broker.topic_metadata(topic)?.partitions {
-                    open |= p.last_stable_offset < p.high_watermark;
-                }
-            }
-            if !open {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::IllegalState(format!(
-                    "a transaction on {topics:?} is still open after the transaction timeout"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
     }
 
     fn check(
