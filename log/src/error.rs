@@ -57,6 +57,25 @@ pub enum Error {
         /// Why not.
         reason: &'static str,
     },
+    /// New partitions that would keep more files open than the process's soft open-file
+    /// limit (`RLIMIT_NOFILE`) allows: refused before anything is created.
+    #[error(
+        "topic `{topic}`: {requested} partitions need {needed} more open files, which with the {open} open now and {reserved} kept free passes the open-file limit of {limit}; nothing was created: raise the limit with `ulimit -n` (or ask for fewer partitions)"
+    )]
+    OpenFileLimit {
+        /// The topic.
+        topic: String,
+        /// Partitions asked for (in all).
+        requested: i32,
+        /// Files the new partitions would keep open.
+        needed: u64,
+        /// Files the process had open.
+        open: u64,
+        /// Files kept free for connections and segment rolls.
+        reserved: u64,
+        /// The soft open-file limit.
+        limit: u64,
+    },
     /// A configuration value out of range or unparsable.
     #[error("invalid config `{key}` = {value:?}: {reason}")]
     InvalidConfig {
@@ -402,8 +421,9 @@ impl Error {
         ))
     }
 
-    /// Whether this is a user error (bad name, unknown topic, bad config, out of range) rather
-    /// than a failure of the log itself. The CLI exits with 2 for these.
+    /// Whether this is a user error (bad name, unknown topic, bad config, out of range, more
+    /// partitions than the open-file limit allows) rather than a failure of the log itself.
+    /// The CLI exits with 2 for these.
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
@@ -412,6 +432,7 @@ impl Error {
                 | Self::UnknownPartition { .. }
                 | Self::TopicExists { .. }
                 | Self::InvalidPartitions { .. }
+                | Self::OpenFileLimit { .. }
                 | Self::InvalidConfig { .. }
                 | Self::OffsetOutOfRange { .. }
                 | Self::RecordTooLarge { .. }

@@ -14,6 +14,12 @@ pub fn code_of(error: &Error) -> Code {
         }
         Error::TopicExists { .. } => Code::TopicAlreadyExists,
         Error::InvalidPartitions { .. } => Code::InvalidPartitions,
+        // A valid partition count the broker cannot hold within its open-file limit: what
+        // Kafka's controller answers when a request asks for more partitions than it will
+        // create at once ("Excessively large number of partitions per request"), not
+        // INVALID_PARTITIONS (a count that is wrong in itself), and not retriable until the
+        // operator raises the limit. The message says which limit and how.
+        Error::OpenFileLimit { .. } => Code::PolicyViolation,
         Error::InvalidConfig { .. } => Code::InvalidConfig,
         Error::InvalidBatch { .. } => Code::CorruptMessage,
         Error::UnsupportedBatch { .. } => Code::InvalidRecord,
@@ -90,5 +96,19 @@ mod tests {
             code(&Error::IllegalState("a bug".into())),
             Code::UnknownServerError.code()
         );
+    }
+
+    #[test]
+    fn partitions_past_the_open_file_limit_are_a_policy_violation() {
+        let too_wide = Error::OpenFileLimit {
+            topic: "orders".into(),
+            requested: 2000,
+            needed: 2000,
+            open: 20,
+            reserved: 64,
+            limit: 1024,
+        };
+        assert_eq!(code(&too_wide), Code::PolicyViolation.code());
+        assert_eq!(code(&too_wide), 44);
     }
 }

@@ -2,7 +2,11 @@
 //! JSON file per topic under `<data>/meta/topics/`. Creating a topic makes its partition
 //! directories first and writes the config last, so the config file is the commit point;
 //! deleting removes the config first. On open, partition directories no config accounts for
-//! are leftovers of an interrupted create or delete and are removed.
+//! are leftovers of an interrupted create or delete and are removed. New partitions that
+//! would pass the process's open-file limit are refused before anything is created
+//! (`open_files`).
+
+mod open_files;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -210,6 +214,7 @@ impl TopicRegistry {
                 topic: topic.to_string(),
             });
         }
+        open_files::check(topic, config.partitions, config.partitions)?;
         let partitions = self.open_new_partitions(topic, 0..config.partitions, &config)?;
         self.persist(topic, &config)?;
         tracing::info!(topic, partitions = config.partitions, "created topic");
@@ -280,6 +285,7 @@ impl TopicRegistry {
                 reason: "the topic already has that many partitions",
             });
         }
+        open_files::check(topic, requested, requested - current)?;
         let config = state.config.read().clone().with_partitions(requested);
         let added = self.open_new_partitions(topic, current..requested, &config)?;
         self.persist(topic, &config)?;
