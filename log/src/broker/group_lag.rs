@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Broker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::topic::TopicPartition;
 
 /// One partition's position for a consumer group.
@@ -39,10 +39,16 @@ impl Broker {
             .offset_fetch(group, &[], false)?
             .into_iter()
             .map(|(tp, _)| tp.topic)
-            .filter(|topic| self.topic_metadata(topic).is_ok())
             .collect();
-        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        self.group_lag_on(group, &topics)
+        let mut lags = Vec::new();
+        for topic in &topics {
+            match self.topic_lag(group, topic) {
+                Ok(topic_lags) => lags.extend(topic_lags),
+                Err(Error::UnknownTopic { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lags)
     }
 
     /// The lag of `group` on every partition of `topics`, committed or not, in the order
@@ -50,27 +56,35 @@ impl Broker {
     pub fn group_lag_on(&self, group: &str, topics: &[&str]) -> Result<Vec<PartitionLag>> {
         let mut lags = Vec::new();
         for topic in topics {
-            let metadata = self.topic_metadata(topic)?;
-            let partitions: Vec<TopicPartition> = metadata
-                .partitions
-                .iter()
-                .map(|p| TopicPartition::new(*topic, p.partition))
-                .collect();
-            let committed: BTreeMap<i32, Option<i64>> = self
-                .offset_fetch(group, &partitions, false)?
-                .into_iter()
-                .map(|(tp, offset)| (tp.partition, offset))
-                .collect();
-            for (info, partition) in metadata.partitions.iter().zip(partitions) {
-                lags.push(PartitionLag {
-                    committed: committed.get(&info.partition).copied().flatten(),
-                    partition,
-                    log_start: info.log_start_offset,
-                    log_end: info.log_end_offset,
-                });
-            }
+            lags.extend(self.topic_lag(group, topic)?);
         }
         Ok(lags)
+    }
+
+    /// The lag of `group` on each partition of one topic.
+    fn topic_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
+        let metadata = self.topic_metadata(topic)?;
+        let partitions: Vec<TopicPartition> = metadata
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(topic, p.partition))
+            .collect();
+        let committed: BTreeMap<i32, Option<i64>> = self
+            .offset_fetch(group, &partitions, false)?
+            .into_iter()
+            .map(|(tp, offset)| (tp.partition, offset))
+            .collect();
+        Ok(metadata
+            .partitions
+            .iter()
+            .zip(partitions)
+            .map(|(info, partition)| PartitionLag {
+                committed: committed.get(&info.partition).copied().flatten(),
+                partition,
+                log_start: info.log_start_offset,
+                log_end: info.log_end_offset,
+            })
+            .collect())
     }
 
     /// Whether `group` has committed every partition of `topics` to its end.
