@@ -1,7 +1,7 @@
 //! `make demo`: word count with the DSL, exactly once, on the embedded log.
 //!
 //! Produces a bundled text (`examples/data/sluice.txt`) into `text-input`, runs the
-//! topology of DESIGN §4 (split lines into words, group by word, count, write every new
+//! topology of docs/architecture.md §4 (split lines into words, group by word, count, write every new
 //! count to `word-counts-output`) as an exactly-once app until all input is committed, then
 //! prints the ten most frequent words and checks them against a count done in memory.
 //!

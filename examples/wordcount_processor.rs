@@ -3,7 +3,7 @@
 //! `split` turns each line into words and writes them, keyed by word, to the repartition
 //! topic `words-repartition`; `count` keeps a RocksDB count per word and writes every new
 //! count to `word-counts`. Output, state and input offsets commit as one transaction
-//! (DESIGN §3.1), so the counts are exact through crashes.
+//! (docs/architecture.md §3.1), so the counts are exact through crashes.
 //!
 //! ```text
 //! cargo run --release --example wordcount_processor                 # demo on a temp dir

@@ -1,5 +1,5 @@
 //! The `sluice` command-line tool: topic administration, a console producer and consumer,
-//! and the benchmarks, all on the embedded log of a data directory (DESIGN §5). Run
+//! and the benchmarks, all on the embedded log of a data directory (docs/architecture.md §5). Run
 //! `sluice --help` for the commands.
 
 mod cli;

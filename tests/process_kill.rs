@@ -1,4 +1,4 @@
-//! A real process-kill test (DESIGN §3.1): `examples/wordcount_processor` runs exactly-once
+//! A real process-kill test (docs/architecture.md §3.1): `examples/wordcount_processor` runs exactly-once
 //! word count on a data directory and is SIGKILLed at random moments, at least 20 times,
 //! each followed by a restart (each run first produces one more chunk of lines). Then it
 //! runs to the end. Every word's output must be the counts 1, 2, ..., n in order, once each,

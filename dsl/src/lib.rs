@@ -1,5 +1,5 @@
 //! sluice-dsl: the typed streams-and-tables DSL that compiles to a runtime topology
-//! (DESIGN §4).
+//! (docs/architecture.md §4).
 //!
 //! - [`StreamBuilder`]: `stream`, `table`, `global_table`, `build`.
 //! - [`Stream`]: the stateless operators (filter, filter_not, map, map_values, flat_map,

@@ -1,6 +1,6 @@
 //! Grouping and aggregation through the TopologyTestDriver against a fold over the input:
 //! count, reduce and aggregate per key, with and without a repartition, the table's update
-//! stream and its store; the word count of DESIGN §4.
+//! stream and its store; the word count of docs/architecture.md §4.
 
 use std::collections::BTreeMap;
 

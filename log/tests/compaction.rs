@@ -1,4 +1,4 @@
-//! Log compaction (DESIGN §2.7) through the broker's public API. A property runs random
+//! Log compaction (docs/architecture.md §2.7) through the broker's public API. A property runs random
 //! histories of keyed puts, tombstones, keyless records and interleaved transactions
 //! (committed and aborted) over small segments, with flushes and compactions mixed in, and
 //! checks the log against a model after a final compaction: exactly the newest committed

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Delivery guarantee of an app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProcessingGuarantee {
-    /// Output, state and input offsets commit as one transaction (DESIGN §3.1).
+    /// Output, state and input offsets commit as one transaction (docs/architecture.md §3.1).
     #[default]
     ExactlyOnce,
     /// No transaction: flush output, apply state, then commit offsets. A crash in between
@@ -31,7 +31,7 @@ pub enum DeserializationHandler {
     },
 }
 
-/// A crash point of the commit protocol (DESIGN §3.1), for fault injection: the testkit's
+/// A crash point of the commit protocol (docs/architecture.md §3.1), for fault injection: the testkit's
 /// harness makes an instance stop dead at one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CrashPoint {

@@ -1,5 +1,5 @@
 //! sluice-runtime: the Processor API, topologies, tasks, RocksDB state stores and the
-//! exactly-once commit loop (DESIGN §3).
+//! exactly-once commit loop (docs/architecture.md §3).
 //!
 //! - [`processor`]: what users write ([`Processor`](processor::Processor)) and what it sees
 //!   ([`ProcessorContext`](processor::ProcessorContext)).

@@ -1,4 +1,4 @@
-//! The Processor API (DESIGN §3): [`Processor`] is what a user writes (init / process /
+//! The Processor API (docs/architecture.md §3): [`Processor`] is what a user writes (init / process /
 //! punctuate / close, each with a default but `process`), [`Record`] is what flows along the
 //! topology's edges, and [`ProcessorContext`] is the processor's view of its task: forward to
 //! all or one named child, the current record's topic, partition, offset, timestamp and

@@ -1,4 +1,4 @@
-//! Exactly-once end to end, as a property (DESIGN §3.1, §3.3): a stateful topology (count
+//! Exactly-once end to end, as a property (docs/architecture.md §3.1, §3.3): a stateful topology (count
 //! and sum by key, with output) runs on a real broker through random input, crashes at
 //! every step of the commit protocol and in the middle of restores, zombies and a second
 //! instance joining, leaving and crashing, with one or two stream threads per instance.

@@ -1,4 +1,4 @@
-//! DESIGN §3.1 at the state layer, as a property: a hand-driven task (the commit protocol the
+//! docs/architecture.md §3.1 at the state layer, as a property: a hand-driven task (the commit protocol the
 //! runtime's tasks will run) counts words with a RocksDB store behind a write overlay, sends
 //! its output and changelog records and input offsets in one transaction, then applies the
 //! overlay with the changelog checkpoint. Crashes before the commit, and after the commit but
@@ -45,7 +45,7 @@ struct Task {
 fn start_task(broker: &Broker, state_dir: &Path) -> Task {
     let name = StoreName::new("counts", 0);
     let changelog = changelog_topic(APP, "counts");
-    // The order of DESIGN §3.1: fence the previous incarnation first (its open transaction
+    // The order of docs/architecture.md §3.1: fence the previous incarnation first (its open transaction
     // is aborted), then restore (which waits for open transactions in the changelog).
     let producer = Producer::new(
         broker,

@@ -1,5 +1,5 @@
 //! Kafka's v2 record batch ("magic 2"), byte for byte: the unit the producer builds, the log
-//! stores and the consumer reads, without re-encoding on the way (DESIGN §2.1).
+//! stores and the consumer reads, without re-encoding on the way (docs/architecture.md §2.1).
 //!
 //! ```text
 //! baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 (=2) | crc u32 |

@@ -1,4 +1,4 @@
-//! The transaction protocol on the broker (DESIGN §2.5; Kafka's KIP-98, KIP-447, KIP-890):
+//! The transaction protocol on the broker (docs/architecture.md §2.5; Kafka's KIP-98, KIP-447, KIP-890):
 //! `init_transactions`, `add_partitions_to_txn`, `add_offsets_to_txn`,
 //! `txn_offset_commit` and `end_txn`, the two-phase end with markers, and the sweep that
 //! aborts transactions past their timeout.

@@ -1,4 +1,4 @@
-//! Group membership (DESIGN §2.6): members join with their subscriptions and a session
+//! Group membership (docs/architecture.md §2.6): members join with their subscriptions and a session
 //! timeout, and the broker computes the assignment (sticky) whenever the membership or the
 //! subscribed topics' partition counts change. Each change is a new generation; a member
 //! learns of it from `heartbeat` (`RebalanceInProgress`) and fetches its new partitions with

@@ -1,4 +1,4 @@
-//! Consumer groups (DESIGN §2.6): committed offsets, plain and transactional ([`offsets`]),
+//! Consumer groups (docs/architecture.md §2.6): committed offsets, plain and transactional ([`offsets`]),
 //! membership with generations and the broker-side sticky assignment of embedded consumers
 //! ([`membership`], [`assignor`]), and Kafka's classic protocol with client-side assignment
 //! for remote clients ([`classic`]).

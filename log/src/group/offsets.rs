@@ -1,4 +1,4 @@
-//! Committed offsets of consumer groups (DESIGN §2.6), in memory and in the internal topic
+//! Committed offsets of consumer groups (docs/architecture.md §2.6), in memory and in the internal topic
 //! `__consumer_offsets`. A plain commit is visible at once; a transactional one (written
 //! with the producer's id inside its transaction) stays pending until the transaction's
 //! marker: a commit marker makes it visible, an abort marker drops it. On open the topic is

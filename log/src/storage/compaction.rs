@@ -1,4 +1,4 @@
-//! Log compaction for `cleanup = compact` topics (DESIGN §2.7): the newest record of every key
+//! Log compaction for `cleanup = compact` topics (docs/architecture.md §2.7): the newest record of every key
 //! is kept, tombstones go once `delete_retention_ms` has passed, and the data and abort
 //! markers of aborted transactions are removed.
 //!

@@ -1,4 +1,4 @@
-//! Idempotent-producer state of one partition (DESIGN §2.4): per producer id, its epoch and
+//! Idempotent-producer state of one partition (docs/architecture.md §2.4): per producer id, its epoch and
 //! the sequence ranges and offsets of its last five batches. It decides whether a batch is
 //! new, a duplicate (acknowledged again with its original offsets) or out of order, and it
 //! persists as `<offset>.snapshot` files so that a restart need only re-scan the log after the

@@ -1,4 +1,4 @@
-//! Transactions (DESIGN §2.5): the transaction states and their legal moves, the control
+//! Transactions (docs/architecture.md §2.5): the transaction states and their legal moves, the control
 //! records that mark a transaction's end in each partition, and the isolation levels of
 //! reads. The coordinator that drives them lives in [`coordinator`].
 

@@ -1,4 +1,4 @@
-//! The commit of a stream thread, DESIGN §3.1 step by step. Exactly-once: send every
+//! The commit of a stream thread, docs/architecture.md §3.1 step by step. Exactly-once: send every
 //! task's changelog records, flush, add the input positions to the transaction, commit
 //! (the commit point), then apply every overlay to RocksDB in one `WriteBatch` with the
 //! changelog checkpoints. At-least-once: flush, apply, then commit the offsets. A commit the

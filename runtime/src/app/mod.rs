@@ -1,9 +1,9 @@
-//! Running a topology on a broker (DESIGN §3): an [`App`] is one instance of an
+//! Running a topology on a broker (docs/architecture.md §3): an [`App`] is one instance of an
 //! application. [`App::start`] prepares the topics (repartition, changelog and dead-letter
 //! topics; co-partitioning checked against the broker), opens the instance's RocksDB and
 //! starts `num_threads` stream threads, each a member of the application's group with one
 //! read_committed consumer and one transactional producer, running the commit loop of
-//! DESIGN §3.1. More instances on the same broker share the tasks and rebalance as they
+//! docs/architecture.md §3.1. More instances on the same broker share the tasks and rebalance as they
 //! come and go.
 //!
 //! ```no_run

@@ -1,4 +1,4 @@
-//! A stream thread (DESIGN §3): one member of the application's group, one read_committed
+//! A stream thread (docs/architecture.md §3): one member of the application's group, one read_committed
 //! consumer over its tasks' input partitions, one transactional producer
 //! (`<app>-<instance>-<thread>`), and the tasks of its assignment. The group assigns the
 //! partitions of each sub-topology's lead topic; partition p of it stands for task

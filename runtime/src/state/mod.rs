@@ -1,4 +1,4 @@
-//! RocksDB state (DESIGN §3, §3.1): one database per app instance's state directory, one
+//! RocksDB state (docs/architecture.md §3, §3.1): one database per app instance's state directory, one
 //! column family per (store, task), and a column family of checkpoints. Writes go to a
 //! per-task [`WriteOverlay`] first; the task reads through it (it sees its own writes) while
 //! RocksDB is untouched. After the transaction commits, [`StateDb::apply`] writes every

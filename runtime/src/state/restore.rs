@@ -1,4 +1,4 @@
-//! Restoring a store from its changelog (DESIGN §3.1): the changelog topic holds every
+//! Restoring a store from its changelog (docs/architecture.md §3.1): the changelog topic holds every
 //! committed write of the store (key = the store's key bytes, value = its value bytes, null
 //! value = delete). Restore reads it with read_committed from the store's checkpoint (or
 //! from the start for a fresh instance) up to the log end it saw when it began, and applies

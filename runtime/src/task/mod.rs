@@ -1,4 +1,4 @@
-//! Tasks (DESIGN §3): one per sub-topology and partition number. A task owns fresh
+//! Tasks (docs/architecture.md §3): one per sub-topology and partition number. A task owns fresh
 //! instances of its sub-topology's nodes, its stores' column families, its write overlay
 //! and a queue per input partition. It processes the queued record with the smallest
 //! timestamp first (so stream time moves evenly across co-partitioned inputs), tracks the

@@ -1,4 +1,4 @@
-//! [`TopologyTestDriver`] (DESIGN §3.3): runs a topology synchronously, without a broker,
+//! [`TopologyTestDriver`] (docs/architecture.md §3.3): runs a topology synchronously, without a broker,
 //! on a real RocksDB in a temporary directory. Each piped record is processed to the end
 //! (through repartition topics too) and committed before `pipe_input` returns, as in Kafka
 //! Streams' driver; every sub-topology runs as the task of partition 0.

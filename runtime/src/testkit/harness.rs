@@ -1,4 +1,4 @@
-//! The fault-injection harness (DESIGN §3.3): runs any topology on a temporary embedded
+//! The fault-injection harness (docs/architecture.md §3.3): runs any topology on a temporary embedded
 //! broker through a scenario of input and faults (crashes at each step of the commit
 //! protocol and in the middle of a restore, a zombie instance, a second instance joining
 //! and leaving), then checks the outcome against a reference model written as a plain

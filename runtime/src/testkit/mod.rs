@@ -1,4 +1,4 @@
-//! The testkit (DESIGN §3.3): [`TopologyTestDriver`] to unit-test a topology without a
+//! The testkit (docs/architecture.md §3.3): [`TopologyTestDriver`] to unit-test a topology without a
 //! broker, and the fault-injection [`FaultHarness`] to property-test its delivery
 //! guarantees on a real embedded broker with real crashes, zombies and rebalances.
 

@@ -1,4 +1,4 @@
-//! Topologies (DESIGN §3): named sources (reading topics with their serdes), processors
+//! Topologies (docs/architecture.md §3): named sources (reading topics with their serdes), processors
 //! (user [`Processor`]s), sinks (writing topics, murmur2 by key unless given a partitioner)
 //! and the state stores connected to processors. Typed at the edges: a child's input types
 //! must be its parent's output types, checked when [`TopologyBuilder::build`] validates the
