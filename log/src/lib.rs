@@ -1,4 +1,4 @@
-//! sluice-log: the partitioned log under sluice (DESIGN §2).
+//! sluice-log: the partitioned log under sluice (docs/architecture.md §2).
 //!
 //! It owns Kafka's v2 record batch format ([`batch`]), segment files with sparse indexes and
 //! crash recovery ([`storage`]), idempotent producers, retention, the embedded [`Broker`]
@@ -56,7 +56,7 @@ pub use group::{
     ClassicGroupState, ClassicJoinMember, ClassicJoinRequest, ClassicJoinResponse,
     ClassicSyncResponse, GroupDescription, MemberDescription,
 };
-pub use storage::{AppendOutcome, PartitionData, PartitionInfo};
+pub use storage::{AppendOutcome, DurableWait, PartitionData, PartitionInfo};
 pub use topic::{CleanupPolicy, FsyncPolicy, TopicConfig, TopicPartition, validate_topic_name};
 pub use txn::{AbortedTxn, ControlType, IsolationLevel, TxnState, TxnVersion};
 pub use util::now_ms;

@@ -88,3 +88,57 @@ fn a_deferred_append_is_visible_at_once_and_durable_after_its_wait() {
         .expect("append");
     assert_eq!(wait, None, "`never` never waits");
 }
+
+#[test]
+fn durable_futures_resolve_once_durable_and_report_unknown_partitions_and_a_closed_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = common::quiet_broker(dir.path());
+    broker
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .with_partitions(3)
+                .with_fsync(FsyncPolicy::Commit),
+        )
+        .expect("create");
+    let mut waits = Vec::new();
+    for i in 0..60 {
+        let partition = i % 3;
+        let (outcome, up_to) = broker
+            .produce_deferred(
+                "t",
+                partition,
+                common::batch(&[format!("{i}").into_bytes()], None, 1),
+                Acks::All,
+            )
+            .expect("append");
+        let up_to = up_to.expect("acks=all under commit waits");
+        assert_eq!(up_to, outcome.last_offset + 1);
+        waits.push((partition, up_to, broker.durable("t", partition, up_to)));
+    }
+    let results = futures::executor::block_on(futures::future::join_all(
+        waits
+            .into_iter()
+            .map(|(p, up_to, w)| async move { (p, up_to, w.await) }),
+    ));
+    let meta = broker.topic_metadata("t").expect("meta");
+    for (partition, up_to, result) in results {
+        result.expect("durable");
+        assert!(meta.partitions[partition as usize].durable_offset >= up_to);
+    }
+
+    let unknown = broker.durable("nope", 0, 1).wait();
+    assert!(
+        matches!(unknown, Err(sluice_log::Error::UnknownTopic { .. })),
+        "{unknown:?}"
+    );
+    let no_partition = broker.durable("t", 7, 1).wait();
+    assert!(no_partition.is_err(), "{no_partition:?}");
+
+    broker.close().expect("close");
+    let closed = broker.durable("t", 0, 1_000).wait();
+    assert!(
+        matches!(closed, Err(sluice_log::Error::Closed(_))),
+        "{closed:?}"
+    );
+}

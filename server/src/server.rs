@@ -90,7 +90,11 @@ impl Server {
     /// Stops accepting and reading requests, drops fetches still waiting for data, lets
     /// every other request in flight finish and its answer be written, and closes every
     /// connection; returns within about `grace` in all (what is unfinished by then is
-    /// dropped). The broker itself stays open: the caller closes it.
+    /// dropped). The broker itself stays open: the caller closes it. A classic JoinGroup or
+    /// SyncGroup parked at its group's barrier is a request in flight too, and would hold the
+    /// shutdown for the whole grace: call [`Broker::close_classic_groups`] first (as `sluice
+    /// broker` does) to answer those at once, when no other server will serve the broker's
+    /// classic groups again.
     pub fn shutdown(mut self, grace: Duration) {
         self.stop_now(grace);
     }

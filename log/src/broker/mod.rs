@@ -1,4 +1,4 @@
-//! The embedded broker: one data directory, one method per Kafka RPC (DESIGN §2.8). It is
+//! The embedded broker: one data directory, one method per Kafka RPC (docs/architecture.md §2.8). It is
 //! cheap to clone and `Send + Sync`; clients share one instance across threads.
 //!
 //! ```
@@ -34,8 +34,8 @@ use parking_lot::Mutex;
 use crate::batch::BatchHeader;
 use crate::error::{Error, Result};
 use crate::group::{GroupCoordinator, OFFSETS_TOPIC, OffsetStore};
-use crate::storage::Partition;
 use crate::storage::{AppendOutcome, PartitionData, PartitionInfo};
+use crate::storage::{DurableWait, Partition, SyncWorkers};
 use crate::topic::{CleanupPolicy, FsyncPolicy, TopicConfig, TopicPartition};
 use crate::txn::{IsolationLevel, TXN_STATE_TOPIC, TxnCoordinator};
 use crate::util::AppendSignal;
@@ -149,6 +149,8 @@ pub(crate) struct Inner {
     signal: Arc<AppendSignal>,
     closed: AtomicBool,
     maintenance: maintenance::Handle,
+    /// Fsyncs for [`Broker::durable`] waits.
+    sync_workers: SyncWorkers,
     /// The data directory's lock; released by `close`.
     lock: Mutex<Option<File>>,
     /// Fault injection: asked after a PrepareCommit is durable, before the markers.
@@ -238,6 +240,7 @@ impl Broker {
             signal,
             closed: AtomicBool::new(false),
             maintenance: maintenance::Handle::start(weak.clone(), &config),
+            sync_workers: SyncWorkers::default(),
             lock: Mutex::new(Some(lock)),
             fault_hook: FaultHookSlot::default(),
         });
@@ -426,6 +429,25 @@ impl Broker {
             .sync_up_to(up_to)
     }
 
+    /// The same wait as [`wait_durable`](Self::wait_durable), as a future that holds no
+    /// thread: the broker's fsync workers run the fsync (shared, as there, with every other
+    /// waiter on the partition) and resolve it. A server awaits these for its acks=all
+    /// answers. An unknown topic or partition resolves at once with its error.
+    pub fn durable(&self, topic: &str, partition: i32, up_to: i64) -> DurableWait {
+        if let Err(e) = self.check_open() {
+            return DurableWait::ready(Err(e));
+        }
+        match self
+            .inner
+            .topics
+            .get(topic)
+            .and_then(|t| t.partition(partition))
+        {
+            Ok(p) => self.inner.sync_workers.wait(p, up_to),
+            Err(e) => DurableWait::ready(Err(e)),
+        }
+    }
+
     /// Reads whole batches from one partition, starting with the batch that holds `offset`,
     /// up to the high watermark (read_uncommitted: open and aborted transactions included).
     pub fn read(
@@ -531,6 +553,7 @@ impl Broker {
         }
         self.inner.groups.close_classic();
         self.inner.maintenance.stop();
+        self.inner.sync_workers.stop();
         let result = self.inner.close_partitions();
         self.inner.lock.lock().take();
         result
@@ -568,6 +591,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.maintenance.stop();
+        self.sync_workers.stop();
         if !self.closed.swap(true, Ordering::AcqRel) {
             let _ = self.close_partitions();
         }

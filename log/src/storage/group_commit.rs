@@ -51,7 +51,7 @@ impl Partition {
     pub fn sync_up_to(&self, up_to: i64) -> Result<()> {
         let mut gate = self.sync_gate.state.lock();
         loop {
-            if self.state.lock().durable_offset >= up_to {
+            if self.durable_through(up_to) {
                 return Ok(());
             }
             self.fsync_failed()?;
@@ -61,6 +61,11 @@ impl Partition {
             self.sync_gate.done.wait(&mut gate);
         }
         self.run_sync(gate, || self.sync_written()).map(|_| ())
+    }
+
+    /// Whether every offset below `up_to` is durable now.
+    pub(crate) fn durable_through(&self, up_to: i64) -> bool {
+        self.state.lock().durable_offset >= up_to
     }
 
     /// Runs `sync` as the partition's only fsync at that moment: waits for one in progress

@@ -1,5 +1,5 @@
 //! On-disk storage of partitions: segments and their indexes, producer state, recovery,
-//! retention and compaction (DESIGN §2.2-§2.4, §2.7).
+//! retention and compaction (docs/architecture.md §2.2-§2.4, §2.7).
 
 mod append;
 mod compaction;
@@ -11,8 +11,11 @@ mod partition;
 mod partition_open;
 mod producer_state;
 mod segment;
+mod sync_workers;
 mod txn_index;
 
 pub use compaction::CompactionStats;
 pub use partition::{AppendOutcome, Partition, PartitionData, PartitionInfo};
 pub use producer_state::MAX_BATCHES_PER_PRODUCER;
+pub(crate) use sync_workers::SyncWorkers;
+pub use sync_workers::{DurableWait, MAX_WORKERS as MAX_FSYNC_WORKERS};

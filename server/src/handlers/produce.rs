@@ -3,9 +3,11 @@
 //! handled in two steps: [`append`] writes every batch in order (so a connection's batches
 //! land as it sent them), and [`respond`] waits, when acks=all and the topic's fsync policy
 //! ask for it, until the data is durable. The connection answers later requests meanwhile,
-//! and all waiters share fsyncs (the log's group commit). acks=0 gets no response at all.
+//! and all waiters share fsyncs (the log's group commit), run by the log's fsync workers
+//! while the waiting answer holds no thread. acks=0 gets no response at all.
 
 use bytes::Bytes;
+use futures::FutureExt;
 use kafka_protocol::ResponseError as Code;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
@@ -132,47 +134,28 @@ fn failed_all(
 }
 
 /// Waits for the durability the appends need, then builds the answer. A failed fsync is
-/// KAFKA_STORAGE_ERROR for its partition. The waits run one partition after another in one
-/// blocking call, so a request over several partitions waits about the sum of their fsyncs
-/// (each shared with that partition's other waiters by the log's group commit); waiting on
-/// them side by side would cut that to the slowest one.
+/// KAFKA_STORAGE_ERROR for its partition. The waits are futures resolved by the log's fsync
+/// workers, awaited side by side: no thread is held while a request waits, and each
+/// partition's fsync is shared with that partition's other waiters (group commit).
 pub async fn respond(ctx: &Context, mut appended: Appended) -> ProduceResponse {
     if appended.waits() {
-        let names: Vec<String> = appended.names.iter().map(|n| n.to_string()).collect();
-        let waits: Vec<(usize, String, i32, i64)> = appended
+        let broker = &ctx.broker;
+        let waits: Vec<_> = appended
             .results
             .iter()
             .enumerate()
             .filter_map(|(i, (t, p, r))| match r {
-                Ok((_, Some(up_to))) => Some((i, names[*t].clone(), *p, *up_to)),
+                Ok((_, Some(up_to))) => {
+                    let topic = appended.names.get(*t)?;
+                    Some(broker.durable(topic, *p, *up_to).map(move |r| (i, r)))
+                }
                 _ => None,
             })
             .collect();
-        let failed: Vec<(usize, String)> = ctx
-            .blocking(move |broker| {
-                waits
-                    .into_iter()
-                    .filter_map(|(i, topic, partition, up_to)| {
-                        broker
-                            .wait_durable(&topic, partition, up_to)
-                            .err()
-                            .map(|e| (i, e.to_string()))
-                    })
-                    .collect()
-            })
-            .await
-            .unwrap_or_else(|e| vec![(usize::MAX, e.to_string())]);
-        for (i, message) in failed {
-            tracing::error!(error = %message, "fsync before an acks=all answer failed");
-            let storage_error = (Code::KafkaStorageError.code(), message);
-            if i == usize::MAX {
-                for r in &mut appended.results {
-                    if matches!(r.2, Ok((_, Some(_)))) {
-                        r.2 = Err(storage_error.clone());
-                    }
-                }
-            } else if let Some(r) = appended.results.get_mut(i) {
-                r.2 = Err(storage_error);
+        for (i, result) in futures::future::join_all(waits).await {
+            if let (Err(e), Some(r)) = (result, appended.results.get_mut(i)) {
+                tracing::error!(error = %e, "fsync before an acks=all answer failed");
+                r.2 = Err((Code::KafkaStorageError.code(), e.to_string()));
             }
         }
     }
