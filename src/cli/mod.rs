@@ -41,6 +41,7 @@ Examples:
   sluice perf produce --topic bench --records 1000000 --record-size 100 --transactional --txn-records 1000
   sluice perf eos --records 2000000 --keys 10000
   sluice perf resume --keys 10000000
+  sluice perf rebalance --keys 1000000 --partitions 8
 
 Logs go to stderr at level warn; set RUST_LOG (e.g. RUST_LOG=info) for more.
 User errors (bad names, unknown topics, invalid values) exit with code 2, failures with 1.";

@@ -1,10 +1,11 @@
-//! `sluice perf produce|consume`: the benchmarks. Each reports progress on stderr about once a
+//! `sluice perf ...`: the benchmarks. Each reports progress on stderr about once a
 //! second and ends with one JSON line of figures on stdout. This module holds the subcommand
 //! enum and what both share: the progress meter, the throughput figures and percentiles.
 
 pub mod consume;
 pub mod eos;
 pub mod produce;
+pub mod rebalance;
 pub mod resume;
 pub mod txn;
 pub mod windows;
@@ -32,6 +33,9 @@ pub enum PerfCommand {
     /// Kill -9 an exactly-once app holding a large state mid-stream; report how fast it
     /// resumes and how much it restores, against a full restore.
     Resume(resume::PerfResumeArgs),
+    /// A second exactly-once instance joins, then leaves; report the time to `Running` and
+    /// the changelog records each instance restored.
+    Rebalance(rebalance::PerfRebalanceArgs),
     /// Aggregate N pre-produced records with three exactly-once DSL apps (count per key, per
     /// tumbling window, per session); report each throughput and the ratios.
     Windows(windows::PerfWindowsArgs),
@@ -44,6 +48,7 @@ pub fn run(data: &Path, cmd: PerfCommand) -> CliResult {
         PerfCommand::Consume(args) => consume::run(data, &args),
         PerfCommand::Eos(args) => eos::run(data, &args),
         PerfCommand::Resume(args) => resume::run(data, &args),
+        PerfCommand::Rebalance(args) => rebalance::run(data, &args),
         PerfCommand::Windows(args) => windows::run(data, &args),
     }
 }

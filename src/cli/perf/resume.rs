@@ -55,7 +55,7 @@ pub struct PerfResumeArgs {
 
 /// Keeps the latest value of each key.
 #[derive(Debug)]
-struct Latest;
+pub(super) struct Latest;
 
 impl Processor<String, Vec<u8>> for Latest {
     fn process(
@@ -69,10 +69,11 @@ impl Processor<String, Vec<u8>> for Latest {
     }
 }
 
-fn topology() -> CliResult<Topology> {
+/// The "latest value per key" app over `input`: one key-value store, `latest`.
+pub(super) fn latest_topology(input: &str) -> CliResult<Topology> {
     let fail = |e: sluice_runtime::topology::TopologyError| CliError::Failed(e.to_string());
     let mut b = TopologyBuilder::new();
-    b.add_source::<String, Vec<u8>>("in", &[INPUT], StringSerde, BytesSerde)
+    b.add_source::<String, Vec<u8>>("in", &[input], StringSerde, BytesSerde)
         .map_err(fail)?;
     b.add_processor("keep-latest", &["in"], || Latest)
         .map_err(fail)?;
@@ -84,7 +85,7 @@ fn topology() -> CliResult<Topology> {
     b.build().map_err(fail)
 }
 
-fn runtime(e: sluice_runtime::Error) -> CliError {
+pub(super) fn runtime(e: sluice_runtime::Error) -> CliError {
     CliError::Failed(e.to_string())
 }
 
@@ -93,7 +94,7 @@ fn app(data: &Path) -> CliResult<App> {
         .with_num_threads(2)
         .with_max_poll_records(10_000)
         .with_state_dir(data.join("perf-resume-state"));
-    App::new(APP, topology()?, config).map_err(runtime)
+    App::new(APP, latest_topology(INPUT)?, config).map_err(runtime)
 }
 
 fn caught_up(broker: &Broker) -> CliResult<bool> {
