@@ -10,13 +10,19 @@ TEST_LOG := $(CARGO_TARGET_DIR)/sluice-test.log
 
 .PHONY: demo test deps lint-tools fmt-check clippy unit-tests conformance-deps conformance-kafka differential
 
-# RocksDB's build (from the runtime issue on) needs libclang. Install it only when missing.
+# RocksDB's build needs libclang; librdkafka's (sluice-kafka, through rdkafka's cmake-build)
+# needs cmake, and curl, OpenSSL and Cyrus SASL headers for OIDC, SSL and SASL. Each package
+# is installed only when missing.
+BUILD_PACKAGES := libclang-dev cmake libcurl4-openssl-dev libssl-dev libsasl2-dev
 deps:
 	@command -v $(CARGO) >/dev/null 2>&1 || { echo "cargo is missing: install Rust with rustup (https://rustup.rs)"; exit 1; }
-	@if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libclang-dev >/dev/null 2>&1; then \
-		echo "== installing libclang-dev (needed to build RocksDB)"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update && $$SUDO apt-get install -y libclang-dev; \
+	@if command -v dpkg >/dev/null 2>&1; then \
+		missing=; for p in $(BUILD_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then \
+			echo "== installing$$missing (needed to build RocksDB and librdkafka)"; \
+			if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+			$$SUDO apt-get update && $$SUDO apt-get install -y $$missing; \
+		fi; \
 	fi
 
 demo: deps
@@ -40,10 +46,16 @@ fmt-check: lint-tools
 clippy: lint-tools
 	@echo "== cargo clippy"; $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-# Every test target, then the doc tests; the last line sums what all of them ran.
-unit-tests:
+# Every test target, then the doc tests; the last line sums what all of them ran. One Apache
+# Kafka 4.4 (KRaft, loopback, ephemeral ports) serves every test that runs against Kafka
+# (SLUICE_TEST_KAFKA_BOOTSTRAP); it is stopped when the tests end, however they end.
+unit-tests: conformance-deps
 	@mkdir -p "$(CARGO_TARGET_DIR)"
-	@set -o pipefail; { $(CARGO) test --release --workspace --all-targets && \
+	@set -o pipefail; dir="$$(mktemp -d /tmp/sluice-test-kafka.XXXXXX)"; \
+	trap '$(CONFORMANCE)/kafka.sh stop "$$dir" >/dev/null 2>&1; rm -rf "$$dir"' EXIT; \
+	$(CONFORMANCE)/kafka.sh start "$$dir" >/dev/null || exit 1; \
+	export SLUICE_TEST_KAFKA_BOOTSTRAP="$$(cat "$$dir/bootstrap")"; \
+	{ $(CARGO) test --release --workspace --all-targets && \
 		$(CARGO) test --release --workspace --doc; } 2>&1 | tee "$(TEST_LOG)"
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$(TEST_LOG)"
 

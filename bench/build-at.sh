@@ -4,11 +4,13 @@
 #
 #   bench/build-at.sh REV OUT      # e.g. bench/build-at.sh HEAD~1 /tmp/sluice-before
 #
-# The revision is checked out in a git worktree (/tmp/sluice-build-at, or BUILD_AT_TREE) and built with the same
-# CARGO_TARGET_DIR as the main checkout: registry crates are shared, and the workspace's own
-# crates, living at another path, get their own artifacts (the main checkout's stay valid).
-# The binary's path is read from cargo's JSON messages and copied to OUT at once, so the
-# next build of the main checkout cannot be confused with it.
+# The revision is checked out in a git worktree (/tmp/sluice-build-at, or BUILD_AT_TREE) and
+# built with the same CARGO_TARGET_DIR as the main checkout, so registry crates (RocksDB) are
+# shared. Cargo names a path crate's artifacts by its path relative to its workspace, so the
+# worktree's crates overwrite the main checkout's, and their fingerprints then point at the
+# worktree's sources. After copying the binary out, the script therefore removes the
+# workspace crates' artifacts (`cargo clean -p`): the next build of either checkout compiles
+# them again (a few minutes) instead of reusing the other's.
 set -euo pipefail
 [[ $# -eq 2 ]] || { echo "usage: $0 REV OUT" >&2; exit 2; }
 REV=$1 OUT=$2
@@ -30,4 +32,8 @@ for line in sys.stdin:
         print(m["executable"])')"
 [[ -n "$exe" && -x "$exe" ]] || { echo "building $REV produced no sluice binary" >&2; exit 1; }
 cp "$exe" "$OUT"
+members="$(cd "$TREE" && cargo metadata --no-deps --format-version 1 |
+  python3 -c 'import json,sys; print(" ".join("-p " + p["name"] for p in json.load(sys.stdin)["packages"]))')"
+# shellcheck disable=SC2086
+(cd "$TREE" && cargo clean --release $members -p kafka-protocol >/dev/null 2>&1)
 echo "$OUT: sluice at $(git -C "$ROOT" rev-parse --short "$REV")" >&2

@@ -1,0 +1,73 @@
+//! The errors of sluice-kafka: each names the call and the topic (and partition) it was
+//! about, with librdkafka's error or the cluster's error code.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+/// Result alias of sluice-kafka.
+pub type Result<T, E = KafkaClusterError> = std::result::Result<T, E>;
+
+/// What can go wrong talking to a Kafka cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KafkaClusterError {
+    /// librdkafka refused the config: an unknown property or a bad value.
+    #[error("invalid Kafka client config: {0}")]
+    Config(#[source] KafkaError),
+    /// librdkafka failed a call (the cluster unreachable, a timeout, ...).
+    #[error("{call} failed: {source}")]
+    Client {
+        /// What was being done, e.g. "fetching metadata".
+        call: String,
+        /// librdkafka's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The cluster refused a call about one topic.
+    #[error("{call} `{topic}` refused by the cluster: {code}")]
+    Topic {
+        /// What was being done, e.g. "creating topic".
+        call: &'static str,
+        /// The topic.
+        topic: String,
+        /// The cluster's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// The cluster refused a call about one partition.
+    #[error("{call} {topic}-{partition} refused by the cluster: {code}")]
+    Partition {
+        /// What was being done.
+        call: &'static str,
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The cluster's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// An answer without the topic asked about.
+    #[error("{call} `{topic}`: the cluster's answer does not mention it")]
+    MissingFromAnswer {
+        /// What was being done.
+        call: &'static str,
+        /// The topic.
+        topic: String,
+    },
+}
+
+impl KafkaClusterError {
+    pub(crate) fn client(call: impl Into<String>) -> impl FnOnce(KafkaError) -> Self {
+        move |source| Self::Client {
+            call: call.into(),
+            source,
+        }
+    }
+
+    /// The cluster's error code, when the cluster answered with one.
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        match self {
+            Self::Topic { code, .. } | Self::Partition { code, .. } => Some(*code),
+            Self::Client { source, .. } | Self::Config(source) => source.rdkafka_error_code(),
+            Self::MissingFromAnswer { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! sluice on any Kafka cluster (Apache Kafka, a managed Kafka, or `sluice broker`), through
+//! librdkafka (the `rdkafka` crate, built from source and linked statically).
+//!
+//! [`KafkaCluster::connect`] takes any librdkafka property ([`KafkaConfig::set`]):
+//! `bootstrap.servers`, `security.protocol`, `sasl.mechanism` and the rest, so SSL and SASL
+//! clusters work as they do for any librdkafka client. What is built so far is the admin
+//! side the runtime needs to start an app on a cluster: partition counts, creating its
+//! internal topics with Kafka configs (changelogs compacted), deleting topics, and a
+//! partition's earliest and latest offsets. The runtime's `Cluster` backend (consumer,
+//! transactional producer, group member) is the next step: docs/architecture.md §8.
+//!
+//! ```no_run
+//! use sluice_kafka::{KafkaCluster, KafkaConfig, TopicSpec};
+//! let cluster = KafkaCluster::connect(
+//!     KafkaConfig::new("127.0.0.1:9092").set("client.id", "my-app"),
+//! )?;
+//! cluster.create_topic("orders", &TopicSpec::new(3))?;
+//! assert_eq!(cluster.partition_count("orders")?, Some(3));
+//! # Ok::<(), sluice_kafka::KafkaClusterError>(())
+//! ```
+
+mod admin;
+mod config;
+mod error;
+
+pub use admin::{Created, KafkaCluster, PartitionOffsets, TopicSpec};
+pub use config::KafkaConfig;
+pub use error::{KafkaClusterError, Result};
+pub use rdkafka;
