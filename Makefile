@@ -48,9 +48,11 @@ clippy: lint-tools
 
 # Every test target, then the doc tests; the last line sums what all of them ran. One Apache
 # Kafka 4.4 (KRaft, loopback, ephemeral ports) serves every test that runs against Kafka
-# (SLUICE_TEST_KAFKA_BOOTSTRAP); it is stopped when the tests end, however they end.
+# (SLUICE_TEST_KAFKA_BOOTSTRAP); it starts once the tests are built and is stopped when they
+# end, however they end.
 unit-tests: conformance-deps
 	@mkdir -p "$(CARGO_TARGET_DIR)"
+	@$(CARGO) test --release --workspace --all-targets --no-run
 	@set -o pipefail; dir="$$(mktemp -d /tmp/sluice-test-kafka.XXXXXX)"; \
 	trap '$(CONFORMANCE)/kafka.sh stop "$$dir" >/dev/null 2>&1; rm -rf "$$dir"' EXIT; \
 	$(CONFORMANCE)/kafka.sh start "$$dir" >/dev/null || exit 1; \

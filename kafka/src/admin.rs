@@ -3,7 +3,10 @@
 //! deleting topics, and a partition's earliest and latest offsets.
 //!
 //! librdkafka's admin calls are futures driven by its own polling thread; each call here
-//! waits for its answer on the calling thread, bounded by the config's timeout.
+//! blocks the calling thread until the answer, bounded by the config's timeout (from async
+//! code, call them on a blocking thread, e.g. tokio's `spawn_blocking`). Partition counts
+//! and the wait for a new topic's leaders read the metadata of every topic: asking for one
+//! topic by name would auto-create it on clusters with `auto.create.topics.enable`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -134,7 +137,9 @@ impl KafkaCluster {
             return Ok(None);
         };
         match found.error().map(RDKafkaErrorCode::from) {
-            None => Ok(Some(found.partitions().len() as i32)),
+            None => Ok(Some(
+                i32::try_from(found.partitions().len()).unwrap_or(i32::MAX),
+            )),
             Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Ok(None),
             Some(code) => Err(KafkaClusterError::Topic {
                 call: "reading the metadata of topic",
@@ -163,7 +168,11 @@ impl KafkaCluster {
                 self.wait_until_led(topic)?;
                 Ok(Created::New)
             }
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => Ok(Created::Existed),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                // Perhaps created a moment ago by another instance: usable only once led.
+                self.wait_until_led(topic)?;
+                Ok(Created::Existed)
+            }
             Err((_, code)) => Err(KafkaClusterError::Topic {
                 call: "creating topic",
                 topic: topic.to_string(),
@@ -261,9 +270,9 @@ impl KafkaCluster {
             let metadata = self
                 .admin
                 .inner()
-                .fetch_metadata(None, self.config.timeout())
+                .fetch_metadata(None, deadline.saturating_duration_since(Instant::now()))
                 .map_err(KafkaClusterError::client(format!(
-                    "waiting for the leaders of new topic `{topic}`"
+                    "waiting for the partition leaders of topic `{topic}`"
                 )))?;
             let led = metadata.topics().iter().any(|t| {
                 t.name() == topic
@@ -277,10 +286,9 @@ impl KafkaCluster {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(KafkaClusterError::Topic {
-                    call: "waiting for the partition leaders of new topic",
-                    topic: topic.to_string(),
-                    code: RDKafkaErrorCode::LeaderNotAvailable,
+                return Err(KafkaClusterError::Timeout {
+                    call: format!("waiting for the partition leaders of topic `{topic}`"),
+                    waited: self.config.timeout(),
                 });
             }
             std::thread::sleep(RETRY_BACKOFF);

@@ -5,11 +5,32 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How to reach a Kafka cluster: librdkafka properties (see librdkafka's CONFIGURATION.md),
-/// passed through unchanged, plus how long a call waits for the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// passed through unchanged, plus how long a call waits for the cluster. Its `Debug` output
+/// hides the values of secrets (any property whose name holds `password`, `secret` or
+/// `sasl.oauthbearer.config`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     properties: BTreeMap<String, String>,
     timeout: Duration,
+}
+
+/// Whether a property's value is a secret, never to be printed.
+fn is_secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key == "sasl.oauthbearer.config"
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("properties", &shown)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -80,5 +101,19 @@ mod tests {
         assert_eq!(native.get("bootstrap.servers"), Some("b:2"));
         assert_eq!(native.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(config.properties().count(), 2);
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = KafkaConfig::new("a:1")
+            .set("sasl.username", "app")
+            .set("sasl.password", "hunter2")
+            .set("ssl.key.password", "swordfish")
+            .set("sasl.oauthbearer.client.secret", "s3cr3t");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("app"), "{shown}");
+        for secret in ["hunter2", "swordfish", "s3cr3t"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

@@ -44,6 +44,14 @@ pub enum KafkaClusterError {
         /// The cluster's error code.
         code: RDKafkaErrorCode,
     },
+    /// The cluster did not get where the call needed within the config's timeout.
+    #[error("{call}: not done after {waited:?}")]
+    Timeout {
+        /// What was being waited for.
+        call: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// An answer without the topic asked about.
     #[error("{call} `{topic}`: the cluster's answer does not mention it")]
     MissingFromAnswer {
@@ -67,7 +75,7 @@ impl KafkaClusterError {
         match self {
             Self::Topic { code, .. } | Self::Partition { code, .. } => Some(*code),
             Self::Client { source, .. } | Self::Config(source) => source.rdkafka_error_code(),
-            Self::MissingFromAnswer { .. } => None,
+            Self::MissingFromAnswer { .. } | Self::Timeout { .. } => None,
         }
     }
 }

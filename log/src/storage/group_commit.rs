@@ -133,29 +133,11 @@ impl Partition {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a test fails loudly on what it did not expect
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use bytes::Bytes;
-
-    use crate::batch::BatchBuilder;
     use crate::broker::Acks;
     use crate::error::Error;
-    use crate::storage::Partition;
-    use crate::topic::{FsyncPolicy, TopicConfig};
-
-    fn batch(value: &[u8]) -> Bytes {
-        let mut builder = BatchBuilder::new();
-        builder.append(1_000, None, Some(value), &[]);
-        builder.build().unwrap()
-    }
-
-    fn partition(dir: &std::path::Path, segment_bytes: u64) -> Arc<Partition> {
-        let config = TopicConfig::default()
-            .with_fsync(FsyncPolicy::Commit)
-            .with_segment_bytes(segment_bytes);
-        Arc::new(Partition::open(&dir.join("t-0"), "t", 0, config, Default::default()).unwrap())
-    }
+    use crate::storage::test_support::{batch, commit_partition as partition};
 
     #[test]
     fn a_failed_fsync_is_final_and_nothing_after_it_counts_as_durable() {

@@ -12,6 +12,8 @@ mod partition_open;
 mod producer_state;
 mod segment;
 mod sync_workers;
+#[cfg(test)]
+mod test_support;
 mod txn_index;
 
 pub use compaction::CompactionStats;

@@ -7,8 +7,9 @@
 //! gets a [`DurableWait`], a future. A partition with waiters sits at most once in a queue;
 //! a worker takes it, fsyncs it up to the highest offset asked for at that moment (through
 //! the partition's gate, so the fsync is shared with every other waiter, embedded ones
-//! included), and answers every waiter it covered. Waiters that arrived during the fsync have
-//! already queued the partition again, so the next fsync follows at once on another worker.
+//! included), and answers every waiter it covered. Waiters that arrive during that fsync are
+//! kept, and the worker queues the partition again as soon as it has answered, so the next
+//! fsync follows at once, and one partition never holds more than one worker.
 //!
 //! Workers are threads, started on demand up to [`MAX_WORKERS`]: fsyncs of different
 //! partitions run side by side, while one partition's fsyncs stay one at a time (its gate).
@@ -62,7 +63,11 @@ struct State {
 struct Waiting {
     partition: Arc<Partition>,
     waiters: Vec<(i64, oneshot::Sender<Result<()>>)>,
+    /// In the queue.
     queued: bool,
+    /// A worker is fsyncing it: new waiters wait for that worker to queue it again, so one
+    /// partition never holds more than one worker.
+    in_flight: bool,
 }
 
 fn key(partition: &Arc<Partition>) -> usize {
@@ -92,13 +97,15 @@ impl SyncWorkers {
                     partition: Arc::clone(&partition),
                     waiters: Vec::new(),
                     queued: false,
+                    in_flight: false,
                 });
             entry.waiters.push((up_to, tx));
-            if !entry.queued {
+            if !entry.queued && !entry.in_flight {
                 entry.queued = true;
                 state.queue.push_back(partition);
             }
-            let spawn = state.idle == 0 && state.workers < MAX_WORKERS;
+            // One more worker while more partitions wait than workers are idle.
+            let spawn = state.queue.len() > state.idle && state.workers < MAX_WORKERS;
             if spawn {
                 state.workers += 1;
             }
@@ -114,18 +121,46 @@ impl SyncWorkers {
         }
     }
 
+    /// Starts a worker thread. Under the lock of the thread list, so [`stop`](Self::stop)
+    /// either joins it or it is never started (stop then answers its partition).
     fn spawn_worker(&self) {
+        let mut threads = self.threads.lock();
+        if self.shared.state.lock().stopped {
+            self.shared.state.lock().workers -= 1;
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let started = std::thread::Builder::new()
             .name("sluice-log-fsync".into())
             .spawn(move || run(&shared));
         match started {
-            Ok(handle) => self.threads.lock().push(handle),
+            Ok(handle) => threads.push(handle),
             Err(e) => {
-                // The queued partition is taken by a running worker, or by the next wait
-                // that starts one.
                 tracing::error!(error = %e, "could not start an fsync worker thread");
-                self.shared.state.lock().workers -= 1;
+                let orphaned = {
+                    let mut state = self.shared.state.lock();
+                    state.workers -= 1;
+                    if state.workers == 0 {
+                        // Nobody would take the queue: its waiters get the error now
+                        // rather than wait for the next one to try.
+                        let queued: Vec<_> = state.queue.drain(..).collect();
+                        queued
+                            .iter()
+                            .filter_map(|p| state.waiting.remove(&key(p)))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                for waiting in orphaned {
+                    for (_, tx) in waiting.waiters {
+                        let _ = tx.send(Err(Error::IllegalState(format!(
+                            "could not start a thread to fsync {}-{}: {e}",
+                            waiting.partition.topic(),
+                            waiting.partition.id()
+                        ))));
+                    }
+                }
             }
         }
     }
@@ -142,7 +177,8 @@ impl SyncWorkers {
                 let _ = thread.join();
             }
         }
-        // A worker that failed to start leaves its partition to be answered here.
+        // A worker never started (the stop came first) leaves its partition to be answered
+        // here.
         let leftover: Vec<Waiting> = {
             let mut state = self.shared.state.lock();
             state.queue.clear();
@@ -168,15 +204,18 @@ fn run(shared: &Shared) {
                 let (done, rest): (Vec<_>, Vec<_>) = waiters
                     .into_iter()
                     .partition(|(up_to, _)| partition.durable_through(*up_to));
-                // Every waiter left arrived after this worker took the partition, and
-                // queued it again.
+                // Those left arrived during this fsync: the partition goes back in the queue.
                 entry.waiters = rest;
                 done
             } else {
                 waiters
             };
-            if entry.waiters.is_empty() && !entry.queued {
+            entry.in_flight = false;
+            if entry.waiters.is_empty() {
                 state.waiting.remove(&key(&partition));
+            } else {
+                entry.queued = true;
+                state.queue.push_back(Arc::clone(&partition));
             }
             covered
         };
@@ -199,6 +238,7 @@ fn next(shared: &Shared) -> Option<(Arc<Partition>, i64)> {
         if let Some(partition) = state.queue.pop_front() {
             let target = state.waiting.get_mut(&key(&partition)).map_or(0, |w| {
                 w.queued = false;
+                w.in_flight = true;
                 w.waiters.iter().map(|(up_to, _)| *up_to).max().unwrap_or(0)
             });
             return Some((partition, target));
@@ -213,8 +253,8 @@ fn next(shared: &Shared) -> Option<(Arc<Partition>, i64)> {
     }
 }
 
-/// Answers each waiter with its own attempt: after a failed fsync that is the partition's
-/// [`Error::StorageFailed`] at once; after any other error, a fresh try.
+/// Answers each waiter with its own attempt: after a failed fsync (final for the partition)
+/// that is its [`Error::StorageFailed`] at once, naming the partition.
 fn answer(partition: &Partition, waiters: Vec<(i64, oneshot::Sender<Result<()>>)>) {
     for (up_to, tx) in waiters {
         let _ = tx.send(partition.sync_up_to(up_to));
@@ -268,24 +308,14 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
-    use bytes::Bytes;
-
     use super::SyncWorkers;
-    use crate::batch::BatchBuilder;
     use crate::broker::Acks;
     use crate::error::Error;
     use crate::storage::Partition;
-    use crate::topic::{FsyncPolicy, TopicConfig};
-
-    fn batch(value: &[u8]) -> Bytes {
-        let mut builder = BatchBuilder::new();
-        builder.append(1_000, None, Some(value), &[]);
-        builder.build().unwrap()
-    }
+    use crate::storage::test_support::{batch, commit_partition};
 
     fn partition(dir: &std::path::Path) -> Arc<Partition> {
-        let config = TopicConfig::default().with_fsync(FsyncPolicy::Commit);
-        Arc::new(Partition::open(&dir.join("t-0"), "t", 0, config, Default::default()).unwrap())
+        commit_partition(dir, 1 << 30)
     }
 
     #[test]
@@ -312,7 +342,6 @@ mod tests {
         });
         assert_eq!(p.info().durable_offset, 200);
         workers.stop();
-        assert!(workers.shared.state.lock().waiting.is_empty());
     }
 
     #[test]

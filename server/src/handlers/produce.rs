@@ -146,7 +146,9 @@ pub async fn respond(ctx: &Context, mut appended: Appended) -> ProduceResponse {
             .enumerate()
             .filter_map(|(i, (t, p, r))| match r {
                 Ok((_, Some(up_to))) => {
-                    let topic = appended.names.get(*t)?;
+                    // Every result's topic index comes from `names`; were one missing, the
+                    // wait fails (never a success without the fsync).
+                    let topic = appended.names.get(*t).map_or("", |n| n.as_str());
                     Some(broker.durable(topic, *p, *up_to).map(move |r| (i, r)))
                 }
                 _ => None,

@@ -3,8 +3,8 @@
 //! partitions until caught up. Then a second instance B, with an empty state directory, joins:
 //! the time until the two share every task and both are `Running`, and the changelog records
 //! each restored (B's are the tasks it takes over; A's are replayed for tasks it kept). Both
-//! process a second round of N updates; then B leaves cleanly: the time until A runs every
-//! task again, and what A restored for the tasks it got back (B's updates since) and for
+//! process a second round of N updates; then B leaves cleanly: the time from B's shutdown
+//! call (which includes B's own final commit and leave) until A runs every task again, and what A restored for the tasks it got back (B's updates since) and for
 //! those it kept. Both instances run in this process on one embedded broker, each with its
 //! own state directory, as two machines would.
 
@@ -18,7 +18,7 @@ use sluice_runtime::AppConfig;
 use sluice_runtime::app::{App, AppHandle, AppState};
 
 use super::Progress;
-use super::resume::{latest_topology, runtime};
+use super::resume::{forget_group, latest_topology, runtime};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::output::{json_number, print_line};
 
@@ -55,11 +55,24 @@ fn app(data: &Path, instance: &str) -> CliResult<App> {
     App::new(APP, latest_topology(INPUT)?, config).map_err(runtime)
 }
 
-/// Polls `done` until it holds; fails as soon as one of the instances is in Error.
+/// Longest wait for one step; past it the benchmark fails instead of hanging.
+const STEP_BOUND: Duration = Duration::from_secs(600);
+
+/// Polls `done` until it holds; fails as soon as one of the instances is in Error, or after
+/// [`STEP_BOUND`].
 fn wait_for(handles: &[&AppHandle], mut done: impl FnMut() -> CliResult<bool>) -> CliResult {
+    let started = Instant::now();
     while !done()? {
         if let Some(h) = handles.iter().find(|h| h.state() == AppState::Error) {
-            return Err(CliError::Failed(h.error().unwrap_or_default()));
+            return Err(CliError::Failed(format!(
+                "an app instance failed: {}",
+                h.error().unwrap_or_else(|| "no reason given".into())
+            )));
+        }
+        if started.elapsed() > STEP_BOUND {
+            return Err(CliError::Failed(format!(
+                "the rebalance did not settle within {STEP_BOUND:?}"
+            )));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -102,6 +115,7 @@ pub fn run(data: &Path, args: &PerfRebalanceArgs) -> CliResult {
             broker.delete_topic(&topic)?;
         }
     }
+    forget_group(&broker, APP)?;
     let state = data.join("perf-rebalance-state");
     if state.exists() {
         std::fs::remove_dir_all(&state).map_err(CliError::io("removing old benchmark state"))?;

@@ -53,6 +53,18 @@ pub struct PerfResumeArgs {
     pub child: bool,
 }
 
+/// Forgets what an earlier run of the benchmark committed for `group` (offsets of a topic
+/// since recreated would make the app look caught up before it has read anything).
+pub(super) fn forget_group(broker: &Broker, group: &str) -> CliResult {
+    for (_, result) in broker.delete_groups(&[group]) {
+        match result {
+            Ok(()) | Err(sluice_log::Error::GroupIdNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// Keeps the latest value of each key.
 #[derive(Debug)]
 pub(super) struct Latest;
@@ -161,6 +173,7 @@ fn parent(data: &Path, args: &PerfResumeArgs) -> CliResult<String> {
                 broker.delete_topic(&topic)?;
             }
         }
+        forget_group(&broker, APP)?;
         broker.create_topic(
             INPUT,
             TopicConfig::default().with_partitions(args.partitions),
