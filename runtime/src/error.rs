@@ -134,3 +134,112 @@ pub enum Error {
     #[error("illegal state: {0}")]
     IllegalState(String),
 }
+
+/// What a stream thread does about an error (docs/architecture.md §3.2): one class per error,
+/// one recovery per class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The broker fenced the thread's producer epoch (its transaction outlived the timeout,
+    /// or a newer incarnation took the transactional id): a new producer, and the tasks start
+    /// again from what is committed.
+    Fenced,
+    /// The group moved on (a new generation, or the member is unknown): abort what is open
+    /// and follow the group.
+    Migrated,
+    /// Nothing to recover: the thread stops and the app goes to `Error`.
+    Fatal,
+}
+
+impl Error {
+    /// How a stream thread recovers from this error. A delivery failure is classed by its
+    /// cause.
+    pub fn class(&self) -> ErrorClass {
+        use sluice_log::Error as Log;
+        let Error::Log(log) = self else {
+            return ErrorClass::Fatal;
+        };
+        let log = match log {
+            Log::Delivery { source, .. } => source.as_ref(),
+            other => other,
+        };
+        match log {
+            Log::ProducerFenced { .. } | Log::TxnProducerFenced { .. } => ErrorClass::Fenced,
+            Log::IllegalGeneration { .. }
+            | Log::UnknownMemberId { .. }
+            | Log::RebalanceInProgress { .. } => ErrorClass::Migrated,
+            _ => ErrorClass::Fatal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{Error, ErrorClass};
+    use sluice_log::Error as Log;
+
+    fn fenced() -> Log {
+        Log::ProducerFenced {
+            topic: "t".into(),
+            partition: 0,
+            producer_id: 7,
+            epoch: 1,
+            current_epoch: 2,
+        }
+    }
+
+    #[test]
+    fn fenced_errors_are_fenced_also_inside_a_delivery_failure() {
+        assert_eq!(Error::Log(fenced()).class(), ErrorClass::Fenced);
+        let txn = Log::TxnProducerFenced {
+            transactional_id: "app-1-0".into(),
+            producer_id: 7,
+            epoch: 1,
+            current_epoch: 2,
+        };
+        assert_eq!(Error::Log(txn).class(), ErrorClass::Fenced);
+        let delivery = Log::Delivery {
+            topic: "t".into(),
+            partition: 0,
+            source: Arc::new(fenced()),
+        };
+        assert_eq!(Error::Log(delivery).class(), ErrorClass::Fenced);
+    }
+
+    #[test]
+    fn a_group_that_moved_on_is_migrated() {
+        let errors = [
+            Log::IllegalGeneration {
+                group: "app".into(),
+                generation: 3,
+                current: 4,
+            },
+            Log::UnknownMemberId {
+                group: "app".into(),
+                member_id: "m-1".into(),
+            },
+            Log::RebalanceInProgress {
+                group: "app".into(),
+            },
+        ];
+        for e in errors {
+            assert_eq!(Error::Log(e).class(), ErrorClass::Migrated);
+        }
+    }
+
+    #[test]
+    fn everything_else_is_fatal() {
+        let unknown = Log::UnknownTopic { topic: "t".into() };
+        assert_eq!(Error::Log(unknown).class(), ErrorClass::Fatal);
+        assert_eq!(Error::IllegalState("x".into()).class(), ErrorClass::Fatal);
+        // A delivery failure for another reason than fencing stops the thread too.
+        let delivery = Log::Delivery {
+            topic: "t".into(),
+            partition: 0,
+            source: Arc::new(Log::UnknownTopic { topic: "t".into() }),
+        };
+        assert_eq!(Error::Log(delivery).class(), ErrorClass::Fatal);
+    }
+}

@@ -23,5 +23,5 @@ pub mod testkit;
 pub mod topology;
 
 pub use config::{AppConfig, DeserializationHandler, ProcessingGuarantee};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorClass, Result};
 pub use sluice_log as log;

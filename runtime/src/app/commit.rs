@@ -8,25 +8,13 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use sluice_log::{DeliveryFuture, Error as LogError, TopicPartition};
+use sluice_log::{DeliveryFuture, TopicPartition};
 
 use super::thread::StreamThread;
 use crate::config::CrashPoint;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::state::{StoreName, WriteOverlay, changelog_records};
 use crate::task::TaskId;
-
-/// Whether `error` means the thread's tasks may have moved to another member.
-fn migrated(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Log(
-            LogError::IllegalGeneration { .. }
-                | LogError::UnknownMemberId { .. }
-                | LogError::RebalanceInProgress { .. }
-        )
-    )
-}
 
 impl StreamThread {
     /// Commits what was processed since the last commit, if anything.
@@ -40,7 +28,7 @@ impl StreamThread {
             Ok(()) => {
                 self.ctx.shared.metrics.committed(started.elapsed());
             }
-            Err(e) if migrated(&e) => {
+            Err(e) if e.class() == ErrorClass::Migrated => {
                 tracing::info!(error = %e, thread = %self.transactional_id, "commit refused: the group moved on; aborting and rejoining");
                 self.abort()?;
                 if !self.ctx.shared.shutdown_requested() {

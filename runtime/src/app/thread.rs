@@ -20,7 +20,7 @@ use sluice_log::{
 use super::setup::TopicPlan;
 use super::shared::{Shared, ThreadState};
 use crate::config::{AppConfig, CrashPoint, ProcessingGuarantee};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::processor::processor_failed;
 use crate::state::StateDb;
 use crate::task::{Task, TaskId};
@@ -80,19 +80,6 @@ fn producer_config(ctx: &ThreadContext, transactional_id: &str) -> ProducerConfi
         ProcessingGuarantee::ExactlyOnce => config.with_transactional_id(transactional_id),
         ProcessingGuarantee::AtLeastOnce => config,
     }
-}
-
-/// Whether `error` says the broker fenced this producer's epoch.
-fn fenced(error: &Error) -> bool {
-    let log = match error {
-        Error::Log(sluice_log::Error::Delivery { source, .. }) => source.as_ref(),
-        Error::Log(e) => e,
-        _ => return false,
-    };
-    matches!(
-        log,
-        sluice_log::Error::ProducerFenced { .. } | sluice_log::Error::TxnProducerFenced { .. }
-    )
 }
 
 /// A panic payload as text.
@@ -215,7 +202,7 @@ impl StreamThread {
                 return Ok(());
             }
             match self.step(interval) {
-                Err(e) if fenced(&e) => self.recover_fenced(&e)?,
+                Err(e) if e.class() == ErrorClass::Fenced => self.recover_fenced(&e)?,
                 other => other?,
             }
         }
