@@ -98,10 +98,12 @@ impl KafkaCluster {
     /// request), so a wrong address or a refused login fails here, with librdkafka's
     /// reason, rather than at the first use.
     pub fn connect(config: KafkaConfig) -> Result<Self> {
-        let admin: AdminClient<DefaultClientContext> = config
-            .client_config()
-            .create()
-            .map_err(KafkaClusterError::Config)?;
+        let mut client = config.client_config();
+        // `offsets` reports the high watermark (ListOffsets under read_uncommitted), as the
+        // embedded broker does; librdkafka's default would be the last stable offset.
+        client.set("isolation.level", "read_uncommitted");
+        let admin: AdminClient<DefaultClientContext> =
+            client.create().map_err(KafkaClusterError::Config)?;
         let cluster = Self {
             admin: Arc::new(admin),
             config,
@@ -245,14 +247,12 @@ impl KafkaCluster {
             }
         }
         .map_err(|source| match source.rdkafka_error_code() {
-            Some(code @ RDKafkaErrorCode::UnknownTopicOrPartition) => {
-                KafkaClusterError::Partition {
-                    call: "listing offsets of",
-                    topic: topic.to_string(),
-                    partition,
-                    code,
-                }
-            }
+            Some(code) if crate::error::is_unknown_topic(code) => KafkaClusterError::Partition {
+                call: "listing offsets of",
+                topic: topic.to_string(),
+                partition,
+                code,
+            },
             _ => KafkaClusterError::Client {
                 call: format!("listing offsets of {topic}-{partition}"),
                 source,

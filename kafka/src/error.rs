@@ -2,6 +2,7 @@
 //! about, with librdkafka's error or the cluster's error code.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use sluice_log::cluster::{ClusterError, ErrorClass};
 
 /// Result alias of sluice-kafka.
 pub type Result<T, E = KafkaClusterError> = std::result::Result<T, E>;
@@ -52,6 +53,14 @@ pub enum KafkaClusterError {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// A consumer call about a partition it was not given.
+    #[error("partition {topic}-{partition} is not assigned to this consumer")]
+    NotAssigned {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
     /// An answer without the topic asked about.
     #[error("{call} `{topic}`: the cluster's answer does not mention it")]
     MissingFromAnswer {
@@ -75,7 +84,43 @@ impl KafkaClusterError {
         match self {
             Self::Topic { code, .. } | Self::Partition { code, .. } => Some(*code),
             Self::Client { source, .. } | Self::Config(source) => source.rdkafka_error_code(),
-            Self::MissingFromAnswer { .. } | Self::Timeout { .. } => None,
+            Self::MissingFromAnswer { .. } | Self::Timeout { .. } | Self::NotAssigned { .. } => {
+                None
+            }
         }
     }
+}
+
+impl ClusterError for KafkaClusterError {
+    fn class(&self) -> ErrorClass {
+        match self.code() {
+            Some(
+                RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch,
+            ) => ErrorClass::Fenced,
+            Some(
+                RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId
+                | RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::FencedInstanceId,
+            ) => ErrorClass::Migrated,
+            _ => ErrorClass::Fatal,
+        }
+    }
+
+    fn is_unknown_topic(&self) -> bool {
+        self.code().is_some_and(is_unknown_topic)
+    }
+}
+
+/// Whether `code` says a topic or partition does not exist: the cluster's own code, or
+/// librdkafka's local ones (it answers those from its metadata without asking).
+pub(crate) fn is_unknown_topic(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+    )
 }

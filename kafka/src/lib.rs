@@ -3,11 +3,15 @@
 //!
 //! [`KafkaCluster::connect`] takes any librdkafka property ([`KafkaConfig::set`]):
 //! `bootstrap.servers`, `security.protocol`, `sasl.mechanism` and the rest, so SSL and SASL
-//! clusters work as they do for any librdkafka client. What is built so far is the admin
-//! side the runtime needs to start an app on a cluster: partition counts, creating its
-//! internal topics with Kafka configs (changelogs compacted), deleting topics, and a
-//! partition's earliest and latest offsets. The runtime's `Cluster` backend (consumer,
-//! transactional producer, group member) is the next step: docs/architecture.md §8.
+//! clusters work as they do for any librdkafka client. Built so far:
+//! - the admin side the runtime needs to start an app on a cluster: partition counts,
+//!   creating its internal topics with Kafka configs (changelogs compacted), deleting
+//!   topics, and a partition's earliest offset and high watermark;
+//! - [`KafkaConsumer`]: the runtime's assign-mode, read_committed consumer;
+//! - both as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`.
+//!
+//! The transactional producer and the group member are the next step
+//! (docs/architecture.md §8).
 //!
 //! ```no_run
 //! use sluice_kafka::{KafkaCluster, KafkaConfig, TopicSpec};
@@ -20,10 +24,14 @@
 //! ```
 
 mod admin;
+mod cluster;
 mod config;
+mod consumer;
 mod error;
 
 pub use admin::{Created, KafkaCluster, PartitionOffsets, TopicSpec};
+pub use cluster::internal_topic_spec;
 pub use config::KafkaConfig;
+pub use consumer::{KafkaConsumer, LAG_STATS_INTERVAL_MS};
 pub use error::{KafkaClusterError, Result};
 pub use rdkafka;

@@ -32,6 +32,7 @@
 pub mod batch;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod crash_image;
 pub mod error;
 pub mod group;

@@ -136,38 +136,17 @@ pub enum Error {
 }
 
 /// What a stream thread does about an error (docs/architecture.md §3.2): one class per error,
-/// one recovery per class.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorClass {
-    /// The broker fenced the thread's producer epoch (its transaction outlived the timeout,
-    /// or a newer incarnation took the transactional id): a new producer, and the tasks start
-    /// again from what is committed.
-    Fenced,
-    /// The group moved on (a new generation, or the member is unknown): abort what is open
-    /// and follow the group.
-    Migrated,
-    /// Nothing to recover: the thread stops and the app goes to `Error`.
-    Fatal,
-}
+/// one recovery per class. Defined with the cluster seam, so both backends class their own
+/// errors.
+pub use sluice_log::cluster::ErrorClass;
 
 impl Error {
     /// How a stream thread recovers from this error. A delivery failure is classed by its
     /// cause.
     pub fn class(&self) -> ErrorClass {
-        use sluice_log::Error as Log;
-        let Error::Log(log) = self else {
-            return ErrorClass::Fatal;
-        };
-        let log = match log {
-            Log::Delivery { source, .. } => source.as_ref(),
-            other => other,
-        };
-        match log {
-            Log::ProducerFenced { .. } | Log::TxnProducerFenced { .. } => ErrorClass::Fenced,
-            Log::IllegalGeneration { .. }
-            | Log::UnknownMemberId { .. }
-            | Log::RebalanceInProgress { .. } => ErrorClass::Migrated,
+        use sluice_log::cluster::ClusterError;
+        match self {
+            Error::Log(log) => log.class(),
             _ => ErrorClass::Fatal,
         }
     }

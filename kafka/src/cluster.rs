@@ -1,0 +1,82 @@
+//! [`KafkaCluster`] as a backend of the runtime's seam (`sluice_log::cluster::Cluster`):
+//! the admin calls map onto sluice-kafka's own, internal topics get Kafka configs for
+//! their kind, and consumers are [`KafkaConsumer`]s sharing the cluster's config.
+
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Cluster, ConsumerSpec, InternalTopic, InternalTopicKind, OffsetAt};
+
+use crate::admin::{KafkaCluster, TopicSpec};
+use crate::consumer::KafkaConsumer;
+use crate::error::KafkaClusterError;
+
+/// The topic configs of an internal topic of `kind` with `partitions` partitions (`-1`: the
+/// cluster's `num.partitions`).
+pub fn internal_topic_spec(kind: InternalTopicKind, partitions: i32) -> TopicSpec {
+    match kind {
+        // Compacted, as Kafka Streams creates changelogs: the newest value of every key stays.
+        InternalTopicKind::Changelog => TopicSpec::changelog(partitions),
+        // Deleted by the cluster's retention (`retention.ms`, 7 days by default): the
+        // runtime does not purge what it has read yet.
+        InternalTopicKind::Repartition => {
+            TopicSpec::new(partitions).with_config("cleanup.policy", "delete")
+        }
+        InternalTopicKind::DeadLetter => TopicSpec::new(partitions),
+    }
+}
+
+impl Cluster for KafkaCluster {
+    type Error = KafkaClusterError;
+    type Consumer = KafkaConsumer;
+
+    fn partition_count(&self, topic: &str) -> Result<Option<i32>, KafkaClusterError> {
+        KafkaCluster::partition_count(self, topic)
+    }
+
+    fn create_internal_topic(
+        &self,
+        topic: &str,
+        spec: &InternalTopic,
+    ) -> Result<(), KafkaClusterError> {
+        let topic_spec = internal_topic_spec(spec.kind, spec.partitions.unwrap_or(-1));
+        self.create_topic(topic, &topic_spec).map(|_| ())
+    }
+
+    fn list_offset(&self, tp: &TopicPartition, at: OffsetAt) -> Result<i64, KafkaClusterError> {
+        let offsets = self.offsets(&tp.topic, tp.partition)?;
+        Ok(match at {
+            OffsetAt::Earliest => offsets.earliest,
+            OffsetAt::Latest => offsets.latest,
+        })
+    }
+
+    fn consumer(&self, spec: &ConsumerSpec) -> Result<KafkaConsumer, KafkaClusterError> {
+        KafkaConsumer::new(self.config(), spec)
+    }
+}
+
+impl sluice_log::cluster::ClusterConsumer for KafkaConsumer {
+    type Error = KafkaClusterError;
+
+    fn assign(&mut self, at: &[(TopicPartition, i64)]) -> Result<(), KafkaClusterError> {
+        KafkaConsumer::assign(self, at)
+    }
+
+    fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), KafkaClusterError> {
+        KafkaConsumer::seek(self, tp, offset)
+    }
+
+    fn poll(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<sluice_log::ConsumerRecord>, KafkaClusterError> {
+        KafkaConsumer::poll(self, timeout)
+    }
+
+    fn position(&mut self, tp: &TopicPartition) -> Result<i64, KafkaClusterError> {
+        KafkaConsumer::position(self, tp)
+    }
+
+    fn current_lag(&mut self, tp: &TopicPartition) -> Result<Option<i64>, KafkaClusterError> {
+        KafkaConsumer::current_lag(self, tp)
+    }
+}

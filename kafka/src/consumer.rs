@@ -1,0 +1,268 @@
+//! [`KafkaConsumer`]: the runtime's assign-mode consumer on librdkafka (no group, no
+//! committing), the Kafka side of `sluice_log::cluster::ClusterConsumer`.
+//!
+//! - Records are copied out of librdkafka's buffers into the log crate's `ConsumerRecord`, so
+//!   the runtime sees one record type whatever the backend.
+//! - Position: librdkafka serves transaction markers to its own poll loop, which moves the
+//!   position over them without returning them, so once every readable record has been
+//!   polled the position reaches the end (tested against Kafka 4.4 and `sluice broker`).
+//!   After an assign or a seek, and before the first record, librdkafka reports no position;
+//!   then the offset given is the position.
+//! - Lag without a network call: librdkafka's statistics (every `LAG_STATS_INTERVAL_MS`)
+//!   carry each partition's last stable offset (read_committed) or high watermark as its
+//!   last fetch reported them; lag is that end minus the position. It is at most one
+//!   interval old.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_log::batch::Header;
+use sluice_log::cluster::ConsumerSpec;
+use sluice_log::{ConsumerRecord, IsolationLevel, OffsetReset, TopicPartition};
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaClusterError, Result};
+
+/// How often librdkafka reports the partition ends that lag is computed from.
+pub const LAG_STATS_INTERVAL_MS: u64 = 100;
+
+/// Keeps, per partition, the end the last fetch reported.
+struct LagContext {
+    read_committed: bool,
+    ends: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self.ends.lock().unwrap_or_else(PoisonError::into_inner);
+        for (name, topic) in statistics.topics {
+            for (partition, stats) in topic.partitions {
+                let end = if self.read_committed {
+                    stats.ls_offset
+                } else {
+                    stats.hi_offset
+                };
+                // -1 is librdkafka's internal "no partition"; negative ends are "unknown".
+                if partition >= 0 && end >= 0 {
+                    ends.insert((name.clone(), partition), end);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// A consumer of the partitions it is given, read_committed or not, on a Kafka cluster.
+pub struct KafkaConsumer {
+    consumer: BaseConsumer<LagContext>,
+    /// The assignment, in order, and where each partition was last assigned or sought.
+    starts: Vec<(TopicPartition, i64)>,
+    topic_names: HashMap<String, Arc<str>>,
+    max_poll_records: usize,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("assignment", &self.starts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaConsumer {
+    /// A consumer with no assignment on the cluster `config` names, reading as `spec` says.
+    /// Properties in `config` pass through; the ones this consumer depends on are set last.
+    pub fn new(config: &KafkaConfig, spec: &ConsumerSpec) -> Result<Self> {
+        let read_committed = spec.isolation == IsolationLevel::ReadCommitted;
+        let mut client = config.client_config();
+        client
+            .set("client.id", &spec.client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set(
+                "isolation.level",
+                if read_committed {
+                    "read_committed"
+                } else {
+                    "read_uncommitted"
+                },
+            )
+            .set(
+                "auto.offset.reset",
+                match spec.reset {
+                    OffsetReset::Earliest => "earliest",
+                    OffsetReset::Latest => "latest",
+                    OffsetReset::None => "error",
+                },
+            )
+            .set("statistics.interval.ms", LAG_STATS_INTERVAL_MS.to_string());
+        if client.get("group.id").is_none() {
+            // librdkafka wants one for a consumer handle even when it never joins a group.
+            client.set("group.id", format!("{}-assign-only", spec.client_id));
+        }
+        let context = LagContext {
+            read_committed,
+            ends: Mutex::new(HashMap::new()),
+        };
+        let consumer = client
+            .create_with_context(context)
+            .map_err(KafkaClusterError::Config)?;
+        Ok(Self {
+            consumer,
+            starts: Vec::new(),
+            topic_names: HashMap::new(),
+            max_poll_records: spec.max_poll_records.max(1),
+        })
+    }
+
+    /// The assigned partitions, in the order given.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.starts.iter().map(|(tp, _)| tp.clone()).collect()
+    }
+
+    /// Replaces the assignment: exactly these partitions, each read from the offset given.
+    pub fn assign(&mut self, at: &[(TopicPartition, i64)]) -> Result<()> {
+        let mut list = TopicPartitionList::with_capacity(at.len());
+        for (tp, offset) in at {
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(KafkaClusterError::client(format!(
+                    "assigning {tp} at offset {offset}"
+                )))?;
+        }
+        self.consumer
+            .assign(&list)
+            .map_err(KafkaClusterError::client("assigning partitions"))?;
+        self.starts = at.to_vec();
+        Ok(())
+    }
+
+    /// Sets the next offset read from `tp`; records already fetched for it are dropped.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        let Some(slot) = self.starts.iter_mut().find(|(a, _)| a == tp) else {
+            return Err(not_assigned(tp));
+        };
+        slot.1 = offset;
+        // Re-assigning rather than rd_kafka_seek: a seek on a partition whose fetcher has
+        // not started yet fails with a state error, and a re-assign also purges what was
+        // fetched. The other partitions keep their positions.
+        let mut at = Vec::with_capacity(self.starts.len());
+        let starts = self.starts.clone();
+        for (other, start) in starts {
+            let from = if &other == tp {
+                start
+            } else {
+                self.position(&other)?
+            };
+            at.push((other, from));
+        }
+        self.assign(&at)
+    }
+
+    /// The next records (at most the spec's `max_poll_records`), waiting up to `timeout`
+    /// for the first. Under read_committed, never a record of an open or aborted
+    /// transaction, never a marker.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let mut records = Vec::new();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let wait = if records.is_empty() {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            let Some(next) = self.consumer.poll(wait) else {
+                if records.is_empty() && Instant::now() < deadline {
+                    // librdkafka returns early after serving an event (a marker, stats).
+                    continue;
+                }
+                return Ok(records);
+            };
+            let message = next.map_err(KafkaClusterError::client("polling"))?;
+            let topic = match self.topic_names.get(message.topic()) {
+                Some(name) => name.clone(),
+                None => {
+                    let name: Arc<str> = Arc::from(message.topic());
+                    self.topic_names
+                        .insert(message.topic().to_string(), name.clone());
+                    name
+                }
+            };
+            let headers = message.headers().map_or_else(Vec::new, |headers| {
+                headers
+                    .iter()
+                    .map(|h| Header {
+                        key: h.key.to_string(),
+                        value: h.value.map(Bytes::copy_from_slice),
+                    })
+                    .collect()
+            });
+            records.push(ConsumerRecord {
+                topic,
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp: message.timestamp().to_millis().unwrap_or(-1),
+                key: message.key().map(Bytes::copy_from_slice),
+                value: message.payload().map(Bytes::copy_from_slice),
+                headers,
+            });
+            if records.len() >= self.max_poll_records {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// The offset of the next record to read from `tp`.
+    pub fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
+        let Some((_, start)) = self.starts.iter().find(|(a, _)| a == tp) else {
+            return Err(not_assigned(tp));
+        };
+        let start = *start;
+        let positions = self
+            .consumer
+            .position()
+            .map_err(KafkaClusterError::client(format!(
+                "reading the position of {tp}"
+            )))?;
+        match positions
+            .find_partition(&tp.topic, tp.partition)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(offset)) => Ok(offset),
+            // Nothing read since the last assign or seek.
+            _ => Ok(start),
+        }
+    }
+
+    /// Records of `tp` readable beyond the position as of the last statistics; `None`
+    /// before they first mention it.
+    pub fn current_lag(&mut self, tp: &TopicPartition) -> Result<Option<i64>> {
+        let end = {
+            let ends = self
+                .consumer
+                .context()
+                .ends
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            ends.get(&(tp.topic.clone(), tp.partition)).copied()
+        };
+        let Some(end) = end else {
+            return Ok(None);
+        };
+        Ok(Some((end - self.position(tp)?).max(0)))
+    }
+}
+
+fn not_assigned(tp: &TopicPartition) -> KafkaClusterError {
+    KafkaClusterError::NotAssigned {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}

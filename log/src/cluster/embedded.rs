@@ -1,0 +1,113 @@
+//! The embedded backend of the [`Cluster`] seam: the in-process [`Broker`] and its
+//! [`Consumer`], called directly (no copies, no threads added).
+
+use std::time::Duration;
+
+use super::{
+    Cluster, ClusterConsumer, ClusterError, ConsumerSpec, ErrorClass, InternalTopic,
+    InternalTopicKind, OffsetAt,
+};
+use crate::broker::{Broker, OffsetSpec};
+use crate::client::{Consumer, ConsumerConfig, ConsumerRecord};
+use crate::error::Error;
+use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
+
+impl ClusterError for Error {
+    fn class(&self) -> ErrorClass {
+        let cause = match self {
+            Error::Delivery { source, .. } => source.as_ref(),
+            other => other,
+        };
+        match cause {
+            Error::ProducerFenced { .. } | Error::TxnProducerFenced { .. } => ErrorClass::Fenced,
+            Error::IllegalGeneration { .. }
+            | Error::UnknownMemberId { .. }
+            | Error::RebalanceInProgress { .. } => ErrorClass::Migrated,
+            _ => ErrorClass::Fatal,
+        }
+    }
+
+    fn is_unknown_topic(&self) -> bool {
+        matches!(
+            self,
+            Error::UnknownTopic { .. } | Error::UnknownPartition { .. }
+        )
+    }
+}
+
+impl Cluster for Broker {
+    type Error = Error;
+    type Consumer = Consumer;
+
+    fn partition_count(&self, topic: &str) -> Result<Option<i32>, Error> {
+        match Broker::partition_count(self, topic) {
+            Ok(n) => Ok(Some(n)),
+            Err(Error::UnknownTopic { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn create_internal_topic(&self, topic: &str, spec: &InternalTopic) -> Result<(), Error> {
+        let mut config = TopicConfig::default();
+        if let Some(n) = spec.partitions {
+            config = config.with_partitions(n);
+        }
+        if spec.kind == InternalTopicKind::Changelog {
+            config = config
+                .with_retention_ms(None)
+                .with_cleanup(CleanupPolicy::Compact);
+        }
+        match self.create_topic(topic, config) {
+            Ok(()) | Err(Error::TopicExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list_offset(&self, tp: &TopicPartition, at: OffsetAt) -> Result<i64, Error> {
+        let spec = match at {
+            OffsetAt::Earliest => OffsetSpec::Earliest,
+            OffsetAt::Latest => OffsetSpec::Latest,
+        };
+        Ok(self
+            .list_offsets(&tp.topic, tp.partition, spec)?
+            .map_or(0, |listed| listed.offset))
+    }
+
+    fn consumer(&self, spec: &ConsumerSpec) -> Result<Consumer, Error> {
+        Ok(Consumer::new(
+            self,
+            ConsumerConfig::default()
+                .with_isolation(spec.isolation)
+                .with_auto_offset_reset(spec.reset)
+                .with_max_poll_records(spec.max_poll_records.max(1)),
+        ))
+    }
+}
+
+impl ClusterConsumer for Consumer {
+    type Error = Error;
+
+    fn assign(&mut self, at: &[(TopicPartition, i64)]) -> Result<(), Error> {
+        Consumer::assign(self, at.iter().map(|(tp, _)| tp.clone()).collect())?;
+        for (tp, offset) in at {
+            Consumer::seek(self, tp, *offset)?;
+        }
+        Ok(())
+    }
+
+    fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<(), Error> {
+        Consumer::seek(self, tp, offset)
+    }
+
+    fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, Error> {
+        Consumer::poll(self, timeout)
+    }
+
+    fn position(&mut self, tp: &TopicPartition) -> Result<i64, Error> {
+        Consumer::position(self, tp)
+    }
+
+    fn current_lag(&mut self, tp: &TopicPartition) -> Result<Option<i64>, Error> {
+        Consumer::current_lag(self, tp)
+    }
+}
