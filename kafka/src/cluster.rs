@@ -2,12 +2,17 @@
 //! the admin calls map onto sluice-kafka's own, internal topics get Kafka configs for
 //! their kind, and consumers are [`KafkaConsumer`]s sharing the cluster's config.
 
+use rdkafka::consumer::ConsumerGroupMetadata;
+use sluice_log::ProducerRecord;
 use sluice_log::TopicPartition;
-use sluice_log::cluster::{Cluster, ConsumerSpec, InternalTopic, InternalTopicKind, OffsetAt};
+use sluice_log::cluster::{
+    Cluster, ConsumerSpec, InternalTopic, InternalTopicKind, OffsetAt, ProducerSpec, TxnProducer,
+};
 
 use crate::admin::{KafkaCluster, TopicSpec};
 use crate::consumer::KafkaConsumer;
 use crate::error::KafkaClusterError;
+use crate::producer::{KafkaDelivery, KafkaProducer};
 
 /// The topic configs of an internal topic of `kind` with `partitions` partitions (`-1`: the
 /// cluster's `num.partitions`).
@@ -27,6 +32,7 @@ pub fn internal_topic_spec(kind: InternalTopicKind, partitions: i32) -> TopicSpe
 impl Cluster for KafkaCluster {
     type Error = KafkaClusterError;
     type Consumer = KafkaConsumer;
+    type Producer = KafkaProducer;
 
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, KafkaClusterError> {
         KafkaCluster::partition_count(self, topic)
@@ -51,6 +57,56 @@ impl Cluster for KafkaCluster {
 
     fn consumer(&self, spec: &ConsumerSpec) -> Result<KafkaConsumer, KafkaClusterError> {
         KafkaConsumer::new(self.config(), spec)
+    }
+
+    fn producer(&self, spec: &ProducerSpec) -> Result<KafkaProducer, KafkaClusterError> {
+        KafkaProducer::new(self.config(), spec)
+    }
+}
+
+impl TxnProducer for KafkaProducer {
+    type Error = KafkaClusterError;
+    type Delivery = KafkaDelivery;
+    type GroupMetadata = ConsumerGroupMetadata;
+
+    fn init_transactions(&mut self) -> Result<(), KafkaClusterError> {
+        KafkaProducer::init_transactions(self)
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), KafkaClusterError> {
+        KafkaProducer::begin_transaction(self)
+    }
+
+    fn send(&mut self, record: ProducerRecord) -> Result<(), KafkaClusterError> {
+        KafkaProducer::send(self, &record)
+    }
+
+    fn send_tracked(&mut self, record: ProducerRecord) -> Result<KafkaDelivery, KafkaClusterError> {
+        KafkaProducer::send_tracked(self, &record)
+    }
+
+    fn flush(&mut self) -> Result<(), KafkaClusterError> {
+        KafkaProducer::flush(self)
+    }
+
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), KafkaClusterError> {
+        KafkaProducer::send_offsets_to_transaction(self, offsets, group)
+    }
+
+    fn commit_transaction(&mut self) -> Result<(), KafkaClusterError> {
+        KafkaProducer::commit_transaction(self)
+    }
+
+    fn abort_transaction(&mut self) -> Result<(), KafkaClusterError> {
+        KafkaProducer::abort_transaction(self)
+    }
+
+    fn close(self) -> Result<(), KafkaClusterError> {
+        KafkaProducer::close(self)
     }
 }
 

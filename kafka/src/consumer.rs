@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, ConsumerGroupMetadata};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -66,6 +66,7 @@ pub struct KafkaConsumer {
     starts: Vec<(TopicPartition, i64)>,
     topic_names: HashMap<String, Arc<str>>,
     max_poll_records: usize,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -120,7 +121,42 @@ impl KafkaConsumer {
             starts: Vec::new(),
             topic_names: HashMap::new(),
             max_poll_records: spec.max_poll_records.max(1),
+            timeout: config.timeout(),
         })
+    }
+
+    /// Who this consumer is in its group (`group.id`, from the config or
+    /// `<client id>-assign-only`), for `send_offsets_to_transaction`; an assign-mode consumer
+    /// is no member, so its generation is -1.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
+
+    /// The group's committed offsets of `tps` (`None`: nothing committed), waiting for
+    /// transactional commits in flight (librdkafka asks with `require_stable` under
+    /// read_committed).
+    pub fn committed(&self, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let mut list = TopicPartitionList::with_capacity(tps.len());
+        for tp in tps {
+            list.add_partition(&tp.topic, tp.partition);
+        }
+        let answer = self
+            .consumer
+            .committed_offsets(list, self.timeout)
+            .map_err(KafkaClusterError::client("fetching committed offsets"))?;
+        Ok(tps
+            .iter()
+            .map(|tp| {
+                let offset = match answer
+                    .find_partition(&tp.topic, tp.partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                };
+                (tp.clone(), offset)
+            })
+            .collect())
     }
 
     /// The assigned partitions, in the order given.

@@ -61,6 +61,12 @@ pub enum KafkaClusterError {
         /// The partition.
         partition: i32,
     },
+    /// A tracked record's offset was asked before a flush reported its delivery.
+    #[error("{call}: no delivery report yet (flush first)")]
+    NotDelivered {
+        /// Which record.
+        call: String,
+    },
     /// An answer without the topic asked about.
     #[error("{call} `{topic}`: the cluster's answer does not mention it")]
     MissingFromAnswer {
@@ -84,9 +90,10 @@ impl KafkaClusterError {
         match self {
             Self::Topic { code, .. } | Self::Partition { code, .. } => Some(*code),
             Self::Client { source, .. } | Self::Config(source) => source.rdkafka_error_code(),
-            Self::MissingFromAnswer { .. } | Self::Timeout { .. } | Self::NotAssigned { .. } => {
-                None
-            }
+            Self::MissingFromAnswer { .. }
+            | Self::Timeout { .. }
+            | Self::NotAssigned { .. }
+            | Self::NotDelivered { .. } => None,
         }
     }
 }

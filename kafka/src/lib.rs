@@ -8,10 +8,11 @@
 //!   creating its internal topics with Kafka configs (changelogs compacted), deleting
 //!   topics, and a partition's earliest offset and high watermark;
 //! - [`KafkaConsumer`]: the runtime's assign-mode, read_committed consumer;
-//! - both as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`.
+//! - [`KafkaProducer`]: its transactional producer (tracked deliveries, offsets sent to the
+//!   transaction with the group's metadata, fencing classed as `Fenced`);
+//! - all three as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`.
 //!
-//! The transactional producer and the group member are the next step
-//! (docs/architecture.md §8).
+//! The group member is the next step (docs/architecture.md §8).
 //!
 //! ```no_run
 //! use sluice_kafka::{KafkaCluster, KafkaConfig, TopicSpec};
@@ -28,10 +29,12 @@ mod cluster;
 mod config;
 mod consumer;
 mod error;
+mod producer;
 
 pub use admin::{Created, KafkaCluster, PartitionOffsets, TopicSpec};
 pub use cluster::internal_topic_spec;
 pub use config::KafkaConfig;
 pub use consumer::{KafkaConsumer, LAG_STATS_INTERVAL_MS};
 pub use error::{KafkaClusterError, Result};
+pub use producer::{KafkaDelivery, KafkaProducer};
 pub use rdkafka;

@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 use super::{
-    Cluster, ClusterConsumer, ClusterError, ConsumerSpec, ErrorClass, InternalTopic,
-    InternalTopicKind, OffsetAt,
+    Cluster, ClusterConsumer, ClusterError, ConsumerSpec, Delivery, ErrorClass, InternalTopic,
+    InternalTopicKind, OffsetAt, ProducerSpec, TxnProducer,
 };
 use crate::broker::{Broker, OffsetSpec};
-use crate::client::{Consumer, ConsumerConfig, ConsumerRecord};
+use crate::client::{
+    Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupMetadata, Producer,
+    ProducerConfig, ProducerRecord,
+};
 use crate::error::Error;
 use crate::topic::{CleanupPolicy, TopicConfig, TopicPartition};
 
@@ -38,6 +41,7 @@ impl ClusterError for Error {
 impl Cluster for Broker {
     type Error = Error;
     type Consumer = Consumer;
+    type Producer = Producer;
 
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, Error> {
         match Broker::partition_count(self, topic) {
@@ -81,6 +85,72 @@ impl Cluster for Broker {
                 .with_auto_offset_reset(spec.reset)
                 .with_max_poll_records(spec.max_poll_records.max(1)),
         ))
+    }
+
+    fn producer(&self, spec: &ProducerSpec) -> Result<Producer, Error> {
+        Producer::new(
+            self,
+            ProducerConfig::default()
+                .with_transactional_id(spec.transactional_id.clone())
+                .with_transaction_timeout(spec.transaction_timeout)
+                .with_linger_ms(u64::try_from(spec.linger.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+}
+
+impl Delivery for DeliveryFuture {
+    type Error = Error;
+
+    fn offset(self) -> Result<i64, Error> {
+        Ok(self.wait()?.offset)
+    }
+}
+
+impl TxnProducer for Producer {
+    type Error = Error;
+    type Delivery = DeliveryFuture;
+    type GroupMetadata = GroupMetadata;
+
+    fn init_transactions(&mut self) -> Result<(), Error> {
+        Producer::init_transactions(self)
+    }
+
+    fn begin_transaction(&mut self) -> Result<(), Error> {
+        Producer::begin_transaction(self)
+    }
+
+    fn send(&mut self, record: ProducerRecord) -> Result<(), Error> {
+        // A failure reaches the next flush or commit; the future is not needed.
+        drop(Producer::send(self, record)?);
+        Ok(())
+    }
+
+    fn send_tracked(&mut self, record: ProducerRecord) -> Result<DeliveryFuture, Error> {
+        Producer::send(self, record)
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        Producer::flush(self)
+    }
+
+    fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+        group: &GroupMetadata,
+    ) -> Result<(), Error> {
+        Producer::send_offsets_to_transaction(self, offsets, group)
+    }
+
+    fn commit_transaction(&mut self) -> Result<(), Error> {
+        Producer::commit_transaction(self)
+    }
+
+    fn abort_transaction(&mut self) -> Result<(), Error> {
+        Producer::abort_transaction(self)
+    }
+
+    fn close(self) -> Result<(), Error> {
+        Producer::close(self)
     }
 }
 

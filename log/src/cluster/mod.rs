@@ -6,10 +6,14 @@
 //! read_committed, steps over transaction markers and reports its lag without a network
 //! call. Records keep this crate's types ([`ConsumerRecord`], [`TopicPartition`]).
 //!
-//! The group member and the transactional producer join the seam next; until then the
-//! runtime calls the embedded broker's clients directly for those.
+//! The transactional producer ([`TxnProducer`]) is in the seam too; the group member comes
+//! next. The runtime does not call the seam yet: it still calls the embedded broker's
+//! clients directly.
 
 mod embedded;
+mod producer;
+
+pub use producer::{Delivery, ProducerSpec, TxnProducer};
 
 use std::time::Duration;
 
@@ -113,6 +117,8 @@ pub trait Cluster: Clone + Send + Sync + 'static {
     type Error: ClusterError;
     /// Its assign-mode consumer.
     type Consumer: ClusterConsumer<Error = Self::Error>;
+    /// Its transactional producer.
+    type Producer: TxnProducer<Error = Self::Error>;
 
     /// How many partitions `topic` has; `None` when there is no such topic. Never creates it.
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, Self::Error>;
@@ -126,6 +132,9 @@ pub trait Cluster: Clone + Send + Sync + 'static {
 
     /// A new consumer with no assignment.
     fn consumer(&self, spec: &ConsumerSpec) -> Result<Self::Consumer, Self::Error>;
+
+    /// A new transactional producer; call `init_transactions` before the first transaction.
+    fn producer(&self, spec: &ProducerSpec) -> Result<Self::Producer, Self::Error>;
 }
 
 /// A consumer of partitions it is given (no group): one per thread, used with `&mut`.

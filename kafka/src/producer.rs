@@ -1,0 +1,333 @@
+//! [`KafkaProducer`]: the runtime's transactional producer on librdkafka, the Kafka side of
+//! `sluice_log::cluster::TxnProducer`.
+//!
+//! - A `BaseProducer`: only its stream thread uses it, and `flush` and the transaction calls
+//!   serve the delivery reports on that thread.
+//! - Deliveries: a record sent with `send_tracked` carries a slot number; its report fills
+//!   the slot, read by [`KafkaDelivery::offset`] after a flush. Every failed report, tracked
+//!   or not, is kept as the first failure, which the next `flush` returns.
+//! - `partitioner=murmur2_random`: records without a partition (dead letters) go where the
+//!   Java client and the embedded log put them.
+//! - An abort first flushes, serving the delivery reports librdkafka's abort waits for.
+//! - A commit that fails because a record failed, or that librdkafka says needs an abort,
+//!   aborts the transaction before returning the error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_log::cluster::{Delivery, ProducerSpec};
+use sluice_log::{ProducerRecord, TopicPartition};
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaClusterError, Result};
+
+/// How many sends go by between two servings of delivery reports.
+const SERVE_EVERY: u32 = 256;
+
+/// Delivery reports as they arrive.
+#[derive(Debug, Default)]
+struct Reports {
+    /// Tracked records' outcomes, by slot.
+    tracked: HashMap<usize, std::result::Result<i64, KafkaError>>,
+    /// The first failure since the last flush: topic, partition, error.
+    first_failure: Option<(String, i32, KafkaError)>,
+}
+
+struct DeliveryContext {
+    reports: Arc<Mutex<Reports>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
+        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match result {
+            Ok(message) => Ok(message.offset()),
+            Err((error, message)) => {
+                if reports.first_failure.is_none() {
+                    reports.first_failure = Some((
+                        message.topic().to_string(),
+                        message.partition(),
+                        error.clone(),
+                    ));
+                }
+                Err(error.clone())
+            }
+        };
+        if slot != 0 {
+            reports.tracked.insert(slot, outcome);
+        }
+    }
+}
+
+/// A transactional producer on a Kafka cluster. `init_transactions` before the first
+/// transaction.
+pub struct KafkaProducer {
+    producer: BaseProducer<DeliveryContext>,
+    reports: Arc<Mutex<Reports>>,
+    transactional_id: String,
+    next_slot: usize,
+    unserved: u32,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProducer")
+            .field("transactional_id", &self.transactional_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tracked record's delivery: its offset once a flush has returned.
+#[derive(Debug)]
+pub struct KafkaDelivery {
+    slot: usize,
+    topic: String,
+    partition: Option<i32>,
+    reports: Arc<Mutex<Reports>>,
+}
+
+impl Delivery for KafkaDelivery {
+    type Error = KafkaClusterError;
+
+    fn offset(self) -> Result<i64> {
+        let outcome = self
+            .reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tracked
+            .remove(&self.slot);
+        let call = || match self.partition {
+            Some(p) => format!("delivering a record to {}-{p}", self.topic),
+            None => format!("delivering a record to `{}`", self.topic),
+        };
+        match outcome {
+            Some(Ok(offset)) => Ok(offset),
+            Some(Err(source)) => Err(KafkaClusterError::Client {
+                call: call(),
+                source,
+            }),
+            None => Err(KafkaClusterError::NotDelivered { call: call() }),
+        }
+    }
+}
+
+impl KafkaProducer {
+    /// A transactional producer on the cluster `config` names. Properties in `config` pass
+    /// through; the ones the runtime depends on are set last.
+    pub fn new(config: &KafkaConfig, spec: &ProducerSpec) -> Result<Self> {
+        let mut client = config.client_config();
+        client
+            .set("client.id", &spec.client_id)
+            .set("transactional.id", &spec.transactional_id)
+            .set(
+                "transaction.timeout.ms",
+                spec.transaction_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", spec.linger.as_millis().to_string())
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random");
+        let reports = Arc::new(Mutex::new(Reports::default()));
+        let producer = client
+            .create_with_context(DeliveryContext {
+                reports: Arc::clone(&reports),
+            })
+            .map_err(KafkaClusterError::Config)?;
+        Ok(Self {
+            producer,
+            reports,
+            transactional_id: spec.transactional_id.clone(),
+            next_slot: 1,
+            unserved: 0,
+            timeout: config.timeout().max(spec.transaction_timeout),
+        })
+    }
+
+    fn call(&self, what: &str) -> impl FnOnce(KafkaError) -> KafkaClusterError + use<> {
+        KafkaClusterError::client(format!(
+            "{what} (transactional id `{}`)",
+            self.transactional_id
+        ))
+    }
+
+    /// Fences any earlier producer with this transactional id and aborts its transaction.
+    pub fn init_transactions(&mut self) -> Result<()> {
+        let call = self.call("initializing transactions");
+        self.producer.init_transactions(self.timeout).map_err(call)
+    }
+
+    /// Opens a transaction.
+    pub fn begin_transaction(&mut self) -> Result<()> {
+        let call = self.call("beginning a transaction");
+        self.producer.begin_transaction().map_err(call)
+    }
+
+    fn produce(&mut self, record: &ProducerRecord, slot: usize) -> Result<()> {
+        let mut headers = None;
+        if !record.headers.is_empty() {
+            let mut owned = OwnedHeaders::new_with_capacity(record.headers.len());
+            for header in &record.headers {
+                owned = owned.insert(KafkaHeader {
+                    key: &header.key,
+                    value: header.value.as_deref(),
+                });
+            }
+            headers = Some(owned);
+        }
+        let mut base = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&record.topic, slot);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_ref());
+        }
+        if let Some(value) = &record.value {
+            base = base.payload(value.as_ref());
+        }
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
+        if let Some(timestamp) = record.timestamp {
+            base = base.timestamp(timestamp);
+        }
+        if let Some(headers) = headers {
+            base = base.headers(headers);
+        }
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => break,
+                // librdkafka's queue is full: serve reports so it drains, then try again.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if Instant::now() < deadline =>
+                {
+                    base = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((source, _)) => {
+                    return Err(KafkaClusterError::Client {
+                        call: format!("sending a record to `{}`", record.topic),
+                        source,
+                    });
+                }
+            }
+        }
+        self.unserved += 1;
+        if self.unserved >= SERVE_EVERY {
+            self.unserved = 0;
+            self.producer.poll(Duration::ZERO);
+        }
+        Ok(())
+    }
+
+    /// Sends a record in the open transaction; a failure reaches the next flush or commit.
+    pub fn send(&mut self, record: &ProducerRecord) -> Result<()> {
+        self.produce(record, 0)
+    }
+
+    /// Sends a record and keeps its delivery, to read its offset after the next flush.
+    pub fn send_tracked(&mut self, record: &ProducerRecord) -> Result<KafkaDelivery> {
+        let slot = self.next_slot;
+        self.next_slot = self.next_slot.checked_add(1).unwrap_or(1);
+        self.produce(record, slot)?;
+        Ok(KafkaDelivery {
+            slot,
+            topic: record.topic.clone(),
+            partition: record.partition,
+            reports: Arc::clone(&self.reports),
+        })
+    }
+
+    /// Waits for every record sent; the first failure since the previous flush.
+    pub fn flush(&mut self) -> Result<()> {
+        let call = self.call("flushing");
+        self.producer.flush(self.timeout).map_err(call)?;
+        self.unserved = 0;
+        let failure = self
+            .reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first_failure
+            .take();
+        match failure {
+            Some((topic, partition, source)) => Err(KafkaClusterError::Client {
+                call: format!("delivering a record to {topic}-{partition}"),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds the group's offsets to the open transaction (KIP-447 fencing by `group`).
+    pub fn send_offsets_to_transaction(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, offset) in offsets {
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(KafkaClusterError::client(format!(
+                    "adding the offset {offset} of {tp} to a transaction"
+                )))?;
+        }
+        let call = self.call("sending offsets to the transaction");
+        self.producer
+            .send_offsets_to_transaction(&list, group, self.timeout)
+            .map_err(call)
+    }
+
+    /// Commits the open transaction; if that fails in a way that needs an abort (a record
+    /// failed), aborts it and returns the failure.
+    pub fn commit_transaction(&mut self) -> Result<()> {
+        let call = self.call("committing a transaction");
+        match self.producer.commit_transaction(self.timeout) {
+            Ok(()) => {
+                self.clear_failure();
+                Ok(())
+            }
+            Err(error) => {
+                if let KafkaError::Transaction(e) = &error
+                    && e.txn_requires_abort()
+                {
+                    self.abort_transaction()?;
+                }
+                Err(call(error))
+            }
+        }
+    }
+
+    /// Aborts the open transaction. The records sent are first delivered (into the
+    /// transaction being aborted) and their reports served: librdkafka's abort waits for
+    /// them, and only a poll serves them. Dropping unsent records instead (a purge) would
+    /// leave a gap in the partition's sequence numbers, which the broker then refuses.
+    pub fn abort_transaction(&mut self) -> Result<()> {
+        let call = self.call("aborting a transaction");
+        // A delivery failure does not matter to an abort; the abort reports its own.
+        let _ = self.producer.flush(self.timeout);
+        self.producer
+            .abort_transaction(self.timeout)
+            .map_err(call)?;
+        self.clear_failure();
+        Ok(())
+    }
+
+    fn clear_failure(&mut self) {
+        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.first_failure = None;
+        reports.tracked.clear();
+    }
+
+    /// Flushes and drops the producer; an open transaction is left to the cluster.
+    pub fn close(mut self) -> Result<()> {
+        self.flush()
+    }
+}
