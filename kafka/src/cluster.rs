@@ -6,12 +6,14 @@ use rdkafka::consumer::ConsumerGroupMetadata;
 use sluice_log::ProducerRecord;
 use sluice_log::TopicPartition;
 use sluice_log::cluster::{
-    Cluster, ConsumerSpec, InternalTopic, InternalTopicKind, OffsetAt, ProducerSpec, TxnProducer,
+    Cluster, ConsumerSpec, GroupEvent, GroupMember, GroupSpec, InternalTopic, InternalTopicKind,
+    OffsetAt, ProducerSpec, TxnProducer,
 };
 
 use crate::admin::{KafkaCluster, TopicSpec};
 use crate::consumer::KafkaConsumer;
 use crate::error::KafkaClusterError;
+use crate::member::KafkaMember;
 use crate::producer::{KafkaDelivery, KafkaProducer};
 
 /// The topic configs of an internal topic of `kind` with `partitions` partitions (`-1`: the
@@ -33,6 +35,7 @@ impl Cluster for KafkaCluster {
     type Error = KafkaClusterError;
     type Consumer = KafkaConsumer;
     type Producer = KafkaProducer;
+    type Member = KafkaMember;
 
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, KafkaClusterError> {
         KafkaCluster::partition_count(self, topic)
@@ -61,6 +64,44 @@ impl Cluster for KafkaCluster {
 
     fn producer(&self, spec: &ProducerSpec) -> Result<KafkaProducer, KafkaClusterError> {
         KafkaProducer::new(self.config(), spec)
+    }
+
+    fn member(&self, spec: &GroupSpec) -> Result<KafkaMember, KafkaClusterError> {
+        KafkaMember::new(self.config(), spec)
+    }
+}
+
+impl GroupMember for KafkaMember {
+    type Error = KafkaClusterError;
+    type Metadata = ConsumerGroupMetadata;
+
+    fn poll_group(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<GroupEvent, KafkaClusterError> {
+        KafkaMember::poll_group(self, timeout)
+    }
+
+    fn metadata(&self) -> Result<ConsumerGroupMetadata, KafkaClusterError> {
+        KafkaMember::metadata(self)
+    }
+
+    fn committed(
+        &mut self,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, KafkaClusterError> {
+        KafkaMember::committed(self, tps)
+    }
+
+    fn commit_offsets(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<(), KafkaClusterError> {
+        KafkaMember::commit_offsets(self, offsets)
+    }
+
+    fn leave(self) -> Result<(), KafkaClusterError> {
+        KafkaMember::leave(self)
     }
 }
 

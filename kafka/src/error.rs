@@ -61,6 +61,16 @@ pub enum KafkaClusterError {
         /// The partition.
         partition: i32,
     },
+    /// The cluster gave a member different partition numbers of co-partitioned topics.
+    #[error(
+        "group `{group}`: co-partitioned topics assigned apart ({detail}); are their partition counts equal and the assignor `range`?"
+    )]
+    CoPartitioning {
+        /// The group.
+        group: String,
+        /// Which topics got which partitions.
+        detail: String,
+    },
     /// A tracked record's offset was asked before a flush reported its delivery.
     #[error("{call}: no delivery report yet (flush first)")]
     NotDelivered {
@@ -93,7 +103,8 @@ impl KafkaClusterError {
             Self::MissingFromAnswer { .. }
             | Self::Timeout { .. }
             | Self::NotAssigned { .. }
-            | Self::NotDelivered { .. } => None,
+            | Self::NotDelivered { .. }
+            | Self::CoPartitioning { .. } => None,
         }
     }
 }

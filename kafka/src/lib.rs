@@ -10,9 +10,9 @@
 //! - [`KafkaConsumer`]: the runtime's assign-mode, read_committed consumer;
 //! - [`KafkaProducer`]: its transactional producer (tracked deliveries, offsets sent to the
 //!   transaction with the group's metadata, fencing classed as `Fenced`);
-//! - all three as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`.
-//!
-//! The group member is the next step (docs/architecture.md §8).
+//! - [`KafkaMember`]: its group member (classic protocol, `range`, co-partitioning checked);
+//! - all of them as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`
+//!   (docs/architecture.md §8). The runtime itself does not run on the seam yet.
 //!
 //! ```no_run
 //! use sluice_kafka::{KafkaCluster, KafkaConfig, TopicSpec};
@@ -29,6 +29,7 @@ mod cluster;
 mod config;
 mod consumer;
 mod error;
+mod member;
 mod producer;
 
 pub use admin::{Created, KafkaCluster, PartitionOffsets, TopicSpec};
@@ -36,5 +37,6 @@ pub use cluster::internal_topic_spec;
 pub use config::KafkaConfig;
 pub use consumer::{KafkaConsumer, LAG_STATS_INTERVAL_MS};
 pub use error::{KafkaClusterError, Result};
+pub use member::KafkaMember;
 pub use producer::{KafkaDelivery, KafkaProducer};
 pub use rdkafka;

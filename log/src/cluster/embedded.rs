@@ -42,6 +42,7 @@ impl Cluster for Broker {
     type Error = Error;
     type Consumer = Consumer;
     type Producer = Producer;
+    type Member = super::EmbeddedMember;
 
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, Error> {
         match Broker::partition_count(self, topic) {
@@ -85,6 +86,10 @@ impl Cluster for Broker {
                 .with_auto_offset_reset(spec.reset)
                 .with_max_poll_records(spec.max_poll_records.max(1)),
         ))
+    }
+
+    fn member(&self, spec: &super::GroupSpec) -> Result<super::EmbeddedMember, Error> {
+        Ok(super::EmbeddedMember::new(self, spec))
     }
 
     fn producer(&self, spec: &ProducerSpec) -> Result<Producer, Error> {

@@ -6,13 +6,17 @@
 //! read_committed, steps over transaction markers and reports its lag without a network
 //! call. Records keep this crate's types ([`ConsumerRecord`], [`TopicPartition`]).
 //!
-//! The transactional producer ([`TxnProducer`]) is in the seam too; the group member comes
-//! next. The runtime does not call the seam yet: it still calls the embedded broker's
-//! clients directly.
+//! The transactional producer ([`TxnProducer`]) and the group member ([`GroupMember`]) are
+//! in the seam too. The runtime does not call the seam yet: it still calls the embedded
+//! broker's clients directly.
 
 mod embedded;
+mod embedded_member;
+mod member;
 mod producer;
 
+pub use embedded_member::EmbeddedMember;
+pub use member::{Assignment, GroupEvent, GroupMember, GroupSpec};
 pub use producer::{Delivery, ProducerSpec, TxnProducer};
 
 use std::time::Duration;
@@ -119,6 +123,11 @@ pub trait Cluster: Clone + Send + Sync + 'static {
     type Consumer: ClusterConsumer<Error = Self::Error>;
     /// Its transactional producer.
     type Producer: TxnProducer<Error = Self::Error>;
+    /// Its group member, whose metadata the producer sends offsets with.
+    type Member: GroupMember<
+            Error = Self::Error,
+            Metadata = <Self::Producer as TxnProducer>::GroupMetadata,
+        >;
 
     /// How many partitions `topic` has; `None` when there is no such topic. Never creates it.
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, Self::Error>;
@@ -135,6 +144,9 @@ pub trait Cluster: Clone + Send + Sync + 'static {
 
     /// A new transactional producer; call `init_transactions` before the first transaction.
     fn producer(&self, spec: &ProducerSpec) -> Result<Self::Producer, Self::Error>;
+
+    /// A new group member; it joins at its first `poll_group`.
+    fn member(&self, spec: &GroupSpec) -> Result<Self::Member, Self::Error>;
 }
 
 /// A consumer of partitions it is given (no group): one per thread, used with `&mut`.

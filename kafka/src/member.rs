@@ -1,0 +1,271 @@
+//! [`KafkaMember`]: the runtime's group member on librdkafka, the Kafka side of
+//! `sluice_log::cluster::GroupMember`.
+//!
+//! - The classic protocol with the `range` assignor: with identical subscriptions and equal
+//!   partition counts it gives each member the same partition numbers of every topic, so
+//!   co-partitioned topics stay together. (Cooperative sticky would split them; KIP-848's
+//!   server-side range would work on Kafka 4.x, but `sluice broker` serves the classic
+//!   protocol only.) Each assignment is checked: a set whose topics got different partition
+//!   numbers is a fatal error naming them.
+//! - This handle only holds the membership: it subscribes to every topic, and pauses what it
+//!   is assigned at once, so it fetches nothing; the stream thread reads through its own
+//!   assign-mode `KafkaConsumer`. librdkafka heartbeats on its own thread; rebalance events
+//!   are served inside `poll`, on the stream thread, when it calls `poll_group`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, ConsumerGroupMetadata, Rebalance,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Assignment, GroupEvent, GroupSpec};
+
+use crate::config::KafkaConfig;
+use crate::error::{KafkaClusterError, Result};
+
+/// A rebalance event, kept until `poll_group` takes it.
+#[derive(Debug)]
+enum Event {
+    Assigned(Vec<TopicPartition>),
+    Revoked,
+    Failed(KafkaError),
+}
+
+#[derive(Default)]
+struct MemberContext {
+    events: Mutex<Vec<Event>>,
+}
+
+impl ClientContext for MemberContext {}
+
+impl ConsumerContext for MemberContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let event = match rebalance {
+            Rebalance::Assign(list) => {
+                if let Err(e) = consumer.pause(list) {
+                    tracing::warn!(error = %e, "could not pause the member's partitions; it fetches what nobody reads");
+                }
+                Event::Assigned(
+                    list.elements()
+                        .iter()
+                        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+                        .collect(),
+                )
+            }
+            Rebalance::Revoke(_) => Event::Revoked,
+            Rebalance::Error(e) => Event::Failed(e.clone()),
+        };
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event);
+    }
+}
+
+/// A member of a consumer group on a Kafka cluster.
+pub struct KafkaMember {
+    consumer: BaseConsumer<MemberContext>,
+    spec: GroupSpec,
+    joined: bool,
+    rebalancing: bool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaMember")
+            .field("group", &self.spec.group)
+            .field("joined", &self.joined)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaMember {
+    /// A member of `spec.group` on the cluster `config` names, subscribed to every topic of
+    /// `spec` (it joins as `poll_group` is called).
+    pub fn new(config: &KafkaConfig, spec: &GroupSpec) -> Result<Self> {
+        let session = spec.session_timeout.as_millis();
+        let mut client = config.client_config();
+        client
+            .set("group.id", &spec.group)
+            .set("client.id", &spec.client_id)
+            .set("group.protocol", "classic")
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", session.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (session / 3).clamp(1, 3000).to_string(),
+            )
+            .set(
+                "max.poll.interval.ms",
+                spec.poll_interval.as_millis().to_string(),
+            )
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer<MemberContext> = client
+            .create_with_context(MemberContext::default())
+            .map_err(KafkaClusterError::Config)?;
+        let topics: Vec<&str> = spec
+            .co_partitioned
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(KafkaClusterError::client(format!(
+                "subscribing group `{}` to {topics:?}",
+                spec.group
+            )))?;
+        Ok(Self {
+            consumer,
+            spec: spec.clone(),
+            joined: false,
+            rebalancing: false,
+            timeout: config.timeout(),
+        })
+    }
+
+    /// The assignment `partitions` stand for, once every set is checked to have the same
+    /// partition numbers on each of its topics.
+    fn checked(&self, partitions: &[TopicPartition]) -> Result<Assignment> {
+        let mut by_topic: BTreeMap<&str, BTreeSet<i32>> = BTreeMap::new();
+        for tp in partitions {
+            by_topic
+                .entry(tp.topic.as_str())
+                .or_default()
+                .insert(tp.partition);
+        }
+        let none = BTreeSet::new();
+        for set in &self.spec.co_partitioned {
+            let Some(lead) = set.first() else { continue };
+            let lead_partitions = by_topic.get(lead.as_str()).unwrap_or(&none);
+            for topic in &set[1..] {
+                let got = by_topic.get(topic.as_str()).unwrap_or(&none);
+                if got != lead_partitions {
+                    return Err(KafkaClusterError::CoPartitioning {
+                        group: self.spec.group.clone(),
+                        detail: format!(
+                            "{lead} got partitions {lead_partitions:?} but {topic} got {got:?}"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Assignment::from_lead_partitions(&self.spec, partitions))
+    }
+
+    /// Serves the membership; see `GroupMember::poll_group`.
+    pub fn poll_group(&mut self, timeout: Duration) -> Result<GroupEvent> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let waiting = !self.joined || self.rebalancing;
+            let wait = if waiting {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100))
+            } else {
+                Duration::ZERO
+            };
+            // Paused partitions deliver nothing; a fetch error for them is not ours to act on.
+            if let Some(Err(e)) = self.consumer.poll(wait) {
+                tracing::debug!(group = %self.spec.group, error = %e, "member poll");
+            }
+            let events = std::mem::take(
+                &mut *self
+                    .consumer
+                    .context()
+                    .events
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            let mut assigned = None;
+            for event in events {
+                match event {
+                    Event::Revoked => self.rebalancing = true,
+                    Event::Assigned(partitions) => assigned = Some(partitions),
+                    Event::Failed(source) => {
+                        return Err(KafkaClusterError::Client {
+                            call: format!("rebalancing group `{}`", self.spec.group),
+                            source,
+                        });
+                    }
+                }
+            }
+            if let Some(partitions) = assigned {
+                self.joined = true;
+                self.rebalancing = false;
+                return Ok(GroupEvent::Assigned(self.checked(&partitions)?));
+            }
+            if !waiting || Instant::now() >= deadline {
+                return Ok(GroupEvent::Unchanged);
+            }
+        }
+    }
+
+    /// Who this member is now, for `send_offsets_to_transaction`.
+    pub fn metadata(&self) -> Result<ConsumerGroupMetadata> {
+        self.consumer
+            .group_metadata()
+            .ok_or_else(|| KafkaClusterError::Timeout {
+                call: format!("group metadata of group `{}`", self.spec.group),
+                waited: Duration::ZERO,
+            })
+    }
+
+    /// The group's committed offsets of `tps`, stable (read_committed asks with
+    /// `require_stable`).
+    pub fn committed(&self, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let mut list = TopicPartitionList::with_capacity(tps.len());
+        for tp in tps {
+            list.add_partition(&tp.topic, tp.partition);
+        }
+        let answer = self
+            .consumer
+            .committed_offsets(list, self.timeout)
+            .map_err(KafkaClusterError::client(format!(
+                "fetching the committed offsets of group `{}`",
+                self.spec.group
+            )))?;
+        Ok(tps
+            .iter()
+            .map(|tp| {
+                let offset = match answer
+                    .find_partition(&tp.topic, tp.partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => Some(o),
+                    _ => None,
+                };
+                (tp.clone(), offset)
+            })
+            .collect())
+    }
+
+    /// Commits offsets outside a transaction, as this member in its generation.
+    pub fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, offset) in offsets {
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(KafkaClusterError::client(format!(
+                    "committing offset {offset} of {tp}"
+                )))?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(KafkaClusterError::client(format!(
+                "committing offsets of group `{}`",
+                self.spec.group
+            )))
+    }
+
+    /// Leaves the group (librdkafka's close sends LeaveGroup).
+    pub fn leave(self) -> Result<()> {
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+}
