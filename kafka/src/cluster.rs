@@ -69,6 +69,21 @@ impl Cluster for KafkaCluster {
     fn member(&self, spec: &GroupSpec) -> Result<KafkaMember, KafkaClusterError> {
         KafkaMember::new(self.config(), spec)
     }
+
+    fn committed_offsets(
+        &self,
+        group: &str,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, KafkaClusterError> {
+        // An assign-mode handle of the group asks without joining it (a cold path: one
+        // short-lived client per call).
+        let config = self.config().clone().set("group.id", group);
+        KafkaConsumer::new(
+            &config,
+            &ConsumerSpec::read_committed(format!("{group}-offsets")),
+        )?
+        .committed(tps)
+    }
 }
 
 impl GroupMember for KafkaMember {
@@ -148,6 +163,12 @@ impl TxnProducer for KafkaProducer {
 
     fn close(self) -> Result<(), KafkaClusterError> {
         KafkaProducer::close(self)
+    }
+
+    fn abandon(self) {
+        // librdkafka's destroy drops what is queued and leaves the transaction open on the
+        // cluster, as a kill would.
+        drop(self);
     }
 }
 

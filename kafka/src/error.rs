@@ -130,6 +130,24 @@ impl ClusterError for KafkaClusterError {
     fn is_unknown_topic(&self) -> bool {
         self.code().is_some_and(is_unknown_topic)
     }
+
+    fn is_retriable(&self) -> bool {
+        match self {
+            Self::Client {
+                source: KafkaError::Transaction(e),
+                ..
+            } => e.is_retriable(),
+            _ => matches!(
+                self.code(),
+                Some(
+                    RDKafkaErrorCode::UnstableOffsetCommit
+                        | RDKafkaErrorCode::CoordinatorLoadInProgress
+                        | RDKafkaErrorCode::NotCoordinator
+                        | RDKafkaErrorCode::ConcurrentTransactions
+                )
+            ),
+        }
+    }
 }
 
 /// Whether `code` says a topic or partition does not exist: the cluster's own code, or

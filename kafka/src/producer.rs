@@ -4,7 +4,8 @@
 //! - A `BaseProducer`: only its stream thread uses it, and `flush` and the transaction calls
 //!   serve the delivery reports on that thread.
 //! - Deliveries: a record sent with `send_tracked` carries a slot number; its report fills
-//!   the slot, read by [`KafkaDelivery::offset`] after a flush. Every failed report, tracked
+//!   the slot, read by [`KafkaDelivery::offset`] after a flush (or commit); a delivery
+//!   dropped unread frees its slot. Every failed report, tracked
 //!   or not, is kept as the first failure, which the next `flush` returns.
 //! - `partitioner=murmur2_random`: records without a partition (dead letters) go where the
 //!   Java client and the embedded log put them.
@@ -97,10 +98,22 @@ pub struct KafkaDelivery {
     reports: Arc<Mutex<Reports>>,
 }
 
+impl Drop for KafkaDelivery {
+    /// A delivery dropped unread (its transaction aborted) frees its slot.
+    fn drop(&mut self) {
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tracked
+            .remove(&self.slot);
+    }
+}
+
 impl Delivery for KafkaDelivery {
     type Error = KafkaClusterError;
 
     fn offset(self) -> Result<i64> {
+        // The slot is freed here, or by the drop when this returns.
         let outcome = self
             .reports
             .lock()
@@ -129,7 +142,6 @@ impl KafkaProducer {
         let mut client = config.client_config();
         client
             .set("client.id", &spec.client_id)
-            .set("transactional.id", &spec.transactional_id)
             .set(
                 "transaction.timeout.ms",
                 spec.transaction_timeout.as_millis().to_string(),
@@ -138,6 +150,9 @@ impl KafkaProducer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random");
+        if let Some(id) = &spec.transactional_id {
+            client.set("transactional.id", id);
+        }
         let reports = Arc::new(Mutex::new(Reports::default()));
         let producer = client
             .create_with_context(DeliveryContext {
@@ -147,7 +162,10 @@ impl KafkaProducer {
         Ok(Self {
             producer,
             reports,
-            transactional_id: spec.transactional_id.clone(),
+            transactional_id: spec
+                .transactional_id
+                .clone()
+                .unwrap_or_else(|| spec.client_id.clone()),
             next_slot: 1,
             unserved: 0,
             timeout: config.timeout().max(spec.transaction_timeout),
@@ -321,9 +339,10 @@ impl KafkaProducer {
     }
 
     fn clear_failure(&mut self) {
-        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
-        reports.first_failure = None;
-        reports.tracked.clear();
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .first_failure = None;
     }
 
     /// Flushes and drops the producer; an open transaction is left to the cluster.

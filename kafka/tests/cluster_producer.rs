@@ -84,10 +84,15 @@ fn contract<C: Cluster>(
         .expect("send");
     first.flush().expect("flush");
     assert_eq!(tracked.offset().expect("offset"), 2);
+    // Read after the commit, as the runtime reads its changelog checkpoints.
+    let last = first
+        .send_tracked(ProducerRecord::new(&topic, "r2b").with_partition(1))
+        .expect("send");
     first
         .send_offsets_to_transaction(&[(source.clone(), 42)], group)
         .expect("offsets");
     first.commit_transaction().expect("commit");
+    assert_eq!(last.offset().expect("offset after the commit"), 0);
     let records = read_all(cluster, &out);
     assert_eq!(values(&records), ["r0", "r1", "r2"]);
     assert_eq!(records[2].key.as_deref(), Some(&b"k2"[..]));

@@ -33,6 +33,9 @@ pub enum Error {
     /// The log failed.
     #[error(transparent)]
     Log(#[from] sluice_log::Error),
+    /// A remote cluster (Kafka) failed; the error says the call, topic and partition.
+    #[error("{0}")]
+    Cluster(Box<dyn sluice_log::cluster::ClusterError>),
     /// A processor returned an error or panicked on a record (or in a punctuation, offset -1).
     #[error("processor `{processor}` failed on {topic}-{partition} at offset {offset}: {reason}")]
     ProcessorFailed {
@@ -141,13 +144,39 @@ pub enum Error {
 pub use sluice_log::cluster::ErrorClass;
 
 impl Error {
+    /// A cluster backend's error: the embedded log's stays `Error::Log` (so it can be
+    /// matched), any other is `Error::Cluster`.
+    pub fn cluster<E: sluice_log::cluster::ClusterError>(error: E) -> Self {
+        let mut slot = Some(error);
+        if let Some(log) = (&mut slot as &mut dyn std::any::Any)
+            .downcast_mut::<Option<sluice_log::Error>>()
+            .and_then(Option::take)
+        {
+            return Error::Log(log);
+        }
+        match slot {
+            Some(other) => Error::Cluster(Box::new(other)),
+            None => Error::IllegalState("a cluster error went missing".into()),
+        }
+    }
+
     /// How a stream thread recovers from this error. A delivery failure is classed by its
     /// cause.
     pub fn class(&self) -> ErrorClass {
         use sluice_log::cluster::ClusterError;
         match self {
             Error::Log(log) => log.class(),
+            Error::Cluster(remote) => remote.class(),
             _ => ErrorClass::Fatal,
+        }
+    }
+
+    /// Whether the call that failed may succeed if made again.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Log(log) => log.is_retriable(),
+            Error::Cluster(remote) => remote.is_retriable(),
+            _ => false,
         }
     }
 }

@@ -61,7 +61,15 @@ pub fn kafka_bootstrap() -> &'static str {
 }
 
 fn start_kafka() -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/conformance/kafka.sh");
+    // From the workspace root (the `sluice` package) or from a member crate's directory.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let script = [
+        manifest.join("tests/conformance/kafka.sh"),
+        manifest.join("../tests/conformance/kafka.sh"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .expect("tests/conformance/kafka.sh");
     let dir = tempfile::Builder::new()
         .prefix("sluice-kafka-tests.")
         .tempdir()

@@ -36,6 +36,10 @@ impl ClusterError for Error {
             Error::UnknownTopic { .. } | Error::UnknownPartition { .. }
         )
     }
+
+    fn is_retriable(&self) -> bool {
+        Error::is_retriable(self)
+    }
 }
 
 impl Cluster for Broker {
@@ -93,13 +97,31 @@ impl Cluster for Broker {
     }
 
     fn producer(&self, spec: &ProducerSpec) -> Result<Producer, Error> {
-        Producer::new(
-            self,
-            ProducerConfig::default()
-                .with_transactional_id(spec.transactional_id.clone())
-                .with_transaction_timeout(spec.transaction_timeout)
-                .with_linger_ms(u64::try_from(spec.linger.as_millis()).unwrap_or(u64::MAX)),
-        )
+        let mut config = ProducerConfig::default()
+            .with_transaction_timeout(spec.transaction_timeout)
+            .with_linger_ms(u64::try_from(spec.linger.as_millis()).unwrap_or(u64::MAX));
+        if let Some(id) = &spec.transactional_id {
+            config = config.with_transactional_id(id.clone());
+        }
+        Producer::new(self, config)
+    }
+
+    fn committed_offsets(
+        &self,
+        group: &str,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, Error> {
+        self.offset_fetch(group, tps, false)
+    }
+
+    fn arm_txn_fault(&self, transactional_id: Option<&str>) -> bool {
+        let hook: Option<crate::broker::TxnFaultHook> = transactional_id.map(|id| {
+            let id = id.to_string();
+            let hook: crate::broker::TxnFaultHook = std::sync::Arc::new(move |t: &str| t == id);
+            hook
+        });
+        self.set_txn_fault_hook(hook);
+        true
     }
 }
 
@@ -156,6 +178,10 @@ impl TxnProducer for Producer {
 
     fn close(self) -> Result<(), Error> {
         Producer::close(self)
+    }
+
+    fn abandon(self) {
+        Producer::abandon(self);
     }
 }
 

@@ -46,6 +46,9 @@ pub trait ClusterError: std::error::Error + Send + Sync + 'static {
     fn class(&self) -> ErrorClass;
     /// Whether it says the topic or partition asked about does not exist.
     fn is_unknown_topic(&self) -> bool;
+    /// Whether the same call may succeed if made again (e.g. offsets a transaction is still
+    /// committing: unstable until it ends).
+    fn is_retriable(&self) -> bool;
 }
 
 /// What an internal topic is for; each kind gets the topic configs it needs.
@@ -124,10 +127,7 @@ pub trait Cluster: Clone + Send + Sync + 'static {
     /// Its transactional producer.
     type Producer: TxnProducer<Error = Self::Error>;
     /// Its group member, whose metadata the producer sends offsets with.
-    type Member: GroupMember<
-            Error = Self::Error,
-            Metadata = <Self::Producer as TxnProducer>::GroupMetadata,
-        >;
+    type Member: GroupMember<Error = Self::Error, Metadata = <Self::Producer as TxnProducer>::GroupMetadata>;
 
     /// How many partitions `topic` has; `None` when there is no such topic. Never creates it.
     fn partition_count(&self, topic: &str) -> Result<Option<i32>, Self::Error>;
@@ -147,6 +147,22 @@ pub trait Cluster: Clone + Send + Sync + 'static {
 
     /// A new group member; it joins at its first `poll_group`.
     fn member(&self, spec: &GroupSpec) -> Result<Self::Member, Self::Error>;
+
+    /// The committed offsets of `group` for `tps` (`None`: nothing committed), asked
+    /// without joining it.
+    fn committed_offsets(
+        &self,
+        group: &str,
+        tps: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, Self::Error>;
+
+    /// Fault injection: makes the next EndTxn of `transactional_id` stop after
+    /// PrepareCommit, as a broker crash there would (`None` disarms). `false` when the
+    /// backend cannot (a remote cluster).
+    #[doc(hidden)]
+    fn arm_txn_fault(&self, _transactional_id: Option<&str>) -> bool {
+        false
+    }
 }
 
 /// A consumer of partitions it is given (no group): one per thread, used with `&mut`.

@@ -14,8 +14,9 @@ use crate::topic::TopicPartition;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerSpec {
     /// `transactional.id`: the runtime uses `<app>-<instance>-<thread>`, so a restarted
-    /// instance fences its previous incarnation.
-    pub transactional_id: String,
+    /// instance fences its previous incarnation. `None`: an idempotent producer without
+    /// transactions (at-least-once).
+    pub transactional_id: Option<String>,
     /// How long the cluster lets a transaction stay open before aborting it.
     pub transaction_timeout: Duration,
     /// How long a record may wait for others to share its batch.
@@ -30,7 +31,17 @@ impl ProducerSpec {
         let transactional_id = transactional_id.into();
         Self {
             client_id: transactional_id.clone(),
-            transactional_id,
+            transactional_id: Some(transactional_id),
+            transaction_timeout: Duration::from_secs(60),
+            linger: Duration::from_millis(5),
+        }
+    }
+
+    /// An idempotent producer without transactions, named `client_id`.
+    pub fn idempotent(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
             linger: Duration::from_millis(5),
         }
@@ -106,4 +117,9 @@ pub trait TxnProducer: Send {
     /// Flushes and stops the producer (an open transaction is left to the cluster, which
     /// aborts it at the next `init_transactions` of its id or at its timeout).
     fn close(self) -> Result<(), Self::Error>;
+
+    /// Fault injection: stops as a killed process stops: records not yet sent are lost,
+    /// nothing is flushed, committed or aborted.
+    #[doc(hidden)]
+    fn abandon(self);
 }

@@ -9,105 +9,85 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_log::group::GroupAssignment;
-use sluice_log::{Error as LogError, OffsetSpec, TopicPartition};
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{
+    Assignment, Cluster, ClusterConsumer, GroupEvent, GroupMember, OffsetAt, TxnProducer,
+};
 
 use super::shared::ThreadState;
-use super::thread::{Member, StreamThread, panicked};
+use super::thread::{StreamThread, panicked};
 use crate::config::CrashPoint;
 use crate::error::{Error, Result};
 use crate::state::restore_with;
 use crate::task::core::Clock;
 use crate::task::{Task, TaskId};
 
-impl StreamThread {
+/// How long one wait of the first join lasts before the thread looks at shutdown and crash.
+const JOIN_WAIT: Duration = Duration::from_millis(500);
+
+impl<C: Cluster> StreamThread<C> {
+    /// Joins the group and takes the first assignment.
     pub fn join_group(&mut self) -> Result<()> {
         self.ctx
             .shared
             .set_thread(self.index, ThreadState::Rebalancing);
-        let joined = self.ctx.broker.join_group(
-            &self.ctx.application_id,
-            None,
-            &self.ctx.plan.lead_topics,
-            self.ctx.config.session_timeout,
-        )?;
-        self.on_assignment(joined)
+        loop {
+            if self.ctx.shared.crashed() {
+                return Err(Error::Crashed { at: None });
+            }
+            if self.ctx.shared.shutdown_requested() {
+                return Ok(());
+            }
+            match self
+                .member()?
+                .poll_group(JOIN_WAIT)
+                .map_err(Error::cluster)?
+            {
+                GroupEvent::Assigned(assignment) => return self.on_assignment(assignment),
+                GroupEvent::Unchanged => {}
+            }
+        }
     }
 
-    /// Heartbeats; follows the group to a new generation if it moved.
-    pub fn heartbeat(&mut self) -> Result<()> {
+    /// Serves the group membership (a heartbeat on the embedded broker); follows the group
+    /// to a new generation if it moved. Whether it did.
+    pub fn heartbeat(&mut self) -> Result<bool> {
         self.last_heartbeat = Instant::now();
         if self.ctx.shared.heartbeats_paused() {
-            return Ok(());
+            return Ok(false);
         }
-        let Some(member) = &self.member else {
-            return self.join_group();
-        };
-        let (id, generation) = (member.member_id.clone(), member.generation);
-        match self
-            .ctx
-            .broker
-            .heartbeat(&self.ctx.application_id, &id, generation)
-        {
-            Ok(()) => Ok(()),
-            Err(LogError::RebalanceInProgress { .. }) => {
+        let wait = self.ctx.config.session_timeout;
+        match self.member()?.poll_group(wait).map_err(Error::cluster)? {
+            GroupEvent::Assigned(assignment) => {
                 self.ctx
                     .shared
                     .set_thread(self.index, ThreadState::Rebalancing);
-                match self.ctx.broker.sync_group(&self.ctx.application_id, &id) {
-                    Ok(synced) => self.on_assignment(synced),
-                    Err(LogError::UnknownMemberId { .. }) => {
-                        // The session ran out between the heartbeat and the sync.
-                        self.member = None;
-                        self.join_group()
-                    }
-                    Err(e) => Err(e.into()),
-                }
+                self.on_assignment(assignment)?;
+                Ok(true)
             }
-            Err(LogError::UnknownMemberId { .. }) => {
-                tracing::warn!(thread = %self.transactional_id, "session expired; rejoining the group");
-                self.member = None;
-                self.join_group()
-            }
-            Err(e) => Err(e.into()),
+            GroupEvent::Unchanged => Ok(false),
         }
     }
 
     /// Moves to a new generation's assignment.
-    fn on_assignment(&mut self, assignment: GroupAssignment) -> Result<()> {
-        let generation_moved = self
-            .member
-            .as_ref()
-            .is_none_or(|m| m.generation != assignment.generation);
-        self.member = Some(Member {
-            member_id: assignment.member_id,
-            generation: assignment.generation,
-        });
+    fn on_assignment(&mut self, assignment: Assignment) -> Result<()> {
         let wanted: BTreeSet<TaskId> = assignment
             .partitions
             .iter()
-            .filter_map(|tp| {
-                let sub = self
-                    .ctx
-                    .plan
-                    .lead_topics
-                    .iter()
-                    .position(|t| *t == tp.topic)?;
-                Some(TaskId {
-                    sub_topology: sub,
-                    partition: tp.partition,
-                })
+            .map(|&(sub_topology, partition)| TaskId {
+                sub_topology,
+                partition,
             })
             .collect();
         // After a generation change a task we keep may have been someone else's in between
         // (a generation we missed, or while we were a zombie): its committed offsets and
         // changelog may have moved on. So every task starts again from what is committed,
         // as after Kafka's eager rebalance; our uncommitted work can no longer commit.
-        if generation_moved && (self.dirty || self.txn_open) {
+        if self.dirty || self.txn_open {
             self.abort()?;
         }
-        self.set_tasks(wanted, generation_moved)?;
-        tracing::info!(thread = %self.transactional_id, generation = ?self.member.as_ref().map(|m| m.generation), tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "assignment");
+        self.set_tasks(wanted, true)?;
+        tracing::info!(thread = %self.transactional_id, tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "assignment");
         Ok(())
     }
 
@@ -117,7 +97,9 @@ impl StreamThread {
             self.txn_open = false;
             // A failed abort leaves the producer's transaction in an unknown state: the
             // thread stops (the app reports it), and the broker times the transaction out.
-            self.producer()?.abort_transaction()?;
+            self.producer()?
+                .abort_transaction()
+                .map_err(Error::cluster)?;
         }
         self.dirty = false;
         self.ctx.shared.metrics.aborted();
@@ -192,32 +174,30 @@ impl StreamThread {
     /// are dropped and fetched again).
     fn reassign(&mut self) -> Result<()> {
         self.routes.clear();
-        let mut inputs = Vec::new();
+        let mut at = Vec::new();
         for (id, task) in &mut self.tasks {
             task.clear_queues();
             for tp in task.inputs() {
                 self.routes
                     .insert((Arc::from(tp.topic.as_str()), tp.partition), *id);
-                inputs.push(tp.clone());
+                // Every input's position is known once its task is open; a missing one
+                // would start from the log start (the consumer's reset policy).
+                let offset = task.positions.get(tp).copied().unwrap_or(0);
+                at.push((tp.clone(), offset));
             }
         }
         self.ctx
             .shared
             .set_tasks(self.index, self.tasks.keys().copied().collect());
-        self.consumer.assign(inputs)?;
-        for task in self.tasks.values() {
-            for (tp, offset) in &task.positions {
-                self.consumer.seek(tp, *offset)?;
-            }
-        }
+        self.consumer.assign(&at).map_err(Error::cluster)?;
         Ok(())
     }
 
     /// A task for `id`: its start offsets (once no transaction is committing them), its
     /// stores restored from the changelogs, fresh processors, `init` called.
     fn open_task(&mut self, id: TaskId) -> Result<Task> {
-        let sub = self
-            .ctx
+        let ctx = self.ctx.clone();
+        let sub = ctx
             .topology
             .sub_topologies()
             .get(id.sub_topology)
@@ -234,9 +214,9 @@ impl StreamThread {
                 Some(o) => o,
                 None => self
                     .ctx
-                    .broker
-                    .list_offsets(&tp.topic, tp.partition, OffsetSpec::Earliest)?
-                    .map_or(0, |l| l.offset),
+                    .cluster
+                    .list_offset(&tp, OffsetAt::Earliest)
+                    .map_err(Error::cluster)?,
             };
             positions.insert(tp, offset);
         }
@@ -247,7 +227,7 @@ impl StreamThread {
             let applied = restore_with(
                 &self.ctx.db,
                 &name,
-                &self.ctx.broker,
+                &self.ctx.cluster,
                 &changelog,
                 self.ctx.config.restore_batch,
                 self.ctx.config.transaction_timeout * 3,
@@ -286,22 +266,17 @@ impl StreamThread {
     /// The group's committed offsets of `inputs`, waiting while a transaction that
     /// commits some of them is still open (Kafka's stable offset fetch).
     fn stable_offsets(
-        &self,
+        &mut self,
         inputs: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
         let deadline = Instant::now() + self.ctx.config.transaction_timeout * 2;
         loop {
-            match self
-                .ctx
-                .broker
-                .offset_fetch(&self.ctx.application_id, inputs, true)
-            {
-                Err(LogError::UnstableOffsetCommit { .. })
-                    if Instant::now() < deadline && !self.ctx.shared.crashed() =>
-                {
+            let crashed = self.ctx.shared.crashed();
+            match self.member()?.committed(inputs).map_err(Error::cluster) {
+                Err(e) if e.is_retriable() && Instant::now() < deadline && !crashed => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                other => return other.map_err(Error::from),
+                other => return other,
             }
         }
     }

@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use sluice_log::{DeliveryFuture, TopicPartition};
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Cluster, Delivery, GroupMember, TxnProducer};
 
 use super::thread::StreamThread;
 use crate::config::CrashPoint;
@@ -16,7 +17,7 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::state::{StoreName, WriteOverlay, changelog_records};
 use crate::task::TaskId;
 
-impl StreamThread {
+impl<C: Cluster> StreamThread<C> {
     /// Commits what was processed since the last commit, if anything.
     pub fn commit(&mut self) -> Result<()> {
         if !self.dirty && !self.txn_open {
@@ -35,9 +36,7 @@ impl StreamThread {
                     // Follow the group first: a new assignment re-creates every task. If
                     // the generation did not move (heartbeats paused: a zombie), start the
                     // tasks again from what is committed.
-                    let before = self.member.as_ref().map(|m| m.generation);
-                    self.heartbeat()?;
-                    if self.member.as_ref().map(|m| m.generation) == before {
+                    if !self.heartbeat()? {
                         let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
                         self.set_tasks(wanted, true)?;
                     }
@@ -56,24 +55,29 @@ impl StreamThread {
         if eos {
             self.ensure_txn()?;
         }
-        let mut last_changelog: Vec<(StoreName, DeliveryFuture)> = Vec::new();
+        let mut last_changelog: Vec<(StoreName, <C::Producer as TxnProducer>::Delivery)> =
+            Vec::new();
         {
-            let producer = self.producer()?;
+            let producer = self
+                .producer
+                .as_mut()
+                .ok_or_else(|| Error::IllegalState("the producer is gone".into()))?;
             for task in self.tasks.values() {
                 for (name, topic) in &task.changelogs {
-                    let mut last = None;
-                    for record in changelog_records(&task.core.overlay, name, topic) {
-                        last = Some(producer.send(record)?);
+                    let mut records = changelog_records(&task.core.overlay, name, topic);
+                    // Only the last record's offset is needed: it becomes the checkpoint.
+                    let Some(last) = records.pop() else { continue };
+                    for record in records {
+                        producer.send(record).map_err(Error::cluster)?;
                     }
-                    if let Some(future) = last {
-                        last_changelog.push((name.clone(), future));
-                    }
+                    let delivery = producer.send_tracked(last).map_err(Error::cluster)?;
+                    last_changelog.push((name.clone(), delivery));
                 }
             }
         }
         let phase = Instant::now();
         self.crash_point(CrashPoint::BeforeFlush)?;
-        self.producer()?.flush()?;
+        self.producer()?.flush().map_err(Error::cluster)?;
         let flushed = phase.elapsed();
         self.crash_point(CrashPoint::AfterFlush)?;
         let offsets: Vec<(TopicPartition, i64)> = self
@@ -81,11 +85,12 @@ impl StreamThread {
             .values()
             .flat_map(|t| t.positions.iter().map(|(tp, o)| (tp.clone(), *o)))
             .collect();
-        let group = self.group_metadata();
         if eos {
             if !offsets.is_empty() {
+                let group = self.member()?.metadata().map_err(Error::cluster)?;
                 self.producer()?
-                    .send_offsets_to_transaction(&offsets, &group)?;
+                    .send_offsets_to_transaction(&offsets, &group)
+                    .map_err(Error::cluster)?;
             }
             self.crash_point(CrashPoint::AfterSendOffsets)?;
             self.commit_transaction()?;
@@ -93,8 +98,8 @@ impl StreamThread {
         }
         let committed = phase.elapsed();
         let mut checkpoints = Vec::with_capacity(last_changelog.len());
-        for (name, future) in last_changelog {
-            checkpoints.push((name, future.wait()?.offset + 1));
+        for (name, delivery) in last_changelog {
+            checkpoints.push((name, delivery.offset().map_err(Error::cluster)? + 1));
         }
         let mut overlay = WriteOverlay::default();
         for task in self.tasks.values_mut() {
@@ -111,19 +116,18 @@ impl StreamThread {
             "committed"
         );
         if !eos && !offsets.is_empty() {
-            self.ctx.broker.offset_commit(
-                &group.group_id,
-                group.generation,
-                &group.member_id,
-                &offsets,
-            )?;
+            self.member()?
+                .commit_offsets(&offsets)
+                .map_err(Error::cluster)?;
         }
         self.dirty = false;
         Ok(())
     }
 
     /// Commits the open transaction; with the `AfterPrepareCommit` crash point armed, the
-    /// broker stops this EndTxn after PrepareCommit and the instance dies there.
+    /// broker stops this EndTxn after PrepareCommit and the instance dies there (on a
+    /// cluster that cannot stop it there, the commit completes and the instance dies just
+    /// after).
     fn commit_transaction(&mut self) -> Result<()> {
         self.txn_open = false;
         let crash_here = self
@@ -133,19 +137,18 @@ impl StreamThread {
             .as_ref()
             .is_some_and(|hook| hook(CrashPoint::AfterPrepareCommit));
         if crash_here {
-            let id = self.transactional_id.clone();
-            self.ctx
-                .broker
-                .set_txn_fault_hook(Some(std::sync::Arc::new(move |t: &str| t == id)));
+            self.ctx.cluster.arm_txn_fault(Some(&self.transactional_id));
             let result = self.producer()?.commit_transaction();
-            self.ctx.broker.set_txn_fault_hook(None);
+            self.ctx.cluster.arm_txn_fault(None);
             tracing::warn!(?result, "injected crash after PrepareCommit");
             self.ctx.shared.crash();
             return Err(Error::Crashed {
                 at: Some(CrashPoint::AfterPrepareCommit),
             });
         }
-        self.producer()?.commit_transaction()?;
+        self.producer()?
+            .commit_transaction()
+            .map_err(Error::cluster)?;
         Ok(())
     }
 }

@@ -13,9 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_log::{
-    Broker, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, OffsetSpec, TopicPartition,
-};
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Cluster, ClusterConsumer, ConsumerSpec, OffsetAt};
 
 use super::shared::Shared;
 use crate::config::AppConfig;
@@ -31,14 +30,14 @@ struct Target {
 }
 
 /// Keeps the instance's global stores up to date.
-pub(crate) struct GlobalUpdater {
+pub(crate) struct GlobalUpdater<C: Cluster> {
     db: StateDb,
-    consumer: Consumer,
+    consumer: C::Consumer,
     targets: BTreeMap<TopicPartition, Vec<Target>>,
     positions: BTreeMap<TopicPartition, i64>,
 }
 
-impl std::fmt::Debug for GlobalUpdater {
+impl<C: Cluster> std::fmt::Debug for GlobalUpdater<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GlobalUpdater")
             .field("positions", &self.positions)
@@ -46,12 +45,12 @@ impl std::fmt::Debug for GlobalUpdater {
     }
 }
 
-impl GlobalUpdater {
+impl<C: Cluster> GlobalUpdater<C> {
     /// Fills the global stores of `topology` up to their topics' current ends; `None` when
     /// there are none.
     pub fn bootstrap(
         db: &StateDb,
-        broker: &Broker,
+        cluster: &C,
         topology: &Topology,
         config: &AppConfig,
     ) -> Result<Option<Self>> {
@@ -61,21 +60,17 @@ impl GlobalUpdater {
         }
         let mut targets: BTreeMap<TopicPartition, Vec<Target>> = BTreeMap::new();
         for (store, topic) in &stores {
-            let meta = broker
-                .topic_metadata(topic)
-                .map_err(|_| Error::MissingTopic {
+            let partitions = cluster
+                .partition_count(topic)
+                .map_err(Error::cluster)?
+                .ok_or_else(|| Error::MissingTopic {
                     topic: topic.clone(),
                     role: "global store",
                 })?;
-            tracing::debug!(
-                store,
-                topic,
-                partitions = meta.partitions.len(),
-                "global store"
-            );
+            tracing::debug!(store, topic, partitions, "global store");
             let family = StoreName::global(store.as_str()).column_family();
             db.ensure_family(&family)?;
-            for partition in 0..meta.partitions.len() as i32 {
+            for partition in 0..partitions {
                 targets
                     .entry(TopicPartition::new(topic.clone(), partition))
                     .or_default()
@@ -85,20 +80,15 @@ impl GlobalUpdater {
                     });
             }
         }
-        let mut consumer = Consumer::new(
-            broker,
-            ConsumerConfig::default()
-                .with_isolation(IsolationLevel::ReadCommitted)
-                .with_auto_offset_reset(OffsetReset::None)
-                .with_max_poll_records(config.restore_batch.max(1)),
-        );
-        consumer.assign(targets.keys().cloned().collect())?;
+        let spec = ConsumerSpec::read_committed("global-stores")
+            .with_max_poll_records(config.restore_batch);
+        let mut consumer = cluster.consumer(&spec).map_err(Error::cluster)?;
         let mut positions = BTreeMap::new();
         let mut wiped = BTreeSet::new();
         for (tp, stores) in &targets {
-            let log_start = broker
-                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Earliest)?
-                .map_or(0, |l| l.offset);
+            let log_start = cluster
+                .list_offset(tp, OffsetAt::Earliest)
+                .map_err(Error::cluster)?;
             // Stores sharing a topic were filled together; the least advanced one leads.
             let mut from = i64::MAX;
             for target in stores {
@@ -115,26 +105,28 @@ impl GlobalUpdater {
                 }
             }
             let from = from.max(log_start);
-            consumer.seek(tp, from)?;
             positions.insert(tp.clone(), from);
         }
+        let start: Vec<(TopicPartition, i64)> =
+            positions.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
+        consumer.assign(&start).map_err(Error::cluster)?;
         let mut updater = Self {
             db: db.clone(),
             consumer,
             targets,
             positions,
         };
-        updater.catch_up(broker, config.transaction_timeout * 3)?;
+        updater.catch_up(cluster, config.transaction_timeout * 3)?;
         Ok(Some(updater))
     }
 
     /// Reads until every partition reaches the end it has now.
-    fn catch_up(&mut self, broker: &Broker, open_txn_wait: Duration) -> Result<()> {
+    fn catch_up(&mut self, cluster: &C, open_txn_wait: Duration) -> Result<()> {
         let mut ends = BTreeMap::new();
         for tp in self.targets.keys() {
-            let end = broker
-                .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                .map_or(0, |l| l.offset);
+            let end = cluster
+                .list_offset(tp, OffsetAt::Latest)
+                .map_err(Error::cluster)?;
             ends.insert(tp.clone(), end);
         }
         let mut progress_at = Instant::now();
@@ -166,7 +158,7 @@ impl GlobalUpdater {
 
     /// Polls once and applies what came; true if any position moved.
     fn step(&mut self, timeout: Duration) -> Result<bool> {
-        let records = self.consumer.poll(timeout)?;
+        let records = self.consumer.poll(timeout).map_err(Error::cluster)?;
         let mut overlay = self.db.overlay();
         for record in &records {
             let tp = TopicPartition::new(record.topic.to_string(), record.partition);
@@ -185,7 +177,7 @@ impl GlobalUpdater {
         let mut moved = false;
         for (tp, stores) in &self.targets {
             // Markers and aborted records move the position without being returned.
-            let position = self.consumer.position(tp)?;
+            let position = self.consumer.position(tp).map_err(Error::cluster)?;
             if self.positions.get(tp) != Some(&position) {
                 moved = true;
                 self.positions.insert(tp.clone(), position);

@@ -6,10 +6,12 @@
 
 use std::time::Instant;
 
+use sluice_log::cluster::{Cluster, ClusterConsumer};
+
 use super::thread::StreamThread;
 use crate::task::TaskId;
 
-impl StreamThread {
+impl<C: Cluster> StreamThread<C> {
     /// Whether task `id` may process its next queued record now.
     pub(super) fn ready(&mut self, id: TaskId) -> bool {
         let Some(task) = self.tasks.get(&id) else {

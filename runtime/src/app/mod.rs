@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sluice_log::Broker;
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Cluster, OffsetAt};
 
 use crate::config::AppConfig;
 use crate::error::{Error, Result};
@@ -115,9 +116,10 @@ impl App {
             .unwrap_or_else(|| PathBuf::from("sluice-state").join(&self.application_id))
     }
 
-    /// Starts the instance on `broker` and returns at once; the threads join the group,
+    /// Starts the instance on `cluster` (the embedded `sluice_log::Broker`, or a Kafka
+    /// cluster through `sluice-kafka`) and returns at once; the threads join the group,
     /// restore their tasks' stores and process.
-    pub fn start(&self, broker: &Broker) -> Result<AppHandle> {
+    pub fn start<C: Cluster>(&self, cluster: &C) -> Result<AppHandle> {
         let dir = self.state_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::Config {
             key: "state.dir",
@@ -125,9 +127,9 @@ impl App {
         })?;
         let instance_id = setup::instance_id(&dir)?;
         let plan =
-            setup::prepare_topics(broker, &self.application_id, &self.topology, &self.config)?;
+            setup::prepare_topics(cluster, &self.application_id, &self.topology, &self.config)?;
         let db = StateDb::open(&dir.join("rocksdb"))?;
-        let global = global::GlobalUpdater::bootstrap(&db, broker, &self.topology, &self.config)?;
+        let global = global::GlobalUpdater::bootstrap(&db, cluster, &self.topology, &self.config)?;
         let shared = Arc::new(Shared::new(self.config.num_threads));
         let context = Arc::new(thread::ThreadContext {
             application_id: Arc::from(self.application_id.as_str()),
@@ -135,7 +137,7 @@ impl App {
             topology: self.topology.clone(),
             config: self.config.clone(),
             db,
-            broker: broker.clone(),
+            cluster: cluster.clone(),
             plan,
             shared: shared.clone(),
             task_owners: parking_lot::Mutex::default(),
@@ -171,20 +173,70 @@ impl App {
             .iter()
             .flat_map(|s| s.source_topics.iter().cloned())
             .collect();
+        let progress = {
+            let (cluster, group) = (cluster.clone(), self.application_id.clone());
+            let sources: Vec<String> = sources.into_iter().collect();
+            GroupProgress(Arc::new(move || {
+                group_caught_up(&cluster, &group, &sources)
+            }))
+        };
         Ok(AppHandle {
             shared,
             threads,
             instance_id,
-            broker: broker.clone(),
+            progress,
             application_id: self.application_id.clone(),
-            sources: sources.into_iter().collect(),
         })
     }
 
-    /// Runs the instance on `broker` until it fails (the error is returned) or every
+    /// Runs the instance on `cluster` until it fails (the error is returned) or every
     /// thread stops.
-    pub fn run(&self, broker: &Broker) -> Result<()> {
-        self.start(broker)?.wait()
+    pub fn run<C: Cluster>(&self, cluster: &C) -> Result<()> {
+        self.start(cluster)?.wait()
+    }
+}
+
+/// Whether `group` has committed every partition of `topics` up to its log end.
+fn group_caught_up<C: Cluster>(cluster: &C, group: &str, topics: &[String]) -> Result<bool> {
+    for topic in topics {
+        let partitions = cluster
+            .partition_count(topic)
+            .map_err(Error::cluster)?
+            .ok_or_else(|| Error::MissingTopic {
+                topic: topic.clone(),
+                role: "source",
+            })?;
+        let tps: Vec<TopicPartition> = (0..partitions)
+            .map(|p| TopicPartition::new(topic.as_str(), p))
+            .collect();
+        let committed = cluster
+            .committed_offsets(group, &tps)
+            .map_err(Error::cluster)?;
+        for (tp, offset) in committed {
+            let end = cluster
+                .list_offset(&tp, OffsetAt::Latest)
+                .map_err(Error::cluster)?;
+            let from = match offset {
+                Some(o) => o,
+                None => cluster
+                    .list_offset(&tp, OffsetAt::Earliest)
+                    .map_err(Error::cluster)?,
+            };
+            if from < end {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Asks the cluster whether the app's group has caught up with its inputs.
+#[derive(Clone)]
+struct GroupProgress(Arc<dyn Fn() -> Result<bool> + Send + Sync>);
+
+impl std::fmt::Debug for GroupProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GroupProgress")
     }
 }
 
@@ -194,11 +246,10 @@ pub struct AppHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     instance_id: String,
-    /// The broker it runs on, its group (the application id) and the topics its tasks read,
-    /// for [`wait_until_caught_up`](Self::wait_until_caught_up).
-    broker: Broker,
+    /// Asks the cluster whether its group (the application id) has committed the topics its
+    /// tasks read up to their ends, for [`wait_until_caught_up`](Self::wait_until_caught_up).
+    progress: GroupProgress,
     application_id: String,
-    sources: Vec<String>,
 }
 
 impl AppHandle {
@@ -242,10 +293,7 @@ impl AppHandle {
                 self.application_id,
                 self.error().unwrap_or_default()
             ))),
-            AppState::Running => {
-                let topics: Vec<&str> = self.sources.iter().map(String::as_str).collect();
-                Ok(self.broker.group_caught_up(&self.application_id, &topics)?)
-            }
+            AppState::Running => (self.progress.0)(),
             _ => Ok(false),
         }
     }

@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
-use sluice_log::{Broker, Error as LogError, TopicConfig};
+use sluice_log::cluster::{Cluster, InternalTopic, InternalTopicKind};
 
 use crate::config::{AppConfig, DeserializationHandler};
 use crate::error::{Error, Result};
@@ -54,26 +54,28 @@ pub(crate) fn instance_id(dir: &Path) -> Result<String> {
     Ok(id)
 }
 
-fn count(broker: &Broker, topic: &str) -> Result<Option<i32>> {
-    match broker.partition_count(topic) {
-        Ok(n) => Ok(Some(n)),
-        Err(LogError::UnknownTopic { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+fn count<C: Cluster>(cluster: &C, topic: &str) -> Result<Option<i32>> {
+    cluster.partition_count(topic).map_err(Error::cluster)
 }
 
 /// Creates the repartition topic `topic` (if nobody did meanwhile); its partition count.
-fn create_internal(broker: &Broker, topic: &str, partitions: i32) -> Result<i32> {
-    match broker.create_topic(topic, TopicConfig::default().with_partitions(partitions)) {
-        Ok(()) | Err(LogError::TopicExists { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(broker.partition_count(topic)?)
+fn create_internal<C: Cluster>(cluster: &C, topic: &str, partitions: i32) -> Result<i32> {
+    let spec = InternalTopic {
+        partitions: Some(partitions),
+        kind: InternalTopicKind::Repartition,
+    };
+    cluster
+        .create_internal_topic(topic, &spec)
+        .map_err(Error::cluster)?;
+    count(cluster, topic)?.ok_or_else(|| Error::MissingTopic {
+        topic: topic.to_string(),
+        role: "repartition (just created)",
+    })
 }
 
 /// Checks and creates the topics of `topology` for app `application_id`.
-pub(crate) fn prepare_topics(
-    broker: &Broker,
+pub(crate) fn prepare_topics<C: Cluster>(
+    cluster: &C,
     application_id: &str,
     topology: &Topology,
     config: &AppConfig,
@@ -82,7 +84,7 @@ pub(crate) fn prepare_topics(
     let internal = topology.internal_topics();
     let mut counts: BTreeMap<String, i32> = BTreeMap::new();
     for topic in topology.external_source_topics() {
-        match count(broker, &topic)? {
+        match count(cluster, &topic)? {
             Some(n) => {
                 counts.insert(topic, n);
             }
@@ -105,9 +107,9 @@ pub(crate) fn prepare_topics(
             .filter_map(|t| counts.get(t).copied())
             .max();
         if let Some(partitions) = beside {
-            let n = match count(broker, topic)? {
+            let n = match count(cluster, topic)? {
                 Some(n) => n,
-                None => create_internal(broker, topic, partitions)?,
+                None => create_internal(cluster, topic, partitions)?,
             };
             counts.insert(topic.clone(), n);
         }
@@ -137,9 +139,9 @@ pub(crate) fn prepare_topics(
             }
             task_counts[i] = Some(first);
             for topic in sub.sink_topics.iter().filter(|t| internal.contains(*t)) {
-                let n = match count(broker, topic)? {
+                let n = match count(cluster, topic)? {
                     Some(n) => n,
-                    None => create_internal(broker, topic, first)?,
+                    None => create_internal(cluster, topic, first)?,
                 };
                 counts.insert(topic.clone(), n);
             }
@@ -153,7 +155,7 @@ pub(crate) fn prepare_topics(
             ))
         })?;
         for store in &sub.stores {
-            ensure_changelog_topic(broker, &changelog_topic(application_id, store), tasks)?;
+            ensure_changelog_topic(cluster, &changelog_topic(application_id, store), tasks)?;
         }
         let lead = sub
             .source_topics
@@ -165,7 +167,7 @@ pub(crate) fn prepare_topics(
     }
     let mut sink_partitions = HashMap::new();
     for topic in subs.iter().flat_map(|s| &s.sink_topics) {
-        match count(broker, topic)? {
+        match count(cluster, topic)? {
             Some(n) => {
                 sink_partitions.insert(topic.clone(), n);
             }
@@ -178,10 +180,13 @@ pub(crate) fn prepare_topics(
         }
     }
     if let DeserializationHandler::DeadLetter { topic } = &config.deserialization_handler {
-        match broker.create_topic(topic, TopicConfig::default()) {
-            Ok(()) | Err(LogError::TopicExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let spec = InternalTopic {
+            partitions: None,
+            kind: InternalTopicKind::DeadLetter,
+        };
+        cluster
+            .create_internal_topic(topic, &spec)
+            .map_err(Error::cluster)?;
     }
     Ok(TopicPlan {
         sink_partitions: Arc::new(sink_partitions),

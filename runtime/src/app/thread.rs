@@ -12,10 +12,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_log::{
-    Broker, Consumer, ConsumerConfig, GroupMetadata, IsolationLevel, OffsetReset, Producer,
-    ProducerConfig, TopicPartition,
+use sluice_log::cluster::{
+    Cluster, ClusterConsumer, ConsumerSpec, GroupMember, GroupSpec, ProducerSpec, TxnProducer,
 };
+use sluice_log::{OffsetReset, TopicPartition};
 
 use super::setup::TopicPlan;
 use super::shared::{Shared, ThreadState};
@@ -27,13 +27,13 @@ use crate::task::{Task, TaskId};
 use crate::topology::Topology;
 
 /// What every thread of an instance shares.
-pub(crate) struct ThreadContext {
+pub(crate) struct ThreadContext<C: Cluster> {
     pub application_id: Arc<str>,
     pub instance_id: String,
     pub topology: Arc<Topology>,
     pub config: AppConfig,
     pub db: StateDb,
-    pub broker: Broker,
+    pub cluster: C,
     pub plan: TopicPlan,
     pub shared: Arc<Shared>,
     /// Which thread has each task open: a task moving between two threads of this
@@ -43,7 +43,7 @@ pub(crate) struct ThreadContext {
 }
 
 /// The thread's body: runs until shutdown, failure or an injected crash.
-pub(crate) fn run(ctx: Arc<ThreadContext>, index: usize) {
+pub(crate) fn run<C: Cluster>(ctx: Arc<ThreadContext<C>>, index: usize) {
     ctx.shared.set_thread(index, ThreadState::Rebalancing);
     // User code runs in many places (factories, init, close, listeners); a panic anywhere
     // must stop the app in Error, never leave a thread silently gone.
@@ -72,14 +72,33 @@ pub(crate) fn run(ctx: Arc<ThreadContext>, index: usize) {
 }
 
 /// The producer of a thread: transactional under exactly-once.
-fn producer_config(ctx: &ThreadContext, transactional_id: &str) -> ProducerConfig {
-    let config = ProducerConfig::default()
-        .with_linger_ms(5)
-        .with_transaction_timeout(ctx.config.transaction_timeout);
-    match ctx.config.processing_guarantee {
-        ProcessingGuarantee::ExactlyOnce => config.with_transactional_id(transactional_id),
-        ProcessingGuarantee::AtLeastOnce => config,
-    }
+fn producer_spec<C: Cluster>(ctx: &ThreadContext<C>, transactional_id: &str) -> ProducerSpec {
+    let spec = match ctx.config.processing_guarantee {
+        ProcessingGuarantee::ExactlyOnce => ProducerSpec::new(transactional_id),
+        ProcessingGuarantee::AtLeastOnce => ProducerSpec::idempotent(transactional_id),
+    };
+    spec.with_linger(Duration::from_millis(5))
+        .with_transaction_timeout(ctx.config.transaction_timeout)
+}
+
+/// The group membership of a thread: the application id, one co-partitioned set per
+/// sub-topology, its lead topic first.
+fn group_spec<C: Cluster>(ctx: &ThreadContext<C>, transactional_id: &str) -> GroupSpec {
+    let sets = ctx
+        .topology
+        .sub_topologies()
+        .iter()
+        .zip(&ctx.plan.lead_topics)
+        .map(|(sub, lead)| {
+            std::iter::once(lead.clone())
+                .chain(sub.source_topics.iter().filter(|t| *t != lead).cloned())
+                .collect()
+        })
+        .collect();
+    let mut spec = GroupSpec::new(ctx.application_id.to_string(), sets)
+        .with_session_timeout(ctx.config.session_timeout);
+    spec.client_id = transactional_id.to_string();
+    spec
 }
 
 /// A panic payload as text.
@@ -91,18 +110,14 @@ pub(super) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic with a non-text payload".into())
 }
 
-pub(super) struct Member {
-    pub member_id: String,
-    pub generation: i32,
-}
-
-pub(super) struct StreamThread {
-    pub ctx: Arc<ThreadContext>,
+pub(super) struct StreamThread<C: Cluster> {
+    pub ctx: Arc<ThreadContext<C>>,
     pub index: usize,
     pub transactional_id: String,
-    pub producer: Option<Producer>,
-    pub consumer: Consumer,
-    pub member: Option<Member>,
+    pub producer: Option<C::Producer>,
+    pub consumer: C::Consumer,
+    /// The group member; `None` once the group is left.
+    pub member: Option<C::Member>,
     pub tasks: BTreeMap<TaskId, Task>,
     /// Assigned tasks still open in another thread of this instance.
     pub pending: BTreeSet<TaskId>,
@@ -118,29 +133,36 @@ pub(super) struct StreamThread {
     pub idle_since: HashMap<TaskId, Instant>,
 }
 
-impl StreamThread {
-    fn start(ctx: Arc<ThreadContext>, index: usize) -> Result<Self> {
+impl<C: Cluster> StreamThread<C> {
+    fn start(ctx: Arc<ThreadContext<C>>, index: usize) -> Result<Self> {
         let transactional_id = format!("{}-{}-{index}", ctx.application_id, ctx.instance_id);
         let eos = ctx.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
-        let producer = Producer::new(&ctx.broker, producer_config(&ctx, &transactional_id))?;
+        let mut producer = ctx
+            .cluster
+            .producer(&producer_spec(&ctx, &transactional_id))
+            .map_err(Error::cluster)?;
         if eos {
             // Fences this thread's previous incarnation and ends its open transaction.
-            producer.init_transactions()?;
+            producer.init_transactions().map_err(Error::cluster)?;
         }
-        let consumer = Consumer::new(
-            &ctx.broker,
-            ConsumerConfig::default()
-                .with_isolation(IsolationLevel::ReadCommitted)
-                .with_auto_offset_reset(OffsetReset::Earliest)
-                .with_max_poll_records(ctx.config.max_poll_records),
-        );
+        let consumer_spec = ConsumerSpec::read_committed(transactional_id.clone())
+            .with_reset(OffsetReset::Earliest)
+            .with_max_poll_records(ctx.config.max_poll_records);
+        let consumer = ctx
+            .cluster
+            .consumer(&consumer_spec)
+            .map_err(Error::cluster)?;
+        let member = ctx
+            .cluster
+            .member(&group_spec(&ctx, &transactional_id))
+            .map_err(Error::cluster)?;
         let mut thread = Self {
             ctx,
             index,
             transactional_id,
             producer: Some(producer),
             consumer,
-            member: None,
+            member: Some(member),
             tasks: BTreeMap::new(),
             pending: BTreeSet::new(),
             routes: HashMap::new(),
@@ -154,18 +176,24 @@ impl StreamThread {
         Ok(thread)
     }
 
-    fn producer_config(&self) -> ProducerConfig {
-        producer_config(&self.ctx, &self.transactional_id)
+    fn producer_spec(&self) -> ProducerSpec {
+        producer_spec(&self.ctx, &self.transactional_id)
     }
 
     pub fn eos(&self) -> bool {
         self.ctx.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce
     }
 
-    pub fn producer(&self) -> Result<&Producer> {
+    pub fn producer(&mut self) -> Result<&mut C::Producer> {
         self.producer
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| Error::IllegalState("the producer is gone".into()))
+    }
+
+    pub fn member(&mut self) -> Result<&mut C::Member> {
+        self.member
+            .as_mut()
+            .ok_or_else(|| Error::IllegalState("the thread has left its group".into()))
     }
 
     /// Asks the crash hook about `point`; on yes the whole instance stops dead.
@@ -178,18 +206,6 @@ impl StreamThread {
             return Err(Error::Crashed { at: Some(point) });
         }
         Ok(())
-    }
-
-    pub fn group_metadata(&self) -> GroupMetadata {
-        GroupMetadata {
-            group_id: self.ctx.application_id.to_string(),
-            generation: self.member.as_ref().map_or(-1, |m| m.generation),
-            member_id: self
-                .member
-                .as_ref()
-                .map(|m| m.member_id.clone())
-                .unwrap_or_default(),
-        }
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -225,7 +241,7 @@ impl StreamThread {
         } else {
             Duration::ZERO
         };
-        for record in self.consumer.poll(timeout)? {
+        for record in self.consumer.poll(timeout).map_err(Error::cluster)? {
             let route = self.routes.get(&(record.topic.clone(), record.partition));
             if let Some(task) = route.and_then(|id| self.tasks.get_mut(id)) {
                 task.enqueue(record);
@@ -253,15 +269,17 @@ impl StreamThread {
         if let Some(old) = self.producer.take() {
             old.abandon();
         }
-        let producer = Producer::new(&self.ctx.broker, self.producer_config())?;
-        producer.init_transactions()?;
+        let mut producer = self
+            .ctx
+            .cluster
+            .producer(&self.producer_spec())
+            .map_err(Error::cluster)?;
+        producer.init_transactions().map_err(Error::cluster)?;
         self.producer = Some(producer);
         self.txn_open = false;
         self.dirty = false;
         self.ctx.shared.metrics.aborted();
-        let before = self.member.as_ref().map(|m| m.generation);
-        self.heartbeat()?;
-        if self.member.as_ref().map(|m| m.generation) == before {
+        if !self.heartbeat()? {
             let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
             self.set_tasks(wanted, true)?;
         }
@@ -313,7 +331,7 @@ impl StreamThread {
                 .cloned()
                 .collect();
             for tp in drained {
-                let position = self.consumer.position(&tp)?;
+                let position = self.consumer.position(&tp).map_err(Error::cluster)?;
                 if task.positions.get(&tp).is_some_and(|&p| p < position) {
                     task.positions.insert(tp, position);
                     self.dirty = true;
@@ -346,7 +364,9 @@ impl StreamThread {
     /// Opens the transaction if none is open (exactly-once).
     pub fn ensure_txn(&mut self) -> Result<()> {
         if self.eos() && !self.txn_open {
-            self.producer()?.begin_transaction()?;
+            self.producer()?
+                .begin_transaction()
+                .map_err(Error::cluster)?;
             self.txn_open = true;
         }
         Ok(())
@@ -364,7 +384,7 @@ impl StreamThread {
         let producer = self.producer()?;
         for record in output {
             // Failures surface at the flush in the commit (the transaction then aborts).
-            drop(producer.send(record)?);
+            producer.send(record).map_err(Error::cluster)?;
         }
         Ok(())
     }
@@ -414,11 +434,10 @@ impl StreamThread {
             self.close_task(id);
         }
         self.ctx.shared.set_tasks(self.index, Vec::new());
-        if let Some(member) = self.member.take() {
-            let _ = self
-                .ctx
-                .broker
-                .leave_group(&self.ctx.application_id, &member.member_id);
+        if let Some(member) = self.member.take()
+            && let Err(e) = member.leave()
+        {
+            tracing::debug!(error = %e, "leaving the group failed");
         }
         if let Some(producer) = self.producer.take()
             && let Err(e) = producer.close()

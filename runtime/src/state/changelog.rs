@@ -5,11 +5,11 @@
 //! [`ensure_changelog_topic`] creates the topic.
 
 use bytes::Bytes;
-use sluice_log::topic::CleanupPolicy;
-use sluice_log::{Broker, Error as LogError, ProducerRecord, TopicConfig};
+use sluice_log::ProducerRecord;
+use sluice_log::cluster::{Cluster, InternalTopic, InternalTopicKind};
 
 use super::{StoreName, WriteOverlay};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The changelog topic of `store` in application `application_id`.
 pub fn changelog_topic(application_id: &str, store: &str) -> String {
@@ -17,15 +17,14 @@ pub fn changelog_topic(application_id: &str, store: &str) -> String {
 }
 
 /// Creates the (compacted) changelog topic with `partitions` partitions unless it exists.
-pub fn ensure_changelog_topic(broker: &Broker, topic: &str, partitions: i32) -> Result<()> {
-    let config = TopicConfig::default()
-        .with_partitions(partitions)
-        .with_retention_ms(None)
-        .with_cleanup(CleanupPolicy::Compact);
-    match broker.create_topic(topic, config) {
-        Ok(()) | Err(LogError::TopicExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+pub fn ensure_changelog_topic<C: Cluster>(cluster: &C, topic: &str, partitions: i32) -> Result<()> {
+    let spec = InternalTopic {
+        partitions: Some(partitions),
+        kind: InternalTopicKind::Changelog,
+    };
+    cluster
+        .create_internal_topic(topic, &spec)
+        .map_err(Error::cluster)
 }
 
 /// The changelog records of `name`'s writes in `overlay`, in key order, for the task's

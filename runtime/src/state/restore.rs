@@ -13,9 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_log::{
-    Broker, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, OffsetSpec, TopicPartition,
-};
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Cluster, ClusterConsumer, ConsumerSpec, OffsetAt};
 
 use super::{StateDb, StoreName};
 use crate::error::{Error, Result};
@@ -39,14 +38,14 @@ const BATCH: usize = 10_000;
 /// Replays `changelog` (its partition `name.partition`) into `name`'s column family from the
 /// store's checkpoint to the changelog's end; returns the records applied. `progress` is
 /// called after every applied batch.
-pub fn restore(
+pub fn restore<C: Cluster>(
     db: &StateDb,
     name: &StoreName,
-    broker: &Broker,
+    cluster: &C,
     changelog: &str,
     mut progress: impl FnMut(&RestoreProgress),
 ) -> Result<u64> {
-    restore_with(db, name, broker, changelog, BATCH, OPEN_TXN_WAIT, |p| {
+    restore_with(db, name, cluster, changelog, BATCH, OPEN_TXN_WAIT, |p| {
         progress(p);
         Ok(())
     })
@@ -59,10 +58,10 @@ const OPEN_TXN_WAIT: Duration = Duration::from_secs(120);
 /// waiting for an open transaction in the changelog to end (then `RestoreStalled`), and a
 /// callback that can stop the restore with an error (what is applied stays applied, with
 /// its checkpoint).
-pub fn restore_with(
+pub fn restore_with<C: Cluster>(
     db: &StateDb,
     name: &StoreName,
-    broker: &Broker,
+    cluster: &C,
     changelog: &str,
     batch: usize,
     open_txn_wait: Duration,
@@ -72,9 +71,9 @@ pub fn restore_with(
     db.ensure_family(&family)?;
     let tp = TopicPartition::new(changelog, name.partition);
     let start = db.checkpoint(name)?.unwrap_or(0);
-    let end = broker
-        .list_offsets(changelog, name.partition, OffsetSpec::Latest)?
-        .map_or(0, |l| l.offset);
+    let end = cluster
+        .list_offset(&tp, OffsetAt::Latest)
+        .map_err(Error::cluster)?;
     let mut report = RestoreProgress {
         store: name.clone(),
         position: start,
@@ -85,18 +84,17 @@ pub fn restore_with(
         return Ok(0);
     }
     tracing::info!(store = %family, changelog, from = start, to = end, "restoring from the changelog");
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default()
-            .with_isolation(IsolationLevel::ReadCommitted)
-            .with_auto_offset_reset(OffsetReset::None)
-            .with_max_poll_records(batch.max(1)),
-    );
-    consumer.assign(vec![tp.clone()])?;
-    consumer.seek(&tp, start)?;
+    let spec =
+        ConsumerSpec::read_committed(format!("{family}-restore")).with_max_poll_records(batch);
+    let mut consumer = cluster.consumer(&spec).map_err(Error::cluster)?;
+    consumer
+        .assign(&[(tp.clone(), start)])
+        .map_err(Error::cluster)?;
     let mut stalled_since: Option<Instant> = None;
     loop {
-        let records = consumer.poll(Duration::from_millis(50))?;
+        let records = consumer
+            .poll(Duration::from_millis(50))
+            .map_err(Error::cluster)?;
         let mut overlay = db.overlay();
         for record in &records {
             let key = record.key.as_deref().unwrap_or_default().to_vec();
@@ -106,7 +104,7 @@ pub fn restore_with(
             }
         }
         // Markers and aborted records move the position without being returned.
-        let position = consumer.position(&tp)?;
+        let position = consumer.position(&tp).map_err(Error::cluster)?;
         if !records.is_empty() || position != report.position {
             report.applied += records.len() as u64;
             report.position = position;
