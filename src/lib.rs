@@ -18,6 +18,9 @@ mod error;
 
 pub use error::{Error, Result};
 pub use sluice_dsl as dsl;
+/// Kafka clusters (the `kafka` feature, on by default): `App::start(&KafkaCluster)`.
+#[cfg(feature = "kafka")]
+pub use sluice_kafka as kafka;
 pub use sluice_log as log;
 pub use sluice_runtime as runtime;
 pub use sluice_server as server;

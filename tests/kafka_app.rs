@@ -167,3 +167,62 @@ fn word_count_on_the_embedded_broker_through_the_same_code() {
     let broker = Broker::open(dir.path(), BrokerConfig::default()).expect("open");
     word_count(&broker);
 }
+
+/// `sluice perf eos --bootstrap-server`: the benchmark on a Kafka cluster prints the same
+/// figures as on the embedded log, with every latency sample read back.
+fn perf_eos_on(bootstrap: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("--data")
+        .arg(dir.path())
+        .args([
+            "perf",
+            "eos",
+            "--records",
+            "5000",
+            "--keys",
+            "50",
+            "--partitions",
+            "2",
+            "--latency-rate",
+            "500",
+            "--latency-seconds",
+            "1",
+            "--bootstrap-server",
+            bootstrap,
+        ])
+        .output()
+        .expect("run sluice");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(f["records"], 5000, "{stdout}");
+    for mode in ["alos", "eos"] {
+        assert!(
+            f[mode]["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+            "{stdout}"
+        );
+    }
+    assert_eq!(f["latency_ms"]["samples"], 500, "{stdout}");
+    assert!(
+        f["commit_latency_ms"]["commits"]
+            .as_u64()
+            .is_some_and(|c| c > 0),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn perf_eos_on_apache_kafka() {
+    perf_eos_on(support::kafka_bootstrap());
+}
+
+#[test]
+fn perf_eos_on_sluice_broker_over_kafka_protocol() {
+    let sluice = support::SluiceBroker::start();
+    perf_eos_on(&sluice.bootstrap);
+}

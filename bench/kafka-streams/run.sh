@@ -3,7 +3,8 @@
 # `sluice perf eos` (src/cli/perf/eos.rs) written with the Kafka Streams
 # Processor API (src/main/java/sluice/bench/CountBench.java), against a
 # single-node KRaft broker on loopback, then `sluice perf eos` with the same
-# arguments on a fresh data dir, one after the other on the same machine.
+# arguments on the same broker (sluice's Kafka backend) and on a fresh data dir (the
+# embedded log), one after the other on the same machine.
 #
 #   bench/kafka-streams/run.sh
 #
@@ -20,6 +21,8 @@
 #   MAX_POLL_RECORDS     consumer max.poll.records of the Streams app (default
 #                        10000 as sluice's bench; 0 = Kafka Streams' default)
 #   CACHING              1 = enable the store's record cache (default 0)
+#   SLUICE_ON_KAFKA      1 = also run `sluice perf eos --bootstrap-server` on the same
+#                        broker, right after Kafka Streams (default 1)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,6 +39,7 @@ THREADS="${THREADS:-2}"
 PARTITIONS="${PARTITIONS:-4}"
 MAX_POLL_RECORDS="${MAX_POLL_RECORDS:-10000}"
 CACHING="${CACHING:-0}"
+SLUICE_ON_KAFKA="${SLUICE_ON_KAFKA:-1}"
 HOST=127.0.0.1
 PORT=9092
 CPORT=9093
@@ -222,6 +226,17 @@ timeout --kill-after=10 1800 java "-Xms$APP_HEAP" "-Xmx$APP_HEAP" "${JVM_PERF[@]
 KS_WALL=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 log "kafka-streams: done in ${KS_WALL}s (incl. JVM start and producing the input)"
 
+# ---------------------------------------------------------------- sluice on the same Kafka
+if [[ "$SLUICE_ON_KAFKA" == 1 ]]; then
+  wait_for_quiet
+  log "sluice on Kafka: $SLUICE --data $WORK/sluice-kafka-state perf eos ${BENCH_ARGS[*]} --bootstrap-server $HOST:$PORT"
+  t0=$(date +%s.%N)
+  timeout --kill-after=10 1800 "$SLUICE" --data "$WORK/sluice-kafka-state" perf eos "${BENCH_ARGS[@]}" \
+    --bootstrap-server "$HOST:$PORT" >"$WORK/sluice-kafka.json"
+  SK_WALL=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  log "sluice on Kafka: done in ${SK_WALL}s (incl. producing the input)"
+fi
+
 stop_broker
 
 # ---------------------------------------------------------------- sluice
@@ -239,5 +254,8 @@ echo "nproc: $(nproc)"
 echo "free -g:"
 free -g
 echo "kafka-streams $SVER (broker $KVER, exactly_once_v2 / at_least_once, wall ${KS_WALL}s): $(cat "$WORK/kafka-streams.json")"
-echo "sluice $("$SLUICE" --version 2>/dev/null | awk '{print $NF}') (perf eos, wall ${SL_WALL}s): $(cat "$WORK/sluice.json")"
+if [[ "$SLUICE_ON_KAFKA" == 1 ]]; then
+  echo "sluice on the same Kafka broker (perf eos --bootstrap-server, wall ${SK_WALL}s): $(cat "$WORK/sluice-kafka.json")"
+fi
+echo "sluice $("$SLUICE" --version 2>/dev/null | awk '{print $NF}') (perf eos, embedded log, wall ${SL_WALL}s): $(cat "$WORK/sluice.json")"
 log "done"

@@ -83,6 +83,9 @@ pub struct PartitionOffsets {
 pub struct KafkaCluster {
     admin: Arc<AdminClient<DefaultClientContext>>,
     config: KafkaConfig,
+    /// Per group, an assign-mode handle that reads its committed offsets without joining.
+    pub(crate) offset_readers:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, crate::KafkaConsumer>>>,
 }
 
 impl std::fmt::Debug for KafkaCluster {
@@ -107,6 +110,7 @@ impl KafkaCluster {
         let cluster = Self {
             admin: Arc::new(admin),
             config,
+            offset_readers: Arc::default(),
         };
         cluster
             .admin

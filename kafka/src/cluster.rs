@@ -75,14 +75,20 @@ impl Cluster for KafkaCluster {
         group: &str,
         tps: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, Option<i64>)>, KafkaClusterError> {
-        // An assign-mode handle of the group asks without joining it (a cold path: one
-        // short-lived client per call).
-        let config = self.config().clone().set("group.id", group);
-        KafkaConsumer::new(
-            &config,
-            &ConsumerSpec::read_committed(format!("{group}-offsets")),
-        )?
-        .committed(tps)
+        // An assign-mode handle of the group asks without joining it; one per group, kept.
+        let mut readers = self
+            .offset_readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reader = match readers.entry(group.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let config = self.config().clone().set("group.id", group);
+                let spec = ConsumerSpec::read_committed(format!("{group}-offsets"));
+                e.insert(KafkaConsumer::new(&config, &spec)?)
+            }
+        };
+        reader.committed(tps)
     }
 }
 

@@ -136,27 +136,12 @@ impl KafkaConsumer {
     /// transactional commits in flight (librdkafka asks with `require_stable` under
     /// read_committed).
     pub fn committed(&self, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<i64>)>> {
-        let mut list = TopicPartitionList::with_capacity(tps.len());
-        for tp in tps {
-            list.add_partition(&tp.topic, tp.partition);
-        }
-        let answer = self
-            .consumer
-            .committed_offsets(list, self.timeout)
-            .map_err(KafkaClusterError::client("fetching committed offsets"))?;
-        Ok(tps
-            .iter()
-            .map(|tp| {
-                let offset = match answer
-                    .find_partition(&tp.topic, tp.partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => Some(o),
-                    _ => None,
-                };
-                (tp.clone(), offset)
-            })
-            .collect())
+        fetch_committed(
+            &self.consumer,
+            tps,
+            self.timeout,
+            "fetching committed offsets",
+        )
     }
 
     /// The assigned partitions, in the order given.
@@ -301,4 +286,57 @@ fn not_assigned(tp: &TopicPartition) -> KafkaClusterError {
         topic: tp.topic.clone(),
         partition: tp.partition,
     }
+}
+
+/// The committed offsets of the group `consumer` belongs to, for `tps` (`None`: nothing
+/// committed). Asked again while the group's coordinator is loading or moving, up to
+/// `timeout`.
+pub(crate) fn fetch_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tps: &[TopicPartition],
+    timeout: Duration,
+    what: &str,
+) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+    let mut list = TopicPartitionList::with_capacity(tps.len());
+    for tp in tps {
+        list.add_partition(&tp.topic, tp.partition);
+    }
+    let deadline = Instant::now() + timeout;
+    let answer = loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match consumer.committed_offsets(list.clone(), remaining) {
+            Err(e)
+                if e.rdkafka_error_code().is_some_and(coordinator_moving)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(COORDINATOR_BACKOFF);
+            }
+            other => break other.map_err(KafkaClusterError::client(what))?,
+        }
+    };
+    Ok(tps
+        .iter()
+        .map(|tp| {
+            let offset = match answer
+                .find_partition(&tp.topic, tp.partition)
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            };
+            (tp.clone(), offset)
+        })
+        .collect())
+}
+
+/// How long to wait before asking a group's coordinator again.
+const COORDINATOR_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Whether `code` says the group's coordinator is loading or moving: worth asking again.
+fn coordinator_moving(code: rdkafka::error::RDKafkaErrorCode) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    matches!(
+        code,
+        Code::NotCoordinator | Code::CoordinatorLoadInProgress | Code::CoordinatorNotAvailable
+    )
 }

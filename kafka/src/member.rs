@@ -220,30 +220,11 @@ impl KafkaMember {
     /// The group's committed offsets of `tps`, stable (read_committed asks with
     /// `require_stable`).
     pub fn committed(&self, tps: &[TopicPartition]) -> Result<Vec<(TopicPartition, Option<i64>)>> {
-        let mut list = TopicPartitionList::with_capacity(tps.len());
-        for tp in tps {
-            list.add_partition(&tp.topic, tp.partition);
-        }
-        let answer = self
-            .consumer
-            .committed_offsets(list, self.timeout)
-            .map_err(KafkaClusterError::client(format!(
-                "fetching the committed offsets of group `{}`",
-                self.spec.group
-            )))?;
-        Ok(tps
-            .iter()
-            .map(|tp| {
-                let offset = match answer
-                    .find_partition(&tp.topic, tp.partition)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => Some(o),
-                    _ => None,
-                };
-                (tp.clone(), offset)
-            })
-            .collect())
+        let what = format!(
+            "fetching the committed offsets of group `{}`",
+            self.spec.group
+        );
+        crate::consumer::fetch_committed(&self.consumer, tps, self.timeout, &what)
     }
 
     /// Commits offsets outside a transaction, as this member in its generation.

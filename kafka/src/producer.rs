@@ -28,6 +28,9 @@ use sluice_log::{ProducerRecord, TopicPartition};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaClusterError, Result};
 
+/// How long one wait for delivery reports lasts while draining.
+const DRAIN_SLICE: Duration = Duration::from_millis(1);
+
 /// How many sends go by between two servings of delivery reports.
 const SERVE_EVERY: u32 = 256;
 
@@ -153,6 +156,16 @@ impl KafkaProducer {
         if let Some(id) = &spec.transactional_id {
             client.set("transactional.id", id);
         }
+        // A transaction's first records to a partition wait for AddPartitionsToTxn, which
+        // the broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are
+        // being written: retried after retry.backoff.ms, doubling up to retry.backoff.max.ms
+        // (100 ms and 1 s by default in librdkafka), that wait was most of a commit's time.
+        // The Java producer retries that one case after 20 ms; so do we, unless told.
+        for (key, value) in [("retry.backoff.ms", "20"), ("retry.backoff.max.ms", "100")] {
+            if config.get(key).is_none() {
+                client.set(key, value);
+            }
+        }
         let reports = Arc::new(Mutex::new(Reports::default()));
         let producer = client
             .create_with_context(DeliveryContext {
@@ -266,8 +279,7 @@ impl KafkaProducer {
 
     /// Waits for every record sent; the first failure since the previous flush.
     pub fn flush(&mut self) -> Result<()> {
-        let call = self.call("flushing");
-        self.producer.flush(self.timeout).map_err(call)?;
+        self.drain()?;
         self.unserved = 0;
         let failure = self
             .reports
@@ -282,6 +294,30 @@ impl KafkaProducer {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Waits until nothing is in flight, serving delivery reports as they come. Not
+    /// `BaseProducer::flush`: it polls in slices of 100 ms that each run to their end, so
+    /// every flush with a record in flight took at least 100 ms.
+    fn drain(&mut self) -> Result<()> {
+        // rd_kafka_flush with no wait wakes the senders, so queued records go without
+        // waiting out linger.ms; it answers "timed out" while any is in flight.
+        let _ = self.producer.flush(Duration::ZERO);
+        let deadline = Instant::now() + self.timeout;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaClusterError::Timeout {
+                    call: format!(
+                        "flushing (transactional id `{}`): {} record(s) still in flight",
+                        self.transactional_id,
+                        self.producer.in_flight_count()
+                    ),
+                    waited: self.timeout,
+                });
+            }
+            self.producer.poll(DRAIN_SLICE);
+        }
+        Ok(())
     }
 
     /// Adds the group's offsets to the open transaction (KIP-447 fencing by `group`).
@@ -307,6 +343,9 @@ impl KafkaProducer {
     /// failed), aborts it and returns the failure.
     pub fn commit_transaction(&mut self) -> Result<()> {
         let call = self.call("committing a transaction");
+        // rdkafka's commit flushes first, in 100 ms slices; drained here, it has nothing to
+        // wait for.
+        self.drain()?;
         match self.producer.commit_transaction(self.timeout) {
             Ok(()) => {
                 self.clear_failure();
@@ -330,7 +369,7 @@ impl KafkaProducer {
     pub fn abort_transaction(&mut self) -> Result<()> {
         let call = self.call("aborting a transaction");
         // A delivery failure does not matter to an abort; the abort reports its own.
-        let _ = self.producer.flush(self.timeout);
+        let _ = self.drain();
         self.producer
             .abort_transaction(self.timeout)
             .map_err(call)?;

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
-use sluice_log::{
-    Broker, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, OffsetSpec, Producer,
-    ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
+use sluice_log::cluster::{
+    Cluster, ClusterConsumer, ClusterError, ConsumerSpec, InternalTopic, InternalTopicKind,
+    OffsetAt, ProducerSpec, TxnProducer,
 };
+use sluice_log::{Broker, ProducerRecord, TopicConfig, TopicPartition};
 use sluice_runtime::app::{App, AppHandle, AppMetrics, AppState};
 use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
 use sluice_runtime::serde::{BigEndianSerde, StringSerde};
@@ -36,7 +37,9 @@ Output: one JSON line, e.g.
    \"commit_latency_ms\":{\"p50\":..,\"p99\":..}}
 Throughput counts from the start of the app to the moment its committed offsets reach the end \
 of the input. The data directory gets topics perf-eos-in, perf-eos-out-alos and \
-perf-eos-out-eos (recreated) and the apps' state under <data>/perf-eos-state.")]
+perf-eos-out-eos (recreated) and the apps' state under <data>/perf-eos-state. With \
+--bootstrap-server the topics and groups are on that Kafka cluster instead, named with a \
+suffix unique to the run (perf-eos-in-<run> ...), and only the state is under <data>.")]
 pub struct PerfEosArgs {
     /// Input records to pre-produce and process in each mode.
     #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..))]
@@ -59,6 +62,40 @@ pub struct PerfEosArgs {
     /// Length of the latency phase in seconds.
     #[arg(long, value_name = "S", default_value_t = 3, value_parser = value_parser!(u64).range(1..=600))]
     pub latency_seconds: u64,
+    /// Run on this Kafka cluster (Apache Kafka or `sluice broker`) instead of the embedded
+    /// log in the data directory.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap_server: Option<String>,
+}
+
+/// The topics and app ids of one run.
+struct Names {
+    input: String,
+    suffix: String,
+}
+
+impl Names {
+    fn app(&self, guarantee: ProcessingGuarantee) -> String {
+        match guarantee {
+            ProcessingGuarantee::ExactlyOnce => format!("perf-eos-eos{}", self.suffix),
+            ProcessingGuarantee::AtLeastOnce => format!("perf-eos-alos{}", self.suffix),
+        }
+    }
+
+    fn output(&self, guarantee: ProcessingGuarantee) -> String {
+        match guarantee {
+            ProcessingGuarantee::ExactlyOnce => format!("perf-eos-out-eos{}", self.suffix),
+            ProcessingGuarantee::AtLeastOnce => format!("perf-eos-out-alos{}", self.suffix),
+        }
+    }
+}
+
+/// A cluster's error as the CLI's.
+pub(super) fn cluster_error<E: ClusterError>(e: E) -> CliError {
+    match sluice_runtime::Error::cluster(e) {
+        sluice_runtime::Error::Log(log) => CliError::Log(log),
+        other => CliError::Failed(other.to_string()),
+    }
 }
 
 /// Counts per key, forwarding each new count.
@@ -79,10 +116,10 @@ impl Processor<String, i64, String, i64> for CountByKey {
     }
 }
 
-fn topology(output: &str) -> CliResult<Topology> {
+fn topology(input: &str, output: &str) -> CliResult<Topology> {
     let fail = |e: sluice_runtime::topology::TopologyError| CliError::Failed(e.to_string());
     let mut b = TopologyBuilder::new();
-    b.add_source::<String, i64>("in", &[INPUT], StringSerde, BigEndianSerde)
+    b.add_source::<String, i64>("in", &[input], StringSerde, BigEndianSerde)
         .map_err(fail)?;
     b.add_processor("count", &["in"], || CountByKey)
         .map_err(fail)?;
@@ -104,10 +141,55 @@ pub(super) fn runtime(e: sluice_runtime::Error) -> CliError {
 
 /// Runs `perf eos`.
 pub fn run(data: &Path, args: &PerfEosArgs) -> CliResult {
-    with_broker(data, Open::CreateIfMissing, |broker| {
-        let line = bench(broker, data, args)?;
-        print_line(&line)
-    })
+    match &args.bootstrap_server {
+        None => with_broker(data, Open::CreateIfMissing, |broker| {
+            for topic in [INPUT, "perf-eos-out-alos", "perf-eos-out-eos"] {
+                recreate(broker, topic, args.partitions)?;
+            }
+            let names = Names {
+                input: INPUT.to_string(),
+                suffix: String::new(),
+            };
+            let line = bench(broker, data, args, &names)?;
+            print_line(&line)
+        }),
+        Some(servers) => on_kafka(data, args, servers),
+    }
+}
+
+#[cfg(feature = "kafka")]
+fn on_kafka(data: &Path, args: &PerfEosArgs, servers: &str) -> CliResult {
+    use sluice_kafka::{KafkaCluster, KafkaConfig};
+    let cluster = KafkaCluster::connect(KafkaConfig::new(servers)).map_err(cluster_error)?;
+    let run = format!("{:x}", sluice_log::now_ms());
+    let suffix = format!("-{run}");
+    let names = Names {
+        input: format!("{INPUT}{suffix}"),
+        suffix,
+    };
+    let spec = InternalTopic {
+        partitions: Some(args.partitions),
+        kind: InternalTopicKind::Repartition,
+    };
+    for topic in [
+        names.input.clone(),
+        names.output(ProcessingGuarantee::AtLeastOnce),
+        names.output(ProcessingGuarantee::ExactlyOnce),
+    ] {
+        cluster
+            .create_internal_topic(&topic, &spec)
+            .map_err(cluster_error)?;
+    }
+    std::fs::create_dir_all(data).map_err(CliError::io("creating the data directory"))?;
+    let line = bench(&cluster, data, args, &names)?;
+    print_line(&line)
+}
+
+#[cfg(not(feature = "kafka"))]
+fn on_kafka(_data: &Path, _args: &PerfEosArgs, _servers: &str) -> CliResult {
+    Err(CliError::Usage(
+        "--bootstrap-server needs sluice built with the `kafka` feature".into(),
+    ))
 }
 
 /// Deletes `topic` if it exists and creates it with `partitions`.
@@ -119,60 +201,63 @@ pub(super) fn recreate(broker: &Broker, topic: &str, partitions: i32) -> CliResu
     Ok(())
 }
 
-fn produce(broker: &Broker, args: &PerfEosArgs) -> CliResult {
-    let producer = Producer::new(broker, ProducerConfig::default())?;
+fn produce<C: Cluster>(cluster: &C, input: &str, args: &PerfEosArgs) -> CliResult {
+    let mut producer = cluster
+        .producer(&ProducerSpec::idempotent("perf-eos-input"))
+        .map_err(cluster_error)?;
     let mut progress = Progress::new("eos: producing input");
     for i in 0..args.records {
         let key = format!("key-{}", i % args.keys);
-        producer.send(ProducerRecord::new(INPUT, 1i64.to_be_bytes().to_vec()).with_key(key))?;
+        let record = ProducerRecord::new(input, 1i64.to_be_bytes().to_vec()).with_key(key);
+        producer.send(record).map_err(cluster_error)?;
         progress.tick(i + 1, args.records);
     }
-    producer.flush()?;
-    Ok(())
+    producer.flush().map_err(cluster_error)?;
+    producer.close().map_err(cluster_error)
 }
 
 /// The end offset of each partition of `topic`.
-pub(super) fn input_end(
-    broker: &Broker,
+pub(super) fn input_end<C: Cluster>(
+    cluster: &C,
     topic: &str,
     partitions: i32,
 ) -> CliResult<Vec<(TopicPartition, i64)>> {
     let mut ends = Vec::new();
     for p in 0..partitions {
-        let end = broker
-            .list_offsets(topic, p, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
-        ends.push((TopicPartition::new(topic, p), end));
+        let tp = TopicPartition::new(topic, p);
+        let end = cluster
+            .list_offset(&tp, OffsetAt::Latest)
+            .map_err(cluster_error)?;
+        ends.push((tp, end));
     }
     Ok(ends)
 }
 
 /// Whether `group` has committed every partition to its end in `ends`.
-pub(super) fn committed_all(
-    broker: &Broker,
+pub(super) fn committed_all<C: Cluster>(
+    cluster: &C,
     group: &str,
     ends: &[(TopicPartition, i64)],
 ) -> CliResult<bool> {
     let partitions: Vec<TopicPartition> = ends.iter().map(|(tp, _)| tp.clone()).collect();
-    let committed = broker.offset_fetch(group, &partitions, false)?;
+    let committed = cluster
+        .committed_offsets(group, &partitions)
+        .map_err(cluster_error)?;
     Ok(committed
         .iter()
         .zip(ends)
         .all(|((_, c), (_, end))| c.unwrap_or(0) >= *end))
 }
 
-fn start(
-    broker: &Broker,
+fn start<C: Cluster>(
+    cluster: &C,
     data: &Path,
     args: &PerfEosArgs,
+    names: &Names,
     guarantee: ProcessingGuarantee,
 ) -> CliResult<(AppHandle, String)> {
-    let (id, output) = match guarantee {
-        ProcessingGuarantee::ExactlyOnce => ("perf-eos-eos", "perf-eos-out-eos"),
-        ProcessingGuarantee::AtLeastOnce => ("perf-eos-alos", "perf-eos-out-alos"),
-    };
-    recreate(broker, output, args.partitions)?;
-    let state = data.join("perf-eos-state").join(id);
+    let (id, output) = (names.app(guarantee), names.output(guarantee));
+    let state = data.join("perf-eos-state").join(&id);
     if state.exists() {
         std::fs::remove_dir_all(&state).map_err(CliError::io("removing old benchmark state"))?;
     }
@@ -182,22 +267,23 @@ fn start(
         .with_commit_interval(Duration::from_millis(args.commit_interval_ms))
         .with_max_poll_records(10_000)
         .with_state_dir(state);
-    let app = App::new(id, topology(output)?, config).map_err(runtime)?;
-    Ok((app.start(broker).map_err(runtime)?, id.to_string()))
+    let app = App::new(&id, topology(&names.input, &output)?, config).map_err(runtime)?;
+    Ok((app.start(cluster).map_err(runtime)?, id))
 }
 
 /// Runs one mode over the whole input; returns (seconds, metrics) and the running handle.
-fn throughput(
-    broker: &Broker,
+fn throughput<C: Cluster>(
+    cluster: &C,
     data: &Path,
     args: &PerfEosArgs,
+    names: &Names,
     guarantee: ProcessingGuarantee,
 ) -> CliResult<(f64, AppMetrics, AppHandle)> {
-    let ends = input_end(broker, INPUT, args.partitions)?;
+    let ends = input_end(cluster, &names.input, args.partitions)?;
     let started = Instant::now();
-    let (handle, group) = start(broker, data, args, guarantee)?;
+    let (handle, group) = start(cluster, data, args, names, guarantee)?;
     let mut progress = Progress::new("eos: processing");
-    while !committed_all(broker, &group, &ends)? {
+    while !committed_all(cluster, &group, &ends)? {
         if handle.state() == AppState::Error {
             return Err(CliError::Failed(handle.error().unwrap_or_default()));
         }
@@ -207,48 +293,45 @@ fn throughput(
     Ok((started.elapsed().as_secs_f64(), handle.metrics(), handle))
 }
 
-fn latency(broker: &Broker, args: &PerfEosArgs) -> CliResult<Vec<Duration>> {
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default()
-            .with_isolation(IsolationLevel::ReadCommitted)
-            .with_auto_offset_reset(OffsetReset::Latest),
-    );
-    let partitions: Vec<TopicPartition> = (0..args.partitions)
-        .map(|p| TopicPartition::new("perf-eos-out-eos", p))
-        .collect();
-    consumer.assign(partitions.clone())?;
-    for tp in &partitions {
-        consumer.seek_to_end(tp)?;
-    }
+fn latency<C: Cluster>(cluster: &C, args: &PerfEosArgs, names: &Names) -> CliResult<Vec<Duration>> {
+    let mut consumer = cluster
+        .consumer(&ConsumerSpec::read_committed("perf-eos-latency"))
+        .map_err(cluster_error)?;
+    let output = names.output(ProcessingGuarantee::ExactlyOnce);
+    let ends = input_end(cluster, &output, args.partitions)?;
+    consumer.assign(&ends).map_err(cluster_error)?;
     let done = Arc::new(AtomicBool::new(false));
     let total = args.latency_rate * args.latency_seconds;
     let producer_thread = {
-        let broker = broker.clone();
+        let cluster = cluster.clone();
         let done = done.clone();
-        let (rate, keys) = (args.latency_rate, args.keys);
-        std::thread::spawn(move || -> sluice_log::Result<()> {
-            let producer = Producer::new(&broker, ProducerConfig::default().with_linger_ms(0))?;
+        let (rate, keys, input) = (args.latency_rate, args.keys, names.input.clone());
+        std::thread::spawn(move || -> CliResult {
+            let spec = ProducerSpec::idempotent("perf-eos-latency").with_linger(Duration::ZERO);
+            let mut producer = cluster.producer(&spec).map_err(cluster_error)?;
             let started = Instant::now();
             for i in 0..total {
                 let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let record = ProducerRecord::new(INPUT, 1i64.to_be_bytes().to_vec())
+                let record = ProducerRecord::new(input.as_str(), 1i64.to_be_bytes().to_vec())
                     .with_key(format!("key-{}", i % keys))
                     .with_timestamp(sluice_log::now_ms());
-                drop(producer.send(record)?);
+                producer.send(record).map_err(cluster_error)?;
             }
-            producer.flush()?;
+            producer.flush().map_err(cluster_error)?;
             done.store(true, Ordering::SeqCst);
-            Ok(())
+            producer.close().map_err(cluster_error)
         })
     };
     let mut samples = Vec::with_capacity(total as usize);
     let deadline = Instant::now() + Duration::from_secs(args.latency_seconds + 30);
     while (samples.len() as u64) < total && Instant::now() < deadline {
-        for record in consumer.poll(Duration::from_millis(5))? {
+        for record in consumer
+            .poll(Duration::from_millis(5))
+            .map_err(cluster_error)?
+        {
             let age = sluice_log::now_ms().saturating_sub(record.timestamp).max(0);
             samples.push(Duration::from_millis(age as u64));
         }
@@ -260,13 +343,19 @@ fn latency(broker: &Broker, args: &PerfEosArgs) -> CliResult<Vec<Duration>> {
     Ok(samples)
 }
 
-fn bench(broker: &Broker, data: &Path, args: &PerfEosArgs) -> CliResult<String> {
-    recreate(broker, INPUT, args.partitions)?;
-    produce(broker, args)?;
-    let (alos_seconds, _, alos) = throughput(broker, data, args, ProcessingGuarantee::AtLeastOnce)?;
+fn bench<C: Cluster>(
+    cluster: &C,
+    data: &Path,
+    args: &PerfEosArgs,
+    names: &Names,
+) -> CliResult<String> {
+    produce(cluster, &names.input, args)?;
+    let alos_mode = ProcessingGuarantee::AtLeastOnce;
+    let (alos_seconds, _, alos) = throughput(cluster, data, args, names, alos_mode)?;
     alos.shutdown().map_err(runtime)?;
-    let (eos_seconds, _, eos) = throughput(broker, data, args, ProcessingGuarantee::ExactlyOnce)?;
-    let mut samples = latency(broker, args)?;
+    let eos_mode = ProcessingGuarantee::ExactlyOnce;
+    let (eos_seconds, _, eos) = throughput(cluster, data, args, names, eos_mode)?;
+    let mut samples = latency(cluster, args, names)?;
     let metrics = eos.metrics();
     eos.shutdown().map_err(runtime)?;
     let rate = |seconds: f64| args.records as f64 / seconds.max(1e-9);
