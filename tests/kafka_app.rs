@@ -226,3 +226,49 @@ fn perf_eos_on_sluice_broker_over_kafka_protocol() {
     let sluice = support::SluiceBroker::start();
     perf_eos_on(&sluice.bootstrap);
 }
+
+/// The `wordcount` example (what `make demo` runs) with `--bootstrap-servers`: it checks its
+/// own counts against an in-memory count and says so.
+fn wordcount_example_on(bootstrap: &str) {
+    let exe = std::env::current_exe().expect("test path");
+    let release = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir");
+    let example = release.join("examples").join("wordcount");
+    if !example.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "--example", "wordcount"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the wordcount example failed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(example)
+        .arg(dir.path())
+        .args(["--bootstrap-servers", bootstrap])
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("every count equals the in-memory count: true"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_wordcount_example_on_apache_kafka() {
+    wordcount_example_on(support::kafka_bootstrap());
+}
+
+#[test]
+fn the_wordcount_example_on_sluice_broker() {
+    let sluice = support::SluiceBroker::start();
+    wordcount_example_on(&sluice.bootstrap);
+}

@@ -21,7 +21,7 @@ use std::fmt::Debug;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sluice::log::IsolationLevel;
+use sluice::log::cluster::{Cluster, ClusterConsumer, ConsumerSpec, OffsetAt};
 use sluice::prelude::*;
 use sluice::runtime::AppConfig;
 use sluice::runtime::app::{App, AppHandle, AppMetrics};
@@ -135,8 +135,14 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
-    /// Starts `topology` on `broker` as app `id` with `config`.
-    pub fn start(broker: &Broker, id: &str, topology: Topology, config: AppConfig) -> Res<Self> {
+    /// Starts `topology` on `broker` (the embedded log or a Kafka cluster) as app `id` with
+    /// `config`.
+    pub fn start<C: Cluster>(
+        broker: &C,
+        id: &str,
+        topology: Topology,
+        config: AppConfig,
+    ) -> Res<Self> {
         let app = App::new(id, topology, config)?;
         // As the app names them: its repartition topics are `<id>-...`.
         let sources = source_topics(app.topology());
@@ -192,8 +198,8 @@ impl RunningApp {
 
 /// Runs `topology` as app `id` with `config` until it has processed and committed
 /// everything its sources hold, then shuts it down: its figures and how long it ran.
-pub fn run_to_end(
-    broker: &Broker,
+pub fn run_to_end<C: Cluster>(
+    broker: &C,
     id: &str,
     topology: Topology,
     config: AppConfig,
@@ -206,19 +212,23 @@ pub fn run_to_end(
 /// Every committed record of `topic`, each partition in offset order, read_committed up to
 /// the high watermark (so an open transaction, which holds such a reader back, is an error
 /// after a few seconds).
-pub fn read_committed(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let config = ConsumerConfig::default().with_isolation(IsolationLevel::ReadCommitted);
-    let mut consumer = Consumer::new(broker, config);
-    let partitions = broker.topic_metadata(topic)?.partitions;
-    let tps: Vec<TopicPartition> = partitions
-        .iter()
-        .map(|info| TopicPartition::new(topic, info.partition))
-        .collect();
-    consumer.assign(tps.clone())?;
+pub fn read_committed<C: Cluster>(broker: &C, topic: &str) -> Res<Vec<ConsumerRecord>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let partitions = broker
+        .partition_count(topic)?
+        .ok_or_else(|| format!("no topic {topic}"))?;
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic, p);
+        starts.push((tp.clone(), broker.list_offset(&tp, OffsetAt::Earliest)?));
+        ends.push((tp.clone(), broker.list_offset(&tp, OffsetAt::Latest)?));
+    }
+    let mut consumer = broker.consumer(&ConsumerSpec::read_committed("example-reader"))?;
+    consumer.assign(&starts)?;
     let mut out = Vec::new();
-    for (tp, info) in tps.iter().zip(&partitions) {
-        while consumer.position(tp)? < info.high_watermark {
+    for (tp, end) in &ends {
+        while consumer.position(tp)? < *end {
             out.extend(consumer.poll(Duration::from_millis(10))?);
             if Instant::now() > deadline {
                 return Err(format!("{topic}/{} does not read to its end", tp.partition).into());
@@ -230,7 +240,7 @@ pub fn read_committed(broker: &Broker, topic: &str) -> Res<Vec<ConsumerRecord>> 
 
 /// The last committed value of each key of `topic`, for string keys and big-endian `u64`
 /// values (what `count` writes): each key's latest count.
-pub fn latest_u64_by_key(broker: &Broker, topic: &str) -> Res<BTreeMap<String, u64>> {
+pub fn latest_u64_by_key<C: Cluster>(broker: &C, topic: &str) -> Res<BTreeMap<String, u64>> {
     let mut latest = BTreeMap::new();
     for r in read_committed(broker, topic)? {
         let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
