@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, ConsumerGroupMetadata};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -160,9 +161,40 @@ impl KafkaConsumer {
         }
         self.consumer
             .assign(&list)
-            .map_err(KafkaClusterError::client("assigning partitions"))?;
+            .map_err(KafkaClusterError::client(format!("assigning {at:?}")))?;
         self.starts = at.to_vec();
-        Ok(())
+        self.await_reset(at)
+    }
+
+    /// Waits until librdkafka has stopped the fetchers of the assignment before: until then
+    /// `rd_kafka_position` may still report a partition's old position, which is not where
+    /// it is read from now (a caller skipping ahead by it would skip records).
+    fn await_reset(&self, at: &[(TopicPartition, i64)]) -> Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let positions = self.consumer.position().map_err(KafkaClusterError::client(
+                "reading positions after an assign",
+            ))?;
+            let reset = at.iter().all(|(tp, start)| {
+                match positions
+                    .find_partition(&tp.topic, tp.partition)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(offset)) => offset == *start,
+                    _ => true,
+                }
+            });
+            if reset {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(KafkaClusterError::Timeout {
+                    call: format!("resetting the positions of {at:?}"),
+                    waited: self.timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Sets the next offset read from `tp`; records already fetched for it are dropped.
@@ -206,7 +238,21 @@ impl KafkaConsumer {
                 }
                 return Ok(records);
             };
-            let message = next.map_err(KafkaClusterError::client("polling"))?;
+            let message = match next {
+                Ok(message) => message,
+                Err(e) if fails_the_poll(&e) => {
+                    return Err(KafkaClusterError::Client {
+                        call: format!("polling {:?}", self.assignment()),
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    // librdkafka's informational errors (a broker down, a connection
+                    // reset): it reconnects and fetches again by itself.
+                    tracing::warn!(error = %e, "consumer: transient error");
+                    continue;
+                }
+            };
             let topic = match self.topic_names.get(message.topic()) {
                 Some(name) => name.clone(),
                 None => {
@@ -314,19 +360,47 @@ pub(crate) fn fetch_committed<C: ConsumerContext>(
             other => break other.map_err(KafkaClusterError::client(what))?,
         }
     };
-    Ok(tps
-        .iter()
-        .map(|tp| {
-            let offset = match answer
-                .find_partition(&tp.topic, tp.partition)
-                .map(|e| e.offset())
-            {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            };
-            (tp.clone(), offset)
-        })
-        .collect())
+    let mut committed = Vec::with_capacity(tps.len());
+    for tp in tps {
+        let offset = match answer.find_partition(&tp.topic, tp.partition) {
+            Some(elem) => {
+                // A partition the cluster could not answer for is an error, not "nothing
+                // committed" (which would restart it from the log start).
+                elem.error().map_err(|source| KafkaClusterError::Client {
+                    call: format!("{what}: {tp}"),
+                    source,
+                })?;
+                match elem.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        committed.push((tp.clone(), offset));
+    }
+    Ok(committed)
+}
+
+/// Whether a consume error stops the poll: the out-of-range position of a consumer that
+/// must not reset, a partition that is gone, no right to read, or librdkafka's fatal
+/// errors. Others (a broker down, a connection reset) are informational.
+fn fails_the_poll(error: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as Code;
+    match error {
+        KafkaError::MessageConsumptionFatal(_) => true,
+        KafkaError::MessageConsumption(code) => matches!(
+            code,
+            Code::AutoOffsetReset
+                | Code::OffsetOutOfRange
+                | Code::UnknownTopicOrPartition
+                | Code::UnknownTopic
+                | Code::UnknownPartition
+                | Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+        ),
+        _ => true,
+    }
 }
 
 /// How long to wait before asking a group's coordinator again.

@@ -71,6 +71,23 @@ pub enum KafkaClusterError {
         /// Which topics got which partitions.
         detail: String,
     },
+    /// The member is between generations (joining, or rebalancing): offsets cannot be
+    /// committed as it until it has its new assignment. Classed Migrated.
+    #[error("group `{group}`: this member is rebalancing, not in a generation yet")]
+    NotInGeneration {
+        /// The group.
+        group: String,
+    },
+    /// librdkafka raised a fatal error on the producer; the cause is its code.
+    #[error("{call}: the producer hit a fatal error: {code}: {reason}")]
+    ProducerFatal {
+        /// What was being done.
+        call: String,
+        /// The fatal error's code (e.g. PRODUCER_FENCED).
+        code: RDKafkaErrorCode,
+        /// librdkafka's description.
+        reason: String,
+    },
     /// A tracked record's offset was asked before a flush reported its delivery.
     #[error("{call}: no delivery report yet (flush first)")]
     NotDelivered {
@@ -98,7 +115,10 @@ impl KafkaClusterError {
     /// The cluster's error code, when the cluster answered with one.
     pub fn code(&self) -> Option<RDKafkaErrorCode> {
         match self {
-            Self::Topic { code, .. } | Self::Partition { code, .. } => Some(*code),
+            Self::Topic { code, .. }
+            | Self::Partition { code, .. }
+            | Self::ProducerFatal { code, .. } => Some(*code),
+            Self::NotInGeneration { .. } => Some(RDKafkaErrorCode::RebalanceInProgress),
             Self::Client { source, .. } | Self::Config(source) => source.rdkafka_error_code(),
             Self::MissingFromAnswer { .. }
             | Self::Timeout { .. }
@@ -144,6 +164,7 @@ impl ClusterError for KafkaClusterError {
                         | RDKafkaErrorCode::CoordinatorLoadInProgress
                         | RDKafkaErrorCode::NotCoordinator
                         | RDKafkaErrorCode::ConcurrentTransactions
+                        | RDKafkaErrorCode::OperationTimedOut
                 )
             ),
         }

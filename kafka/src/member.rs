@@ -201,19 +201,29 @@ impl KafkaMember {
                 self.rebalancing = false;
                 return Ok(GroupEvent::Assigned(self.checked(&partitions)?));
             }
-            if !waiting || Instant::now() >= deadline {
+            // A revoke served just now means a new assignment is coming: wait for it (the
+            // thread must not go on with tasks that may be someone else's already).
+            let settled = self.joined && !self.rebalancing;
+            if settled || Instant::now() >= deadline {
                 return Ok(GroupEvent::Unchanged);
             }
         }
     }
 
-    /// Who this member is now, for `send_offsets_to_transaction`.
+    /// Who this member is now, for `send_offsets_to_transaction`. Refused while a
+    /// rebalance is under way (classed Migrated): librdkafka moves to the new generation as
+    /// soon as it has rejoined, before this member has its new assignment, and offsets of
+    /// the old tasks sent with it would be accepted.
     pub fn metadata(&self) -> Result<ConsumerGroupMetadata> {
+        if self.rebalancing || !self.joined {
+            return Err(KafkaClusterError::NotInGeneration {
+                group: self.spec.group.clone(),
+            });
+        }
         self.consumer
             .group_metadata()
-            .ok_or_else(|| KafkaClusterError::Timeout {
-                call: format!("group metadata of group `{}`", self.spec.group),
-                waited: Duration::ZERO,
+            .ok_or_else(|| KafkaClusterError::NotInGeneration {
+                group: self.spec.group.clone(),
             })
     }
 
@@ -227,8 +237,14 @@ impl KafkaMember {
         crate::consumer::fetch_committed(&self.consumer, tps, self.timeout, &what)
     }
 
-    /// Commits offsets outside a transaction, as this member in its generation.
+    /// Commits offsets outside a transaction, as this member in its generation (refused,
+    /// classed Migrated, while a rebalance is under way).
     pub fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        if self.rebalancing || !self.joined {
+            return Err(KafkaClusterError::NotInGeneration {
+                group: self.spec.group.clone(),
+            });
+        }
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for (tp, offset) in offsets {
             list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))

@@ -192,16 +192,38 @@ impl KafkaProducer {
         ))
     }
 
+    /// `error` with librdkafka's fatal error as its cause, if the producer has one: after a
+    /// fencing librdkafka answers every call with a generic fatal or state error, and the
+    /// cause (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH) is what classes it `Fenced`.
+    fn with_fatal_cause(&self, error: KafkaClusterError) -> KafkaClusterError {
+        match (&error, self.producer.client().fatal_error()) {
+            (KafkaClusterError::Client { call, .. }, Some((code, reason))) => {
+                KafkaClusterError::ProducerFatal {
+                    call: call.clone(),
+                    code,
+                    reason,
+                }
+            }
+            _ => error,
+        }
+    }
+
     /// Fences any earlier producer with this transactional id and aborts its transaction.
     pub fn init_transactions(&mut self) -> Result<()> {
         let call = self.call("initializing transactions");
-        self.producer.init_transactions(self.timeout).map_err(call)
+        self.producer
+            .init_transactions(self.timeout)
+            .map_err(call)
+            .map_err(|e| self.with_fatal_cause(e))
     }
 
     /// Opens a transaction.
     pub fn begin_transaction(&mut self) -> Result<()> {
         let call = self.call("beginning a transaction");
-        self.producer.begin_transaction().map_err(call)
+        self.producer
+            .begin_transaction()
+            .map_err(call)
+            .map_err(|e| self.with_fatal_cause(e))
     }
 
     fn produce(&mut self, record: &ProducerRecord, slot: usize) -> Result<()> {
@@ -337,6 +359,7 @@ impl KafkaProducer {
         self.producer
             .send_offsets_to_transaction(&list, group, self.timeout)
             .map_err(call)
+            .map_err(|e| self.with_fatal_cause(e))
     }
 
     /// Commits the open transaction; if that fails in a way that needs an abort (a record
@@ -372,7 +395,8 @@ impl KafkaProducer {
         let _ = self.drain();
         self.producer
             .abort_transaction(self.timeout)
-            .map_err(call)?;
+            .map_err(call)
+            .map_err(|e| self.with_fatal_cause(e))?;
         self.clear_failure();
         Ok(())
     }

@@ -278,6 +278,9 @@ impl<C: Cluster> StreamThread<C> {
         self.producer = Some(producer);
         self.txn_open = false;
         self.dirty = false;
+        // The next commit is an interval away, as after any commit: nothing is processed
+        // yet from the positions the tasks restart at.
+        self.last_commit = Instant::now();
         self.ctx.shared.metrics.aborted();
         if !self.heartbeat()? {
             let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
