@@ -377,8 +377,10 @@ impl KafkaProducer {
             Err(error) => {
                 if let KafkaError::Transaction(e) = &error
                     && e.txn_requires_abort()
+                    && let Err(abort) = self.abort_transaction()
                 {
-                    self.abort_transaction()?;
+                    // The commit's error says why; the abort's failure is logged.
+                    tracing::warn!(error = %abort, "aborting after a failed commit failed too");
                 }
                 Err(call(error))
             }

@@ -119,8 +119,11 @@ impl<C: Cluster> StreamThread<C> {
             .into_iter()
             .filter(|id| !self.tasks.contains_key(id))
             .collect();
-        self.open_pending()?;
-        self.reassign()
+        // Opening a task re-assigns the consumer already; otherwise (tasks only closed) do it.
+        if !self.open_pending()? {
+            self.reassign()?;
+        }
+        Ok(())
     }
 
     pub fn close_task(&mut self, id: TaskId) {
@@ -137,7 +140,8 @@ impl<C: Cluster> StreamThread<C> {
     }
 
     /// Opens the pending tasks no other thread of the instance has open.
-    pub fn open_pending(&mut self) -> Result<()> {
+    /// Whether any opened (the consumer is then re-assigned).
+    pub fn open_pending(&mut self) -> Result<bool> {
         let mut opened = false;
         for id in std::mem::take(&mut self.pending) {
             let free = {
@@ -167,7 +171,7 @@ impl<C: Cluster> StreamThread<C> {
             ThreadState::Rebalancing
         };
         self.ctx.shared.set_thread(self.index, state);
-        Ok(())
+        Ok(opened)
     }
 
     /// Assigns the consumer the open tasks' inputs at the tasks' positions (queued records
