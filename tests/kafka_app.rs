@@ -3,7 +3,8 @@
 //! Kafka 4.4 and on `sluice broker` over the wire. One instance counts the first half of the
 //! input; a second instance joins (the group rebalances its tasks between them) and the
 //! rest is counted by both. Every word's last committed count must equal its count in the
-//! input: nothing lost, nothing counted twice, across the rebalance.
+//! input: nothing lost, nothing counted twice, across the rebalance. (The examples on Kafka
+//! are run by `tests/kafka_examples.rs`.)
 
 #[path = "../kafka/tests/support/mod.rs"]
 mod support;
@@ -125,6 +126,8 @@ fn word_count<C: Cluster>(cluster: &C) {
         "the first instance did not catch up"
     );
     assert_eq!(latest_counts(cluster, &output), expected(&first_half));
+    let before_join = first.metrics();
+    assert_eq!(before_join.tasks_opened, 4, "{before_join:?}");
 
     let second = App::new(&app_id, topology(), config(2))
         .expect("app")
@@ -136,6 +139,14 @@ fn word_count<C: Cluster>(cluster: &C) {
             && first.state() == AppState::Running
             && second.state() == AppState::Running
     });
+    // The first instance was idle when the second joined: it keeps the tasks it still
+    // owns open (state, position, processors) and opens none.
+    let after_join = first.metrics();
+    assert!(
+        after_join.tasks_retained - before_join.tasks_retained >= first.tasks().len() as u64,
+        "{after_join:?}"
+    );
+    assert_eq!(after_join.tasks_opened, 4, "{after_join:?}");
     let all = lines(0, 600);
     produce(cluster, &input, &all[300..]);
     assert!(
@@ -225,50 +236,4 @@ fn perf_eos_on_apache_kafka() {
 fn perf_eos_on_sluice_broker_over_kafka_protocol() {
     let sluice = support::SluiceBroker::start();
     perf_eos_on(&sluice.bootstrap);
-}
-
-/// The `wordcount` example (what `make demo` runs) with `--bootstrap-servers`: it checks its
-/// own counts against an in-memory count and says so.
-fn wordcount_example_on(bootstrap: &str) {
-    let exe = std::env::current_exe().expect("test path");
-    let release = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target dir");
-    let example = release.join("examples").join("wordcount");
-    if !example.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "--example", "wordcount"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the wordcount example failed");
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(example)
-        .arg(dir.path())
-        .args(["--bootstrap-servers", bootstrap])
-        .output()
-        .expect("run the example");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("every count equals the in-memory count: true"),
-        "{stdout}"
-    );
-}
-
-#[test]
-fn the_wordcount_example_on_apache_kafka() {
-    wordcount_example_on(support::kafka_bootstrap());
-}
-
-#[test]
-fn the_wordcount_example_on_sluice_broker() {
-    let sluice = support::SluiceBroker::start();
-    wordcount_example_on(&sluice.bootstrap);
 }

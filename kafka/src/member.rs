@@ -31,18 +31,30 @@ use crate::error::{KafkaClusterError, Result};
 #[derive(Debug)]
 enum Event {
     Assigned(Vec<TopicPartition>),
-    Revoked,
+    /// The previous assignment was given up; `lost` when librdkafka says it was lost (the
+    /// session expired or the member was fenced), not handed back in a rebalance.
+    Revoked {
+        lost: bool,
+    },
     Failed(KafkaError),
 }
 
 #[derive(Default)]
 struct MemberContext {
     events: Mutex<Vec<Event>>,
+    /// Whether the assignment being revoked was lost, as seen before the revoke clears it.
+    lost: Mutex<bool>,
 }
 
 impl ClientContext for MemberContext {}
 
 impl ConsumerContext for MemberContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            *self.lost.lock().unwrap_or_else(PoisonError::into_inner) = consumer.assignment_lost();
+        }
+    }
+
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let event = match rebalance {
             Rebalance::Assign(list) => {
@@ -56,7 +68,11 @@ impl ConsumerContext for MemberContext {
                         .collect(),
                 )
             }
-            Rebalance::Revoke(_) => Event::Revoked,
+            Rebalance::Revoke(_) => Event::Revoked {
+                lost: std::mem::take(
+                    &mut *self.lost.lock().unwrap_or_else(PoisonError::into_inner),
+                ),
+            },
             Rebalance::Error(e) => Event::Failed(e.clone()),
         };
         self.events
@@ -72,6 +88,12 @@ pub struct KafkaMember {
     spec: GroupSpec,
     joined: bool,
     rebalancing: bool,
+    /// Since the last assignment returned: `Some(true)` after one clean revoke, `Some(false)`
+    /// once anything broke the member's continuity (a lost assignment, a generation it
+    /// never returned), `None` before any revoke.
+    handed_back: Option<bool>,
+    /// When `poll_group` last returned.
+    last_poll: Option<Instant>,
     timeout: Duration,
 }
 
@@ -126,6 +148,8 @@ impl KafkaMember {
             spec: spec.clone(),
             joined: false,
             rebalancing: false,
+            handed_back: None,
+            last_poll: None,
             timeout: config.timeout(),
         })
     }
@@ -161,6 +185,21 @@ impl KafkaMember {
 
     /// Serves the membership; see `GroupMember::poll_group`.
     pub fn poll_group(&mut self, timeout: Duration) -> Result<GroupEvent> {
+        // A long gap since the last poll may have let a rebalance complete without this
+        // member (the group waits `max.poll.interval.ms` for it to rejoin), and librdkafka
+        // does not always report that as a lost assignment: the next one is not continuous.
+        if self
+            .last_poll
+            .is_some_and(|t| t.elapsed() > self.spec.poll_interval / 2)
+        {
+            self.handed_back = Some(false);
+        }
+        let event = self.serve_group(timeout);
+        self.last_poll = Some(Instant::now());
+        event
+    }
+
+    fn serve_group(&mut self, timeout: Duration) -> Result<GroupEvent> {
         let deadline = Instant::now() + timeout;
         loop {
             let waiting = !self.joined || self.rebalancing;
@@ -186,8 +225,17 @@ impl KafkaMember {
             let mut assigned = None;
             for event in events {
                 match event {
-                    Event::Revoked => self.rebalancing = true,
-                    Event::Assigned(partitions) => assigned = Some(partitions),
+                    Event::Revoked { lost } => {
+                        self.rebalancing = true;
+                        self.handed_back = Some(self.handed_back.unwrap_or(true) && !lost);
+                    }
+                    Event::Assigned(partitions) => {
+                        if assigned.is_some() {
+                            // A generation in between that the thread never saw.
+                            self.handed_back = Some(false);
+                        }
+                        assigned = Some(partitions);
+                    }
                     Event::Failed(source) => {
                         return Err(KafkaClusterError::Client {
                             call: format!("rebalancing group `{}`", self.spec.group),
@@ -197,9 +245,16 @@ impl KafkaMember {
                 }
             }
             if let Some(partitions) = assigned {
+                // Continuous: a member already, which handed its partitions back in one
+                // eager rebalance without losing them and never went half a poll interval
+                // without polling. The classic protocol completes a generation only with
+                // the members that rejoined within the poll interval and removes the rest.
+                let continuous = self.joined && self.handed_back == Some(true);
                 self.joined = true;
                 self.rebalancing = false;
-                return Ok(GroupEvent::Assigned(self.checked(&partitions)?));
+                self.handed_back = None;
+                let assignment = self.checked(&partitions)?.with_continuous(continuous);
+                return Ok(GroupEvent::Assigned(assignment));
             }
             // A revoke served just now means a new assignment is coming: wait for it (the
             // thread must not go on with tasks that may be someone else's already).

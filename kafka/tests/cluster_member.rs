@@ -4,7 +4,9 @@
 //! splits them with it (disjoint, nothing lost, the same partition numbers of co-partitioned
 //! topics); offsets sent with the metadata of the generation before are refused as
 //! `Migrated` (the zombie fence of KIP-447); committed offsets round-trip; when the second
-//! leaves, the first gets everything back.
+//! leaves, the first gets everything back. An assignment is `continuous` exactly when the
+//! member held the generation before it (so a task it keeps may keep its state): not on a
+//! first join, and not for a zombie that lost its membership while it did not poll.
 
 mod support;
 
@@ -17,23 +19,34 @@ use sluice_log::BrokerConfig;
 use sluice_log::ProducerRecord;
 use sluice_log::TopicPartition;
 use sluice_log::cluster::{
-    Cluster, ClusterError, ErrorClass, GroupEvent, GroupMember, GroupSpec, InternalTopic,
-    InternalTopicKind, ProducerSpec, TxnProducer,
+    Assignment, Cluster, ClusterError, ErrorClass, GroupEvent, GroupMember, GroupSpec,
+    InternalTopic, InternalTopicKind, ProducerSpec, TxnProducer,
 };
 
 const BOUND: Duration = Duration::from_secs(90);
 
-fn assigned<M: GroupMember>(member: &mut M, what: &str) -> BTreeSet<(usize, i32)> {
+fn assignment<M: GroupMember>(member: &mut M, what: &str) -> Assignment {
     let deadline = Instant::now() + BOUND;
     loop {
         match member
             .poll_group(Duration::from_millis(500))
             .expect("poll group")
         {
-            GroupEvent::Assigned(a) => return a.partitions.into_iter().collect(),
+            GroupEvent::Assigned(a) => return a,
             GroupEvent::Unchanged => assert!(Instant::now() < deadline, "no assignment: {what}"),
         }
     }
+}
+
+/// The next assignment's partitions, checking whether it is continuous.
+fn assigned<M: GroupMember>(
+    member: &mut M,
+    what: &str,
+    continuous: bool,
+) -> BTreeSet<(usize, i32)> {
+    let a = assignment(member, what);
+    assert_eq!(a.continuous, continuous, "{what}: {a:?}");
+    a.partitions.into_iter().collect()
 }
 
 fn contract<C: Cluster>(cluster: &C) {
@@ -59,7 +72,7 @@ fn contract<C: Cluster>(cluster: &C) {
         .collect();
 
     let mut first = cluster.member(&spec).expect("member");
-    assert_eq!(assigned(&mut first, "the lone member"), all);
+    assert_eq!(assigned(&mut first, "the lone member", false), all);
     assert_eq!(
         first.poll_group(Duration::ZERO).expect("poll"),
         GroupEvent::Unchanged
@@ -77,11 +90,11 @@ fn contract<C: Cluster>(cluster: &C) {
         let (cluster, spec) = (cluster.clone(), spec.clone());
         std::thread::spawn(move || {
             let mut second = cluster.member(&spec).expect("member");
-            let share = assigned(&mut second, "the joining member");
+            let share = assigned(&mut second, "the joining member", false);
             (second, share)
         })
     };
-    let first_share = assigned(&mut first, "the first member after the join");
+    let first_share = assigned(&mut first, "the first member after the join", true);
     let (second, second_share) = joiner.join().expect("joiner thread");
     assert!(
         first_share.is_disjoint(&second_share),
@@ -112,8 +125,42 @@ fn contract<C: Cluster>(cluster: &C) {
 
     // The second leaves: the first gets everything back.
     second.leave().expect("leave");
-    assert_eq!(assigned(&mut first, "the member left alone"), all);
+    assert_eq!(assigned(&mut first, "the member left alone", true), all);
     first.leave().expect("leave");
+    zombie_contract(cluster);
+}
+
+/// A member that stops polling loses its membership (embedded: its session expires; Kafka:
+/// librdkafka's poll interval runs out, and the group rebalances without it); the next
+/// assignment it gets is not continuous, even where it gets some of its old partitions back.
+fn zombie_contract<C: Cluster>(cluster: &C) {
+    let topic = support::unique("member-zombie-in");
+    let spec = InternalTopic {
+        partitions: Some(2),
+        kind: InternalTopicKind::Repartition,
+    };
+    cluster
+        .create_internal_topic(&topic, &spec)
+        .expect("create");
+    // Kafka's smallest session timeout (group.min.session.timeout.ms) is 6 s; librdkafka
+    // wants max.poll.interval.ms >= session.timeout.ms.
+    let spec = GroupSpec::new(support::unique("member-zombies"), vec![vec![topic]])
+        .with_session_timeout(Duration::from_secs(6))
+        .with_poll_interval(Duration::from_secs(6));
+    let all: BTreeSet<(usize, i32)> = [(0, 0), (0, 1)].into();
+    let mut zombie = cluster.member(&spec).expect("member");
+    assert_eq!(assigned(&mut zombie, "the zombie-to-be", false), all);
+    // The zombie stops polling; another member ends up with everything.
+    let mut other = cluster.member(&spec).expect("member");
+    let deadline = Instant::now() + BOUND;
+    while assignment(&mut other, "the member that stays").partitions != [(0, 0), (0, 1)] {
+        assert!(Instant::now() < deadline, "the zombie kept its partitions");
+    }
+    // Back: whatever it gets, it must not keep state from before.
+    let back = assignment(&mut zombie, "the zombie back");
+    assert!(!back.continuous, "{back:?}");
+    other.leave().expect("leave");
+    zombie.leave().expect("leave");
 }
 
 #[test]

@@ -144,5 +144,11 @@ fn perf_rebalance_reports_what_the_joiner_and_the_stayer_restored() {
         // updates (one per key the joiner restored): it replays at least those.
         let back = f["leave"]["restored_by_stayer"].as_u64().expect("stayer");
         assert!(back >= joiner, "{stdout}");
+        // The stayer keeps the tasks it still owns open across both generation changes
+        // (it is idle, nothing uncommitted), and opens only the ones it gets back.
+        assert_eq!(f["join"]["tasks_kept_by_stayer"], 2, "{stdout}");
+        assert_eq!(f["join"]["tasks_opened_by_stayer"], 0, "{stdout}");
+        assert_eq!(f["leave"]["tasks_kept_by_stayer"], 2, "{stdout}");
+        assert_eq!(f["leave"]["tasks_opened_by_stayer"], 2, "{stdout}");
     }
 }

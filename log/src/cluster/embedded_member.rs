@@ -34,8 +34,15 @@ impl EmbeddedMember {
         }
     }
 
+    /// The event of a new generation's assignment. It is continuous when this member kept
+    /// its id and the generation is the next one: the embedded group rebalances every
+    /// current member at once, so a member that kept its id was in every generation.
     fn assigned(&mut self, answer: crate::group::GroupAssignment) -> GroupEvent {
-        let assignment = Assignment::from_lead_partitions(&self.spec, &answer.partitions);
+        let continuous = self.joined.as_ref().is_some_and(|(member_id, generation)| {
+            *member_id == answer.member_id && answer.generation == generation + 1
+        });
+        let assignment = Assignment::from_lead_partitions(&self.spec, &answer.partitions)
+            .with_continuous(continuous);
         self.joined = Some((answer.member_id, answer.generation));
         GroupEvent::Assigned(assignment)
     }

@@ -69,6 +69,12 @@ impl GroupSpec {
 pub struct Assignment {
     /// `(set index, partition)` pairs, sorted.
     pub partitions: Vec<(usize, i32)>,
+    /// Whether this generation directly follows the member's previous one, its membership
+    /// never lost in between (no session expiry, no eviction, no generation it missed). Then
+    /// a partition it had in the previous generation and has again was nobody else's
+    /// meanwhile, and the task over it may keep its state. `false` on the first assignment
+    /// and whenever the member cannot tell.
+    pub continuous: bool,
 }
 
 impl Assignment {
@@ -80,7 +86,16 @@ impl Assignment {
             .collect();
         pairs.sort_unstable();
         pairs.dedup();
-        Self { partitions: pairs }
+        Self {
+            partitions: pairs,
+            continuous: false,
+        }
+    }
+
+    /// The same assignment, marked [continuous](Self::continuous) or not.
+    pub fn with_continuous(mut self, continuous: bool) -> Self {
+        self.continuous = continuous;
+        self
     }
 }
 

@@ -69,7 +69,14 @@ impl<C: Cluster> StreamThread<C> {
         }
     }
 
-    /// Moves to a new generation's assignment.
+    /// Moves to a new generation's assignment. Tasks kept from the previous generation
+    /// keep their processors, stores and positions (no re-initialisation, no restore) when
+    /// nothing can have moved them on meanwhile: the generation is
+    /// [continuous](Assignment::continuous) for this member, the thread holds no uncommitted
+    /// or aborted work, and the group's committed offsets of the task's inputs are still
+    /// the task's positions. Otherwise every task starts again from what is committed, as
+    /// after Kafka's eager rebalance: a generation we missed (a zombie) may have given it
+    /// to someone else in between.
     fn on_assignment(&mut self, assignment: Assignment) -> Result<()> {
         let wanted: BTreeSet<TaskId> = assignment
             .partitions
@@ -79,16 +86,49 @@ impl<C: Cluster> StreamThread<C> {
                 partition,
             })
             .collect();
-        // After a generation change a task we keep may have been someone else's in between
-        // (a generation we missed, or while we were a zombie): its committed offsets and
-        // changelog may have moved on. So every task starts again from what is committed,
-        // as after Kafka's eager rebalance; our uncommitted work can no longer commit.
         if self.dirty || self.txn_open {
+            // Our uncommitted work can no longer commit in the new generation.
             self.abort()?;
         }
-        self.set_tasks(wanted, true)?;
-        tracing::info!(thread = %self.transactional_id, tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), "assignment");
+        let keep = assignment.continuous && !self.stale;
+        let mut kept = Vec::new();
+        if keep {
+            let candidates: Vec<TaskId> = self
+                .tasks
+                .keys()
+                .filter(|id| wanted.contains(id))
+                .copied()
+                .collect();
+            for id in candidates {
+                if self.positions_still_committed(id)? {
+                    kept.push(id);
+                } else {
+                    tracing::info!(task = %id, thread = %self.transactional_id, "a kept task's committed offsets moved on; starting it again from them");
+                    self.close_task(id);
+                }
+            }
+        }
+        // Counted before the tasks are published, so whoever sees them sees this too.
+        self.ctx.shared.metrics.retained(kept.len() as u64);
+        self.set_tasks(wanted, !keep)?;
+        tracing::info!(thread = %self.transactional_id, tasks = ?self.tasks.keys().map(ToString::to_string).collect::<Vec<_>>(), kept = ?kept.iter().map(ToString::to_string).collect::<Vec<_>>(), continuous = assignment.continuous, "assignment");
         Ok(())
+    }
+
+    /// Whether the group's committed offsets of task `id`'s inputs are the task's positions:
+    /// nobody committed for it since this thread did.
+    fn positions_still_committed(&mut self, id: TaskId) -> Result<bool> {
+        let Some(task) = self.tasks.get(&id) else {
+            return Ok(false);
+        };
+        let inputs: Vec<TopicPartition> = task.inputs().cloned().collect();
+        let positions = task.positions.clone();
+        let committed = self.stable_offsets(&inputs)?;
+        Ok(committed.iter().all(|(tp, offset)| match offset {
+            Some(o) => positions.get(tp) == Some(o),
+            // Nothing committed: start it again (it cannot have done much).
+            None => false,
+        }))
     }
 
     /// Aborts the open transaction and drops every task's uncommitted work.
@@ -102,6 +142,9 @@ impl<C: Cluster> StreamThread<C> {
                 .map_err(Error::cluster)?;
         }
         self.dirty = false;
+        // The tasks still hold what the transaction had: they must start again from what
+        // is committed before they process anything more.
+        self.stale = true;
         self.ctx.shared.metrics.aborted();
         Ok(())
     }
@@ -114,6 +157,9 @@ impl<C: Cluster> StreamThread<C> {
             if recreate || !wanted.contains(&id) {
                 self.close_task(id);
             }
+        }
+        if recreate {
+            self.stale = false;
         }
         self.pending = wanted
             .into_iter()
@@ -250,6 +296,7 @@ impl<C: Cluster> StreamThread<C> {
                 tracing::info!(task = %id, store = %spec.name(), applied, took_ms = started.elapsed().as_millis() as u64, "store restored");
             }
         }
+        self.ctx.shared.metrics.opened();
         let mut task = Task::open(
             sub,
             id,

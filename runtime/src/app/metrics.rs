@@ -18,6 +18,8 @@ pub(crate) struct Metrics {
     aborts: AtomicU64,
     restored: AtomicU64,
     dropped: AtomicU64,
+    opened: AtomicU64,
+    retained: AtomicU64,
     commit_micros: Mutex<VecDeque<u64>>,
     /// Notified after each commit is counted.
     commit_signal: (Mutex<()>, Condvar),
@@ -35,6 +37,12 @@ impl Metrics {
     }
     pub fn restored(&self, n: u64) {
         self.restored.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn opened(&self) {
+        self.opened.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn retained(&self, n: u64) {
+        self.retained.fetch_add(n, Ordering::Relaxed);
     }
     pub fn committed(&self, took: Duration) {
         {
@@ -85,6 +93,8 @@ impl Metrics {
             aborts: self.aborts.load(Ordering::Relaxed),
             records_restored: self.restored.load(Ordering::Relaxed),
             records_dropped: self.dropped.load(Ordering::Relaxed),
+            tasks_opened: self.opened.load(Ordering::Relaxed),
+            tasks_retained: self.retained.load(Ordering::Relaxed),
             commit_latency_p50_us: pick(0.5),
             commit_latency_p99_us: pick(0.99),
         }
@@ -104,6 +114,10 @@ pub struct AppMetrics {
     pub records_restored: u64,
     /// Records processors dropped (late records, for instance).
     pub records_dropped: u64,
+    /// Tasks opened: offsets fetched, stores restored, processors created and initialised.
+    pub tasks_opened: u64,
+    /// Tasks kept open across a generation change, with their state and position.
+    pub tasks_retained: u64,
     /// Median commit latency in µs (flush, offsets, commit, RocksDB apply).
     pub commit_latency_p50_us: u64,
     /// 99th-percentile commit latency in µs.

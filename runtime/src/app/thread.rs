@@ -127,6 +127,9 @@ pub(super) struct StreamThread<C: Cluster> {
     pub txn_open: bool,
     /// Something was processed or produced since the last commit.
     pub dirty: bool,
+    /// The tasks hold work of an aborted or fenced transaction: they start again from what
+    /// is committed at the next assignment (none of them is kept).
+    pub stale: bool,
     pub last_commit: Instant,
     pub last_heartbeat: Instant,
     /// Since when each task has waited for a drained, caught-up input (`max_task_idle`).
@@ -168,6 +171,7 @@ impl<C: Cluster> StreamThread<C> {
             routes: HashMap::new(),
             txn_open: false,
             dirty: false,
+            stale: false,
             last_commit: Instant::now(),
             last_heartbeat: Instant::now(),
             idle_since: HashMap::new(),
@@ -278,6 +282,7 @@ impl<C: Cluster> StreamThread<C> {
         self.producer = Some(producer);
         self.txn_open = false;
         self.dirty = false;
+        self.stale = true;
         // The next commit is an interval away, as after any commit: nothing is processed
         // yet from the positions the tasks restart at.
         self.last_commit = Instant::now();

@@ -30,10 +30,14 @@ const APP: &str = "perf-rebalance";
 #[command(after_help = "\
 Output: one JSON line, e.g.
   {\"keys\":1000000,\"partitions\":8,
-   \"join\":{\"seconds_to_running\":..,\"restored_by_joiner\":..,\"restored_by_stayer\":..},
-   \"leave\":{\"seconds_to_running\":..,\"restored_by_stayer\":..}}
+   \"join\":{\"seconds_to_running\":..,\"restored_by_joiner\":..,\"restored_by_stayer\":..,
+           \"tasks_kept_by_stayer\":..,\"tasks_opened_by_stayer\":..},
+   \"leave\":{\"seconds_to_running\":..,\"restored_by_stayer\":..,
+            \"tasks_kept_by_stayer\":..,\"tasks_opened_by_stayer\":..}}
 restored_by_stayer counts changelog records replayed by the instance that was there all along: \
-for the tasks it kept, and on leave for those it got back. The data directory gets topic \
+for the tasks it kept, and on leave for those it got back. tasks_kept_by_stayer counts the tasks \
+it kept open across the generation change (state, position and processors kept); \
+tasks_opened_by_stayer those it opened (offsets fetched, stores restored, processors created). The data directory gets topic \
 perf-rebalance-in (recreated) and the app's state under <data>/perf-rebalance-state.")]
 pub struct PerfRebalanceArgs {
     /// Distinct keys; each round writes every key once.
@@ -130,38 +134,48 @@ pub fn run(data: &Path, args: &PerfRebalanceArgs) -> CliResult {
 
     let a = app(data, "a")?.start(&broker).map_err(runtime)?;
     wait_for(&[&a], || Ok(settled(&[&a], tasks) && caught_up()?))?;
-    let a_before_join = a.metrics().records_restored;
+    let a_before_join = a.metrics();
 
     let joined = Instant::now();
     let b = app(data, "b")?.start(&broker).map_err(runtime)?;
     wait_for(&[&a, &b], || Ok(settled(&[&a, &b], tasks)))?;
     let join_seconds = joined.elapsed().as_secs_f64();
     let join_by_b = b.metrics().records_restored;
-    let join_by_a = a.metrics().records_restored - a_before_join;
+    let a_after_join = a.metrics();
+    let join_by_a = a_after_join.records_restored - a_before_join.records_restored;
+    let join_kept = a_after_join.tasks_retained - a_before_join.tasks_retained;
+    let join_reopened = a_after_join.tasks_opened - a_before_join.tasks_opened;
 
     produce_round(&broker, args, b'b')?;
     wait_for(&[&a, &b], || Ok(settled(&[&a, &b], tasks) && caught_up()?))?;
-    let a_before_leave = a.metrics().records_restored;
+    let a_before_leave = a.metrics();
 
     let left = Instant::now();
     b.shutdown().map_err(runtime)?;
     wait_for(&[&a], || Ok(settled(&[&a], tasks)))?;
     let leave_seconds = left.elapsed().as_secs_f64();
-    let leave_by_a = a.metrics().records_restored - a_before_leave;
+    let a_after_leave = a.metrics();
+    let leave_by_a = a_after_leave.records_restored - a_before_leave.records_restored;
+    let leave_kept = a_after_leave.tasks_retained - a_before_leave.tasks_retained;
+    let leave_opened = a_after_leave.tasks_opened - a_before_leave.tasks_opened;
     wait_for(&[&a], caught_up)?;
     a.shutdown().map_err(runtime)?;
     broker.close()?;
 
     let s = |x: f64| json_number(x, 3);
     print_line(&format!(
-        "{{\"keys\":{},\"value_size\":{},\"partitions\":{},\"join\":{{\"seconds_to_running\":{},\"restored_by_joiner\":{},\"restored_by_stayer\":{}}},\"leave\":{{\"seconds_to_running\":{},\"restored_by_stayer\":{}}}}}",
+        "{{\"keys\":{},\"value_size\":{},\"partitions\":{},\"join\":{{\"seconds_to_running\":{},\"restored_by_joiner\":{},\"restored_by_stayer\":{},\"tasks_kept_by_stayer\":{},\"tasks_opened_by_stayer\":{}}},\"leave\":{{\"seconds_to_running\":{},\"restored_by_stayer\":{},\"tasks_kept_by_stayer\":{},\"tasks_opened_by_stayer\":{}}}}}",
         args.keys,
         args.value_size,
         args.partitions,
         s(join_seconds),
         join_by_b,
         join_by_a,
+        join_kept,
+        join_reopened,
         s(leave_seconds),
         leave_by_a,
+        leave_kept,
+        leave_opened,
     ))
 }
