@@ -31,6 +31,18 @@
 //! flushed but the input offsets not committed, so the restart applies some transfers
 //! again; the total may even stay conserved (both sides repeat), but the duplicate count
 //! and the digest give it away, and the example fails. It ends by itself in a few seconds.
+//!
+//! `--bootstrap-servers HOST:PORT` runs it on that Kafka cluster (Apache Kafka or `sluice
+//! broker`) instead of the embedded log, with the same checks (the store is the app's own
+//! RocksDB, local on either; the output is read through the cluster). The topics and the
+//! app id end in a run id there (`transfers-<run>` ...), so a rerun starts from empty
+//! topics; the group keeps Kafka's default session timeout (10 s: a restart after a kill
+//! waits that long for the dead member to leave), and `after-prepare-commit` cannot stop a
+//! remote commit halfway, so the instance dies just after its commit instead.
+//!
+//! ```text
+//! cargo run --release --example bank_transfers -- --bootstrap-servers 127.0.0.1:9092 --transfers 2000
+//! ```
 
 mod common;
 
@@ -42,8 +54,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use common::{Res, Rng, RunningApp, mix};
+use common::{Backend, Names, OnCluster, Res, Rng, RunningApp, Target, mix};
 use sluice::dsl::{Data, StreamBuilder};
+use sluice::log::cluster::{Cluster, ProducerSpec, TxnProducer};
 use sluice::prelude::*;
 use sluice::runtime::app::AppState;
 use sluice::runtime::config::CrashPoint;
@@ -55,6 +68,7 @@ use sluice::runtime::{AppConfig, ProcessingGuarantee};
 const ACCOUNTS: u32 = 100;
 const PARTITIONS: i32 = 4;
 const APP_ID: &str = "bank";
+const INPUT: &str = "transfers";
 const STORE: &str = "balances";
 const OUTPUT: &str = "balances";
 
@@ -258,9 +272,9 @@ fn generate(seed: u64, transfers: u64) -> (Vec<i64>, Vec<Transfer>) {
 }
 
 /// The DSL topology; `applied` counts the entries its aggregation folds in.
-fn bank_topology(opening: Arc<Vec<i64>>, applied: Arc<AtomicU64>) -> Res<Topology> {
+fn bank_topology(names: &Names, opening: Arc<Vec<i64>>, applied: Arc<AtomicU64>) -> Res<Topology> {
     let b = StreamBuilder::new();
-    b.stream::<u64, String>("transfers")
+    b.stream::<u64, String>(&names.of(INPUT))
         // A line that does not parse is no transfer: it shows as lost in the check.
         .flat_map(|_, line: String| {
             Transfer::parse(&line)
@@ -285,7 +299,7 @@ fn bank_topology(opening: Arc<Vec<i64>>, applied: Arc<AtomicU64>) -> Res<Topolog
             acc
         })
         .to_stream()
-        .to(OUTPUT);
+        .to(&names.of(OUTPUT));
     Ok(b.build()?)
 }
 
@@ -312,6 +326,10 @@ struct Options {
     /// Run the app at least once instead of exactly once (to see the checks fail).
     #[arg(long)]
     at_least_once: bool,
+    /// Run on this Kafka cluster (Apache Kafka or `sluice broker`) instead of the embedded
+    /// log.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_servers: Option<String>,
 }
 
 /// How the first run dies.
@@ -340,8 +358,8 @@ impl CrashAt {
     }
 }
 
-/// Waits until the app has committed every input, or until it dies as `crash` says.
-/// Returns whether it crashed.
+/// Waits until the app has committed every input, or, if `crash` says so, until it has
+/// applied enough to die. Returns whether it crashed.
 fn run(app: &RunningApp, applied: &AtomicU64, crash: Option<(u64, CrashAt)>) -> Res<bool> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -358,7 +376,9 @@ fn run(app: &RunningApp, applied: &AtomicU64, crash: Option<(u64, CrashAt)>) -> 
             }
             return Err("the armed crash point was not reached".into());
         }
-        if app.caught_up()? {
+        // With a crash to come, only a failure ends the wait early (`caught_up` returns it):
+        // on a cluster over the network the app may well catch up while `caught_up` asks.
+        if (crash.is_none() || app.handle.state() == AppState::Error) && app.caught_up()? {
             return Ok(false);
         }
         if Instant::now() > deadline {
@@ -376,24 +396,44 @@ fn main() -> Res<()> {
         let transfers = options.transfers;
         return Err(format!("--crash-after {after} must be below --transfers {transfers}").into());
     }
+    let temp = tempfile::tempdir()?;
+    let dir = temp.path();
+    let target = Target::new(options.bootstrap_servers.clone());
+    target.run(&dir.join("log"), Bank { options, dir })
+}
+
+/// The example, on whichever cluster [`Target`] chose.
+struct Bank<'a> {
+    options: Options,
+    /// Where the app's state goes.
+    dir: &'a Path,
+}
+
+impl OnCluster for Bank<'_> {
+    type Output = ();
+    fn run<C: Backend>(self, cluster: &C, names: &Names) -> Res<()> {
+        bank(cluster, names, &self.options, self.dir)
+    }
+}
+
+fn bank<C: Backend>(broker: &C, names: &Names, options: &Options, dir: &Path) -> Res<()> {
     let (guarantee, guarantee_name) = match options.at_least_once {
         false => (ProcessingGuarantee::ExactlyOnce, "exactly once"),
         true => (ProcessingGuarantee::AtLeastOnce, "at least once"),
     };
     let started = Instant::now();
-    let temp = tempfile::tempdir()?;
-    let dir = temp.path();
     let topics = TopicConfig::default().with_partitions(PARTITIONS);
-    let broker = common::open_broker(dir, &["transfers", OUTPUT], &topics)?;
+    common::create_topics(broker, names, &[INPUT, OUTPUT], &topics)?;
     let (opening, transfers) = generate(options.seed, options.transfers);
     let opening = Arc::new(opening);
-    let producer = Producer::new(&broker, ProducerConfig::default())?;
+    let mut producer = broker.producer(&ProducerSpec::idempotent("bank-transfers-input"))?;
     for t in &transfers {
         producer.send(
-            ProducerRecord::new("transfers", t.line()).with_key(t.id.to_be_bytes().to_vec()),
+            ProducerRecord::new(names.of(INPUT), t.line()).with_key(t.id.to_be_bytes().to_vec()),
         )?;
     }
     producer.flush()?;
+    producer.close()?;
     println!(
         "bank transfers: {} transfers between {ACCOUNTS} accounts on {PARTITIONS} partitions, {guarantee_name} (seed {})",
         transfers.len(),
@@ -401,15 +441,19 @@ fn main() -> Res<()> {
     );
 
     let applied = Arc::new(AtomicU64::new(0));
-    let topology = bank_topology(opening.clone(), applied.clone())?;
+    let topology = bank_topology(names, opening.clone(), applied.clone())?;
     let state_dir = dir.join("state");
-    let config = AppConfig::default()
+    let mut config = AppConfig::default()
         .with_processing_guarantee(guarantee)
         .with_state_dir(&state_dir)
         .with_commit_interval(Duration::from_millis(10))
-        .with_heartbeat_interval(Duration::from_millis(50))
-        .with_session_timeout(Duration::from_secs(1))
         .with_transaction_timeout(Duration::from_secs(2));
+    if !names.on_kafka() {
+        // Kafka refuses sessions under its group.min.session.timeout.ms (6 s by default).
+        config = config
+            .with_heartbeat_interval(Duration::from_millis(50))
+            .with_session_timeout(Duration::from_secs(1));
+    }
     let first = match (options.crash_after, options.crash_point.point()) {
         (Some(after), Some(point)) => {
             let (applied, fired) = (applied.clone(), AtomicBool::new(false));
@@ -422,7 +466,8 @@ fn main() -> Res<()> {
         }
         _ => config.clone(),
     };
-    let app = RunningApp::start(&broker, APP_ID, topology, first)?;
+    let app_id = names.of(APP_ID);
+    let app = RunningApp::start(broker, &app_id, topology, first)?;
     let crash = options.crash_after.map(|n| (n, options.crash_point));
     let crashed = run(&app, &applied, crash)?;
     let mut metrics = app.handle.metrics();
@@ -437,8 +482,8 @@ fn main() -> Res<()> {
             "crashed {how} after about {at_crash} transfers were applied ({} commits before)",
             metrics.commits
         );
-        let topology = bank_topology(opening.clone(), applied.clone())?;
-        let app = RunningApp::start(&broker, APP_ID, topology, config)?;
+        let topology = bank_topology(names, opening.clone(), applied.clone())?;
+        let app = RunningApp::start(broker, &app_id, topology, config)?;
         run(&app, &applied, None)?;
         let again = app.handle.metrics();
         println!(
@@ -453,7 +498,12 @@ fn main() -> Res<()> {
     app.handle.shutdown()?;
     let processing = started.elapsed();
 
-    let failures = check(&broker, &state_dir, &opening, &transfers)?;
+    let failures = check(
+        broker,
+        &names.of(OUTPUT),
+        &state_dir,
+        (&opening, &transfers),
+    )?;
     println!(
         "time: {:.2} s ({} records processed by the last run, {} commits, commit p50 {} µs)",
         processing.as_secs_f64(),
@@ -476,13 +526,13 @@ fn read_store(state_dir: &Path) -> Res<BTreeMap<u32, Account>> {
     Ok(stored)
 }
 
-/// Checks the store and the output against the model; prints the figures and returns
-/// the failed checks.
-fn check(
-    broker: &Broker,
+/// Checks the store and the output topic `output` against the model; prints the figures
+/// and returns the failed checks.
+fn check<C: Cluster>(
+    broker: &C,
+    output: &str,
     state_dir: &Path,
-    opening: &[i64],
-    transfers: &[Transfer],
+    (opening, transfers): (&[i64], &[Transfer]),
 ) -> Res<Vec<String>> {
     let n = transfers.len() as u64;
     let mut model: Vec<i64> = opening.to_vec();
@@ -515,7 +565,7 @@ fn check(
     let mut applications: BTreeMap<(u64, Side), u64> = BTreeMap::new();
     let mut last: BTreeMap<u32, Account> = BTreeMap::new();
     let mut out_of_sequence = 0;
-    for record in common::read_committed(broker, OUTPUT)? {
+    for record in common::read_committed(broker, output)? {
         let account: u32 = BigEndianSerde.deserialize(record.key.as_deref().unwrap_or_default())?;
         let update = Account::serde().deserialize(record.value.as_deref().unwrap_or_default())?;
         let previous = last.get(&account).map_or(0, Account::applied);

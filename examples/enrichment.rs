@@ -24,16 +24,22 @@
 //! any differs.
 //!
 //! ```text
-//! cargo run --release --example enrichment [-- --seed 7]
+//! cargo run --release --example enrichment [-- --seed 7] [--bootstrap-servers HOST:PORT]
 //! ```
+//!
+//! With `--bootstrap-servers HOST:PORT` it runs on that Kafka cluster (Apache Kafka or
+//! `sluice broker`) instead of the embedded log: the topics and the app id end in a run id
+//! (`orders-<run>` ...), so a rerun starts from empty topics.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use common::{Res, Rng, RunningApp};
+use common::{Backend, Names, OnCluster, Res, Rng, RunningApp};
 use serde::{Deserialize, Serialize};
 use sluice::dsl::{Data, StreamBuilder, bincode_data, json_data};
+use sluice::log::cluster::{ProducerSpec, TxnProducer};
 use sluice::prelude::*;
 use sluice::runtime::{AppConfig, ProcessingGuarantee};
 
@@ -262,7 +268,7 @@ fn expected(steps: &[Step]) -> BTreeMap<u64, EnrichedOrder> {
 }
 
 /// Produces one step and waits for the producer to deliver it.
-fn produce(producer: &Producer, step: &Step) -> Res<String> {
+fn produce<P: TxnProducer>(producer: &mut P, names: &Names, step: &Step) -> Res<String> {
     let ids = CustomerId::serde();
     match step {
         Step::Customers(changes) => {
@@ -270,13 +276,13 @@ fn produce(producer: &Producer, step: &Step) -> Res<String> {
             for (id, change) in changes {
                 let key = ids.serialize(id)?;
                 let record = match change {
-                    Some(c) => ProducerRecord::new(CUSTOMERS, customers.serialize(c)?),
+                    Some(c) => ProducerRecord::new(names.of(CUSTOMERS), customers.serialize(c)?),
                     // A null value: the tombstone that deletes the customer.
                     None => {
                         deletes += 1;
                         ProducerRecord {
                             value: None,
-                            ..ProducerRecord::new(CUSTOMERS, Vec::new())
+                            ..ProducerRecord::new(names.of(CUSTOMERS), Vec::new())
                         }
                     }
                 };
@@ -291,7 +297,7 @@ fn produce(producer: &Producer, step: &Step) -> Res<String> {
         Step::Orders(orders) => {
             let values = Order::serde();
             for (id, order) in orders {
-                let record = ProducerRecord::new(ORDERS, values.serialize(order)?)
+                let record = ProducerRecord::new(names.of(ORDERS), values.serialize(order)?)
                     .with_key(ids.serialize(id)?);
                 producer.send(record)?;
             }
@@ -306,17 +312,41 @@ fn euros(cents: i64) -> String {
 }
 
 fn main() -> Res<()> {
-    let seed = common::seed_arg(7)?;
+    let (seed, target) = common::seed_args(7)?;
     let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    target.run(&dir.join("log"), Enrichment { seed, dir })
+}
+
+/// The example, on whichever cluster [`common::Target`] chose.
+struct Enrichment<'a> {
+    seed: u64,
+    /// Where the app's state goes.
+    dir: &'a Path,
+}
+
+impl OnCluster for Enrichment<'_> {
+    type Output = ();
+    fn run<C: Backend>(self, cluster: &C, names: &Names) -> Res<()> {
+        run(cluster, names, self.seed, self.dir)
+    }
+}
+
+fn run<C: Backend>(broker: &C, names: &Names, seed: u64, dir: &Path) -> Res<()> {
     let topics = TopicConfig::default().with_partitions(PARTITIONS);
-    let broker = common::open_broker(dir.path(), &[CUSTOMERS, ORDERS, ENRICHED, REVENUE], &topics)?;
+    common::create_topics(
+        broker,
+        names,
+        &[CUSTOMERS, ORDERS, ENRICHED, REVENUE],
+        &topics,
+    )?;
 
     let b = StreamBuilder::new();
-    let customers = b.table::<CustomerId, Customer>(CUSTOMERS, "customers-store");
+    let customers = b.table::<CustomerId, Customer>(&names.of(CUSTOMERS), "customers-store");
     let enriched = b
-        .stream::<CustomerId, Order>(ORDERS)
+        .stream::<CustomerId, Order>(&names.of(ORDERS))
         .left_join_table(&customers, |_, order, customer| enrich(order, customer));
-    enriched.to(ENRICHED);
+    enriched.to(&names.of(ENRICHED));
     enriched
         .group_by(|_, e| e.segment())
         .aggregate("revenue", Revenue::default, |_, e, r| Revenue {
@@ -324,29 +354,30 @@ fn main() -> Res<()> {
             cents: r.cents + e.cents,
         })
         .to_value_stream()
-        .to(REVENUE);
+        .to(&names.of(REVENUE));
     let topology = b.build()?;
     println!("{}", topology.describe());
 
     let config = AppConfig::default()
         .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-        .with_state_dir(dir.path().join("state"));
+        .with_state_dir(dir.join("state"));
     // Each step is processed (and committed) before the next is produced.
-    let app = RunningApp::start(&broker, APP_ID, topology, config)?;
+    let app = RunningApp::start(broker, &names.of(APP_ID), topology, config)?;
     let steps = generate(seed);
-    let producer = Producer::new(&broker, ProducerConfig::default())?;
+    let mut producer = broker.producer(&ProducerSpec::idempotent("enrichment-input"))?;
     for (n, step) in steps.iter().enumerate() {
-        let what = produce(&producer, step)?;
+        let what = produce(&mut producer, names, step)?;
         app.wait_caught_up(None)?;
         println!("step {}: {what}, processed", n + 1);
     }
+    producer.close()?;
     let (metrics, took) = app.shut_down()?;
 
     // The enriched orders, by order id.
     let (enriched_values, orders_before) = (EnrichedOrder::serde(), ORDERS_PER_BATCH);
     let mut got: BTreeMap<u64, EnrichedOrder> = BTreeMap::new();
     let mut duplicates = 0;
-    for r in common::read_committed(&broker, ENRICHED)? {
+    for r in common::read_committed(broker, &names.of(ENRICHED))? {
         let e = enriched_values.deserialize(r.value.as_deref().unwrap_or_default())?;
         if got.insert(e.order, e).is_some() {
             duplicates += 1;
@@ -404,7 +435,7 @@ fn main() -> Res<()> {
     // The revenue per segment: the last total of each key.
     let (segments, revenues) = (Segment::serde(), Revenue::serde());
     let mut totals: BTreeMap<Segment, Revenue> = BTreeMap::new();
-    for r in common::read_committed(&broker, REVENUE)? {
+    for r in common::read_committed(broker, &names.of(REVENUE))? {
         totals.insert(
             segments.deserialize(r.key.as_deref().unwrap_or_default())?,
             revenues.deserialize(r.value.as_deref().unwrap_or_default())?,

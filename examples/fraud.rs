@@ -24,19 +24,25 @@
 //! was alerted twice.
 //!
 //! ```text
-//! cargo run --release --example fraud [-- --seed 7]
+//! cargo run --release --example fraud [-- --seed 7] [--bootstrap-servers HOST:PORT]
 //! ```
+//!
+//! With `--bootstrap-servers HOST:PORT` it runs on that Kafka cluster (Apache Kafka or
+//! `sluice broker`) instead of the embedded log: the topics and the app id end in a run id
+//! (`card-transactions-<run>` ...), so a rerun starts from empty topics.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Res, Rng};
+use common::{Backend, Names, OnCluster, Res, Rng};
 use serde::{Deserialize, Serialize};
 use sluice::dsl::{
     BufferConfig, Data, StreamBuilder, Suppressed, TimeWindows, bincode_data, json_data,
 };
+use sluice::log::cluster::{ProducerSpec, TxnProducer};
 use sluice::prelude::*;
 use sluice::runtime::{AppConfig, ProcessingGuarantee};
 
@@ -198,20 +204,40 @@ fn clock(ms: i64) -> String {
 }
 
 fn main() -> Res<()> {
-    let seed = common::seed_arg(3)?;
+    let (seed, target) = common::seed_args(3)?;
     let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    target.run(&dir.join("log"), Fraud { seed, dir })
+}
+
+/// The example, on whichever cluster [`common::Target`] chose.
+struct Fraud<'a> {
+    seed: u64,
+    /// Where the app's state goes.
+    dir: &'a Path,
+}
+
+impl OnCluster for Fraud<'_> {
+    type Output = ();
+    fn run<C: Backend>(self, cluster: &C, names: &Names) -> Res<()> {
+        run(cluster, names, self.seed, self.dir)
+    }
+}
+
+fn run<C: Backend>(broker: &C, names: &Names, seed: u64, dir: &Path) -> Res<()> {
     // The transactions are from a fixed day in the past: keep them whatever their age.
     let topics = TopicConfig::default()
         .with_partitions(PARTITIONS)
         .with_retention_ms(None);
-    let broker = common::open_broker(dir.path(), &[INPUT, ALERTS], &topics)?;
+    common::create_topics(broker, names, &[INPUT, ALERTS], &topics)?;
+    let (input, alerts_topic) = (names.of(INPUT), names.of(ALERTS));
 
     let (events, burst_cards) = generate(seed);
     let late = events.iter().filter(|e| e.arrival > e.time).count();
-    let producer = Producer::new(&broker, ProducerConfig::default())?;
+    let mut producer = broker.producer(&ProducerSpec::idempotent("fraud-input"))?;
     let (keys, values) = (String::serde(), Transaction::serde());
     for e in &events {
-        let record = ProducerRecord::new(INPUT, values.serialize(&e.tx)?)
+        let record = ProducerRecord::new(input.as_str(), values.serialize(&e.tx)?)
             .with_key(keys.serialize(&e.card)?)
             .with_timestamp(e.time);
         producer.send(record)?;
@@ -223,13 +249,14 @@ fn main() -> Res<()> {
             merchant: "flush".into(),
             cents: 0,
         };
-        let record = ProducerRecord::new(INPUT, values.serialize(&flush)?)
+        let record = ProducerRecord::new(input.as_str(), values.serialize(&flush)?)
             .with_key(keys.serialize(&format!("flush-{p}"))?)
             .with_partition(p)
             .with_timestamp(flush_time);
         producer.send(record)?;
     }
     producer.flush()?;
+    producer.close()?;
     println!(
         "produced {} transactions of {CARDS} cards to `{INPUT}` ({late} late, {BURSTS} injected \
          bursts), then a flush record at {} on each of its {PARTITIONS} partitions",
@@ -238,7 +265,7 @@ fn main() -> Res<()> {
     );
 
     let b = StreamBuilder::new();
-    b.stream::<String, Transaction>(INPUT)
+    b.stream::<String, Transaction>(&input)
         .group_by_key()
         .windowed_by(
             TimeWindows::of(Duration::from_millis(WINDOW as u64))
@@ -262,19 +289,19 @@ fn main() -> Res<()> {
             };
             (w.key, alert)
         })
-        .to(ALERTS);
+        .to(&alerts_topic);
     let topology = b.build()?;
     println!("{}", topology.describe());
 
     let config = AppConfig::default()
         .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-        .with_state_dir(dir.path().join("state"));
-    let (metrics, took) = common::run_to_end(&broker, APP_ID, topology, config)?;
+        .with_state_dir(dir.join("state"));
+    let (metrics, took) = common::run_to_end(broker, &names.of(APP_ID), topology, config)?;
 
     let (cards, alerts) = (String::serde(), Alert::serde());
     let mut got: BTreeMap<(String, i64), WindowStats> = BTreeMap::new();
     let (mut records, mut repeated) = (0, 0);
-    for r in common::read_committed(&broker, ALERTS)? {
+    for r in common::read_committed(broker, &alerts_topic)? {
         let card = cards.deserialize(r.key.as_deref().unwrap_or_default())?;
         let alert = alerts.deserialize(r.value.as_deref().unwrap_or_default())?;
         records += 1;

@@ -11,9 +11,11 @@
 //! - `log-metrics`, a DSL app: lines per level (`group_by` level + `count`, through a
 //!   repartition topic), requests per service and the maximum latency per service
 //!   (`group_by_key` + `count` / `aggregate`); every update goes to `log-metrics`;
-//! - `csv-sink`, a plain group consumer: each line parsed into a row of a CSV file,
-//!   offsets committed after each batch is on disk (a Kafka Connect-style sink, at least
-//!   once: a crash between the write and the commit would write those rows again);
+//! - `csv-sink`, a plain group consumer (a member of the group and a consumer of the
+//!   partitions it is given, through the `Cluster` seam, so the same code runs on the
+//!   embedded log and on Kafka): each line parsed into a row of a CSV file, offsets
+//!   committed after each batch is on disk (a Kafka Connect-style sink, at least once: a
+//!   crash between the write and the commit would write those rows again);
 //! - `log-alerts`, a DSL app: ERROR lines and slow requests (`filter`) to the topic
 //!   `alerts`.
 //!
@@ -22,10 +24,14 @@
 //!
 //! ```text
 //! cargo run --release --example pipeline [-- --lines 5000 --seed 7 --dir D]
+//! cargo run --release --example pipeline -- --bootstrap-servers HOST:PORT
 //! ```
 //!
 //! `--dir D` keeps the log file, the CSV file and the broker's data in D (a fresh
 //! directory: the topics must not exist yet); by default they go to a temporary directory.
+//! With `--bootstrap-servers HOST:PORT` the topics are on that Kafka cluster (Apache Kafka
+//! or `sluice broker`) instead of the embedded log, and the topic names, app ids and the
+//! CSV sink's group end in a run id (`app-log-<run>` ...), so a rerun starts afresh.
 
 mod common;
 
@@ -37,8 +43,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Res, Rng, RunningApp};
+use common::{Backend, Names, OnCluster, Res, Rng, RunningApp, Target};
 use sluice::dsl::StreamBuilder;
+use sluice::log::cluster::{
+    Cluster, ClusterConsumer, ConsumerSpec, GroupEvent, GroupMember, GroupSpec, OffsetAt,
+    ProducerSpec, TxnProducer,
+};
 use sluice::prelude::*;
 use sluice::runtime::AppConfig;
 use sluice::runtime::topology::Topology;
@@ -210,9 +220,9 @@ struct Tailed {
     partial: usize,
 }
 
-/// Follows `path` as it grows and ships each complete line to `app-log` until the end
-/// marker.
-fn tail(path: &Path, producer: &Producer) -> Res<Tailed> {
+/// Follows `path` as it grows and ships each complete line to `topic` (`app-log`) until
+/// the end marker.
+fn tail<P: TxnProducer>(path: &Path, producer: &mut P, topic: &str) -> Res<Tailed> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut file = loop {
         match File::open(path) {
@@ -242,7 +252,7 @@ fn tail(path: &Path, producer: &Producer) -> Res<Tailed> {
                 return Ok(tailed);
             }
             let service = LogLine::parse(&line).map_or("unparsed", |l| l.service);
-            let mut record = ProducerRecord::new(TOPIC, line.clone()).with_key(service.to_string());
+            let mut record = ProducerRecord::new(topic, line.clone()).with_key(service.to_string());
             if let Some(ms) = LogLine::parse(&line).and_then(|l| l.timestamp_ms()) {
                 record = record.with_timestamp(ms);
             }
@@ -256,23 +266,24 @@ fn tail(path: &Path, producer: &Producer) -> Res<Tailed> {
 }
 
 /// The metrics app: lines per level, requests and max latency per service.
-fn metrics_topology() -> Res<Topology> {
+fn metrics_topology(names: &Names) -> Res<Topology> {
+    let (topic, metrics) = (names.of(TOPIC), names.of("log-metrics"));
     let b = StreamBuilder::new();
     let lines = b
-        .stream::<String, String>(TOPIC)
+        .stream::<String, String>(&topic)
         .filter(|_, line| LogLine::parse(line).is_some());
     lines
         .group_by(|_, line| LogLine::parse(line).map_or_else(String::new, |l| l.level.into()))
         .count("level-counts") // a key change: through `<app id>-level-counts-repartition`
         .to_stream()
         .map(|level, n| (format!("level/{level}"), n))
-        .to("log-metrics");
+        .to(&metrics);
     let by_service = lines.group_by_key(); // keyed by service already: no repartition
     by_service
         .count("service-counts")
         .to_stream()
         .map(|service, n| (format!("requests/{service}"), n))
-        .to("log-metrics");
+        .to(&metrics);
     by_service
         .aggregate(
             "max-latency",
@@ -281,39 +292,62 @@ fn metrics_topology() -> Res<Topology> {
         )
         .to_stream()
         .map(|service, max| (format!("max-latency-ms/{service}"), max))
-        .to("log-metrics");
+        .to(&metrics);
     Ok(b.build()?)
 }
 
 /// The alerts app: ERROR lines and slow requests, with the reason.
-fn alerts_topology() -> Res<Topology> {
+fn alerts_topology(names: &Names) -> Res<Topology> {
     let b = StreamBuilder::new();
-    b.stream::<String, String>(TOPIC)
+    b.stream::<String, String>(&names.of(TOPIC))
         .filter(|_, line| LogLine::parse(line).is_some_and(|l| l.alert().is_some()))
         .map_values(|line| {
             let reason = LogLine::parse(&line).and_then(|l| l.alert()).unwrap_or("?");
             format!("{reason}: {line}")
         })
-        .to("alerts");
+        .to(&names.of("alerts"));
     Ok(b.build()?)
 }
 
-/// The CSV sink: a plain consumer in group `csv-sink` writing a row per line to `path`
-/// and committing after each batch, until `shipped` is set and it has read everything.
-fn csv_sink(broker: &Broker, path: &Path, shipped: &AtomicBool) -> Res<usize> {
+/// The CSV sink: a plain consumer in group `group` (`csv-sink`) writing a row per line of
+/// `topic` to `path` and committing after each batch, until `shipped` is set and it has
+/// read everything. A member of the group learns which partitions are its own (all of
+/// them, as it is alone), and a consumer reads them from the group's committed offsets.
+fn csv_sink<C: Cluster>(
+    cluster: &C,
+    (topic, group): (&str, &str),
+    path: &Path,
+    shipped: &AtomicBool,
+) -> Res<usize> {
     let mut out = BufWriter::new(File::create(path)?);
     writeln!(out, "{CSV_HEADER}")?;
-    let mut consumer = Consumer::new(
-        broker,
-        ConsumerConfig::default()
-            .with_group_id("csv-sink")
-            .with_heartbeat_interval(Duration::from_millis(100)),
-    );
-    consumer.subscribe(&[TOPIC], ())?;
+    let mut member = cluster.member(&GroupSpec::new(group, vec![vec![topic.to_string()]]))?;
+    let mut consumer = cluster.consumer(&ConsumerSpec::read_committed(group))?;
+    let mut assigned: Vec<TopicPartition> = Vec::new();
     let (mut rows, deadline) = (0, Instant::now() + Duration::from_secs(60));
     loop {
         let done = shipped.load(Ordering::Acquire);
-        let records = consumer.poll(Duration::from_millis(20))?;
+        // Keeps the membership alive; a new generation says which partitions are ours.
+        if let GroupEvent::Assigned(assignment) = member.poll_group(Duration::from_millis(20))? {
+            assigned = assignment
+                .partitions
+                .iter()
+                .map(|&(_, p)| TopicPartition::new(topic, p))
+                .collect();
+            let mut starts = Vec::new();
+            for (tp, committed) in member.committed(&assigned)? {
+                let start = match committed {
+                    Some(offset) => offset,
+                    None => cluster.list_offset(&tp, OffsetAt::Earliest)?,
+                };
+                starts.push((tp, start));
+            }
+            consumer.assign(&starts)?;
+        }
+        let records = match assigned.is_empty() {
+            true => Vec::new(),
+            false => consumer.poll(Duration::from_millis(20))?,
+        };
         for r in &records {
             let line = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
             match LogLine::parse(&line) {
@@ -324,9 +358,13 @@ fn csv_sink(broker: &Broker, path: &Path, shipped: &AtomicBool) -> Res<usize> {
         }
         if !records.is_empty() {
             out.flush()?; // the rows are on disk before their offsets are committed
-            consumer.commit_sync()?;
-        } else if done && common::caught_up(broker, "csv-sink", &[TOPIC])? {
-            consumer.unsubscribe()?;
+            let mut offsets = Vec::new();
+            for tp in &assigned {
+                offsets.push((tp.clone(), consumer.position(tp)?));
+            }
+            member.commit_offsets(&offsets)?;
+        } else if done && common::caught_up(cluster, group, &[topic])? {
+            member.leave()?;
             return Ok(rows);
         } else if Instant::now() > deadline {
             return Err("the CSV sink did not catch up within 60 s".into());
@@ -335,37 +373,60 @@ fn csv_sink(broker: &Broker, path: &Path, shipped: &AtomicBool) -> Res<usize> {
 }
 
 fn main() -> Res<()> {
-    let (mut lines, mut seed, mut keep) = (5_000usize, 7u64, None::<PathBuf>);
-    let usage = "[--lines N] [--seed N] [--dir D]";
-    for (name, value) in common::named_args(&["--lines", "--seed", "--dir"], usage)? {
+    let (mut lines, mut seed, mut keep, mut servers) = (5_000usize, 7u64, None::<PathBuf>, None);
+    let usage = "[--lines N] [--seed N] [--dir D] [--bootstrap-servers HOST:PORT]";
+    let names = ["--lines", "--seed", "--dir", "--bootstrap-servers"];
+    for (name, value) in common::named_args(&names, usage)? {
         match name.as_str() {
             "--lines" => lines = value.parse()?,
             "--seed" => seed = value.parse()?,
-            _ => keep = Some(value.into()),
+            "--dir" => keep = Some(value.into()),
+            _ => servers = Some(value),
         }
     }
-    let started = Instant::now();
     let temp = tempfile::tempdir()?;
     let dir = keep.as_deref().unwrap_or(temp.path());
     std::fs::create_dir_all(dir)?;
+    Target::new(servers).run(&dir.join("log"), Pipeline { lines, seed, dir })
+}
+
+/// The example, on whichever cluster [`Target`] chose.
+struct Pipeline<'a> {
+    lines: usize,
+    seed: u64,
+    /// Where the log file, the CSV file and the apps' state go.
+    dir: &'a Path,
+}
+
+impl OnCluster for Pipeline<'_> {
+    type Output = ();
+    fn run<C: Backend>(self, cluster: &C, names: &Names) -> Res<()> {
+        run(cluster, names, self)
+    }
+}
+
+fn run<C: Backend>(broker: &C, names: &Names, options: Pipeline<'_>) -> Res<()> {
+    let Pipeline { lines, seed, dir } = options;
+    let started = Instant::now();
     let topics = TopicConfig::default().with_partitions(PARTITIONS);
-    let broker = common::open_broker(dir, &[TOPIC, "log-metrics", "alerts"], &topics)?;
+    common::create_topics(broker, names, &[TOPIC, "log-metrics", "alerts"], &topics)?;
 
     // The consumers start first and follow the topic as it fills.
     let topologies = [
-        ("log-metrics", metrics_topology()?),
-        ("log-alerts", alerts_topology()?),
+        ("log-metrics", metrics_topology(names)?),
+        ("log-alerts", alerts_topology(names)?),
     ];
     let mut apps = Vec::new();
     for (id, topology) in topologies {
         let config = AppConfig::default().with_state_dir(dir.join(id));
-        apps.push(RunningApp::start(&broker, id, topology, config)?);
+        apps.push(RunningApp::start(broker, &names.of(id), topology, config)?);
     }
     let shipped_all = Arc::new(AtomicBool::new(false));
     let csv_path = dir.join("app-log.csv");
     let csv = {
         let (broker, path, shipped) = (broker.clone(), csv_path.clone(), shipped_all.clone());
-        std::thread::spawn(move || csv_sink(&broker, &path, &shipped))
+        let (topic, group) = (names.of(TOPIC), names.of("csv-sink"));
+        std::thread::spawn(move || csv_sink(&broker, (&topic, &group), &path, &shipped))
     };
 
     // The application writes its log; the tailer ships it.
@@ -375,8 +436,9 @@ fn main() -> Res<()> {
         let (path, lines) = (log_path.clone(), written.clone());
         std::thread::spawn(move || write_log(&path, &lines, seed))
     };
-    let producer = Producer::new(&broker, ProducerConfig::default())?;
-    let tailed = tail(&log_path, &producer)?;
+    let mut producer = broker.producer(&ProducerSpec::idempotent("pipeline-tailer"))?;
+    let tailed = tail(&log_path, &mut producer, &names.of(TOPIC))?;
+    producer.close()?;
     let shipped = tailed.lines;
     shipped_all.store(true, Ordering::Release);
     writer.join().map_err(|_| "the log writer panicked")??;
@@ -402,7 +464,7 @@ fn main() -> Res<()> {
     }
     let consumed = started.elapsed();
 
-    let failures = check(&broker, &written, shipped, &csv_path, csv_rows)?;
+    let failures = check(broker, names, &written, shipped, (&csv_path, csv_rows))?;
     println!(
         "all consumers caught up {:.2} s after the start",
         consumed.as_secs_f64()
@@ -411,12 +473,12 @@ fn main() -> Res<()> {
 }
 
 /// Prints each consumer's result and returns the ones that disagree with `written`.
-fn check(
-    broker: &Broker,
+fn check<C: Cluster>(
+    broker: &C,
+    names: &Names,
     written: &[String],
     shipped: usize,
-    csv_path: &Path,
-    csv_rows: usize,
+    (csv_path, csv_rows): (&Path, usize),
 ) -> Res<Vec<String>> {
     let mut failures = Vec::new();
     let parsed: Vec<LogLine> = written.iter().filter_map(|l| LogLine::parse(l)).collect();
@@ -427,7 +489,7 @@ fn check(
             parsed.len()
         ));
     }
-    let in_topic = common::read_committed(broker, TOPIC)?.len();
+    let in_topic = common::read_committed(broker, &names.of(TOPIC))?.len();
     println!("{TOPIC}: {in_topic} records");
     if in_topic != written.len() {
         failures.push(format!(
@@ -448,7 +510,7 @@ fn check(
             .or_default();
         *max = (*max).max(l.latency_ms);
     }
-    let metrics = common::latest_u64_by_key(broker, "log-metrics")?;
+    let metrics = common::latest_u64_by_key(broker, &names.of("log-metrics"))?;
     let get = |key: String| metrics.get(&key).copied().unwrap_or(0);
     let levels = ["INFO", "WARN", "ERROR"].map(|l| format!("{l} {}", get(format!("level/{l}"))));
     println!("consumer log-metrics (DSL group_by/group_by_key + count/aggregate):");
@@ -499,7 +561,7 @@ fn check(
     }
 
     // (c) alerts.
-    let mut alerts: Vec<String> = common::read_committed(broker, "alerts")?
+    let mut alerts: Vec<String> = common::read_committed(broker, &names.of("alerts"))?
         .into_iter()
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
         .collect();

@@ -21,17 +21,23 @@
 //! bridging click merged two sessions; it exits non-zero otherwise.
 //!
 //! ```text
-//! cargo run --release --example sessions [-- --seed 7]
+//! cargo run --release --example sessions [-- --seed 7] [--bootstrap-servers HOST:PORT]
 //! ```
+//!
+//! With `--bootstrap-servers HOST:PORT` it runs on that Kafka cluster (Apache Kafka or
+//! `sluice broker`) instead of the embedded log: the topics and the app id end in a run id
+//! (`clicks-<run>` ...), so a rerun starts from empty topics.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Res, Rng};
+use common::{Backend, Names, OnCluster, Res, Rng};
 use serde::{Deserialize, Serialize};
 use sluice::dsl::{Data, SessionWindows, StreamBuilder, Windowed, bincode_data};
+use sluice::log::cluster::{ProducerSpec, TxnProducer};
 use sluice::prelude::*;
 use sluice::runtime::{AppConfig, ProcessingGuarantee};
 
@@ -196,28 +202,49 @@ fn minutes(ms: i64) -> f64 {
 }
 
 fn main() -> Res<()> {
-    let seed = common::seed_arg(42)?;
+    let (seed, target) = common::seed_args(42)?;
     let dir = tempfile::tempdir()?;
+    let dir = dir.path();
+    target.run(&dir.join("log"), Sessions { seed, dir })
+}
+
+/// The example, on whichever cluster [`common::Target`] chose.
+struct Sessions<'a> {
+    seed: u64,
+    /// Where the app's state goes.
+    dir: &'a Path,
+}
+
+impl OnCluster for Sessions<'_> {
+    type Output = ();
+    fn run<C: Backend>(self, cluster: &C, names: &Names) -> Res<()> {
+        run(cluster, names, self.seed, self.dir)
+    }
+}
+
+fn run<C: Backend>(broker: &C, names: &Names, seed: u64, dir: &Path) -> Res<()> {
     // The clicks are from a fixed day in the past: keep them whatever their age.
     let topics = TopicConfig::default()
         .with_partitions(PARTITIONS)
         .with_retention_ms(None);
-    let broker = common::open_broker(dir.path(), &[INPUT, OUTPUT], &topics)?;
+    common::create_topics(broker, names, &[INPUT, OUTPUT], &topics)?;
+    let (input, output) = (names.of(INPUT), names.of(OUTPUT));
 
     let (events, bridges) = generate(seed);
     let late = events.iter().filter(|e| e.arrival > e.time).count();
-    let producer = Producer::new(&broker, ProducerConfig::default())?;
+    let mut producer = broker.producer(&ProducerSpec::idempotent("sessions-input"))?;
     let (keys, clicks) = (String::serde(), Click::serde());
     for e in &events {
         let click = Click {
             page: e.page.clone(),
         };
-        let record = ProducerRecord::new(INPUT, clicks.serialize(&click)?)
+        let record = ProducerRecord::new(input.as_str(), clicks.serialize(&click)?)
             .with_key(keys.serialize(&e.user)?)
             .with_timestamp(e.time);
         producer.send(record)?;
     }
     producer.flush()?;
+    producer.close()?;
     println!(
         "produced {} clicks of {USERS} users to `{INPUT}` ({late} out of order, {bridges} of \
          them late clicks that bridge two bursts)",
@@ -225,7 +252,7 @@ fn main() -> Res<()> {
     );
 
     let b = StreamBuilder::new();
-    b.stream::<String, Click>(INPUT)
+    b.stream::<String, Click>(&input)
         .group_by_key()
         .windowed_by_session(
             SessionWindows::with_inactivity_gap(Duration::from_millis(GAP as u64))
@@ -238,14 +265,14 @@ fn main() -> Res<()> {
             |_, older, newer| older.merge(newer),
         )
         .to_stream()
-        .to(OUTPUT);
+        .to(&output);
     let topology = b.build()?;
     println!("{}", topology.describe());
 
     let config = AppConfig::default()
         .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-        .with_state_dir(dir.path().join("state"));
-    let (metrics, took) = common::run_to_end(&broker, APP_ID, topology, config)?;
+        .with_state_dir(dir.join("state"));
+    let (metrics, took) = common::run_to_end(broker, &names.of(APP_ID), topology, config)?;
 
     // Apply the changes in order: a null value means the session with that key is gone
     // (it grew to new bounds or was merged into another).
@@ -253,7 +280,7 @@ fn main() -> Res<()> {
     let mut sessions: BTreeMap<SessionKey, SessionStats> = BTreeMap::new();
     let (mut updates, mut removals) = (0, 0);
     let mut seen_starts: BTreeSet<(String, i64)> = BTreeSet::new();
-    for r in common::read_committed(&broker, OUTPUT)? {
+    for r in common::read_committed(broker, &output)? {
         let w = windowed.deserialize(r.key.as_deref().unwrap_or_default())?;
         seen_starts.insert((w.key.clone(), w.start));
         let key = (w.key, w.start, w.end);

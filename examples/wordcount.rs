@@ -7,32 +7,28 @@
 //!
 //! Run with `cargo run --release --example wordcount [DATA_DIR]` (default: a temporary
 //! directory). It ends by itself. With `--bootstrap-servers HOST:PORT` it runs on that Kafka
-//! cluster (Apache Kafka or `sluice broker`) instead, with topic names suffixed by the run
-//! (`text-input-<run>` ...) so a rerun starts from empty topics; the data directory then
-//! holds only the app's state.
+//! cluster (Apache Kafka or `sluice broker`) instead, with topic names and the app id suffixed
+//! by the run (`text-input-<run>` ...) so a rerun starts from empty topics; the data
+//! directory then holds only the app's state.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use common::Res;
+use common::{Backend, Names, OnCluster, Res, Target};
 use sluice::log::cluster::{Cluster, ProducerSpec, TxnProducer};
 use sluice::prelude::*;
 
 const TEXT: &str = include_str!("data/sluice.txt");
+const INPUT: &str = "text-input";
+const OUTPUT: &str = "word-counts-output";
 
 fn words(line: &str) -> Vec<String> {
     line.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect()
-}
-
-/// The topics and app id of a run.
-struct Names {
-    input: String,
-    output: String,
-    app: String,
 }
 
 fn main() -> Res<()> {
@@ -49,80 +45,58 @@ fn main() -> Res<()> {
                 )
                 .into());
             }
-            other => dir = Some(std::path::PathBuf::from(other)),
+            other => dir = Some(PathBuf::from(other)),
         }
     }
     let temp = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
     println!("sluice word count: data directory {}", dir.display());
-    match servers {
-        None => {
-            let broker = Broker::open(dir.join("log"), BrokerConfig::default())?;
-            for topic in ["text-input", "word-counts-output"] {
-                if broker.topic_metadata(topic).is_err() {
-                    broker.create_topic(topic, TopicConfig::default().with_partitions(2))?;
-                }
-            }
-            let names = Names {
-                input: "text-input".into(),
-                output: "word-counts-output".into(),
-                app: "wordcount".into(),
-            };
-            run(&broker, &dir, &names)
+    Target::new(servers).run(&dir.join("log"), WordCount { dir: &dir })
+}
+
+/// The example, on whichever cluster [`Target`] chose.
+struct WordCount<'a> {
+    /// Where the app's state goes.
+    dir: &'a Path,
+}
+
+impl OnCluster for WordCount<'_> {
+    type Output = ();
+    fn run<C: Backend>(self, cluster: &C, names: &Names) -> Res<()> {
+        // A rerun on the same data directory finds the topics there already.
+        for topic in [INPUT, OUTPUT] {
+            let config = TopicConfig::default().with_partitions(2);
+            cluster.create_topic_if_missing(&names.of(topic), &config)?;
         }
-        Some(servers) => on_kafka(&servers, &dir),
+        run(cluster, self.dir, names)
     }
 }
 
-#[cfg(feature = "kafka")]
-fn on_kafka(servers: &str, dir: &std::path::Path) -> Res<()> {
-    use sluice::kafka::{KafkaCluster, KafkaConfig, TopicSpec};
-    let cluster = KafkaCluster::connect(KafkaConfig::new(servers))?;
-    let run_id = format!("{:x}", sluice::log::now_ms());
-    let names = Names {
-        input: format!("text-input-{run_id}"),
-        output: format!("word-counts-output-{run_id}"),
-        app: format!("wordcount-{run_id}"),
-    };
-    println!(
-        "on the Kafka cluster at {servers}: topics {} and {}",
-        names.input, names.output
-    );
-    for topic in [&names.input, &names.output] {
-        cluster.create_topic(topic, &TopicSpec::new(2))?;
-    }
-    run(&cluster, dir, &names)
-}
-
-#[cfg(not(feature = "kafka"))]
-fn on_kafka(_servers: &str, _dir: &std::path::Path) -> Res<()> {
-    Err("--bootstrap-servers needs sluice built with the `kafka` feature".into())
-}
-
-fn run<C: Cluster>(broker: &C, dir: &std::path::Path, names: &Names) -> Res<()> {
+fn run<C: Cluster>(broker: &C, dir: &Path, names: &Names) -> Res<()> {
+    let (input, output) = (names.of(INPUT), names.of(OUTPUT));
     let mut producer = broker.producer(&ProducerSpec::idempotent("wordcount-input"))?;
     for line in TEXT.lines() {
-        producer.send(ProducerRecord::new(names.input.as_str(), line.to_string()))?;
+        producer.send(ProducerRecord::new(input.as_str(), line.to_string()))?;
     }
     producer.flush()?;
     producer.close()?;
 
     let b = StreamBuilder::new();
-    b.stream::<(), String>(&names.input)
+    b.stream::<(), String>(&input)
         .flat_map_values(|line| words(&line))
         .group_by(|_, word| word.clone()) // a key change: a repartition topic is added
         .count("word-counts") // a RocksDB store with a changelog
         .to_stream()
-        .to(&names.output);
+        .to(&output);
     let topology = b.build()?;
     println!("{}", topology.describe());
 
     let config = AppConfig::default().with_state_dir(dir.join("state"));
     // Until every input and repartition partition is committed to its end.
-    let (metrics, took) = common::run_to_end(broker, &names.app, topology, config)?;
+    let (metrics, took) = common::run_to_end(broker, &names.of("wordcount"), topology, config)?;
 
     // The committed output: the last count of each word is its total.
-    let totals = common::latest_u64_by_key(broker, &names.output)?;
+    let totals = common::latest_u64_by_key(broker, &output)?;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for word in TEXT.lines().flat_map(words) {
         *expected.entry(word).or_default() += 1;

@@ -1,24 +1,31 @@
-//! What the examples share: the command line, seeded data, the broker, running an app until
-//! it has processed everything, and reading a topic back.
+//! What the examples share: the command line, seeded data, the cluster they run on (the
+//! embedded log or, with `--bootstrap-servers`, a Kafka cluster: [`cluster`]), running an app
+//! until it has processed everything, and reading a topic back.
 //!
 //! Each example declares `mod common;` and compiles this file on its own (cargo does not
 //! take `examples/common/mod.rs` for an example), so a function one example does not use
 //! is dead code there: hence the `allow(dead_code)`.
 //!
-//! - [`named_args`], [`seed_arg`]: `--name value` arguments.
+//! - [`named_args`], [`seed_args`]: `--name value` arguments.
 //! - [`Rng`], [`mix`]: a small deterministic generator, so a seed replays a run.
-//! - [`open_broker`]: an embedded broker with the example's topics.
-//! - [`caught_up`], [`RunningApp`], [`run_to_end`]: whether a consumer group committed
-//!   every partition of some topics to its end; an app started, waited for and shut down.
+//! - [`cluster`]: [`Target`] (`--bootstrap-servers` or the embedded log), [`OnCluster`]
+//!   (an example written once for both), [`Names`] (topic names suffixed by a run id on
+//!   Kafka), [`create_topics`], [`caught_up`] (whether a consumer group committed every
+//!   partition of some topics to its end).
+//! - [`RunningApp`], [`run_to_end`]: an app started, waited for and shut down.
 //! - [`read_committed`], [`latest_u64_by_key`]: every committed record of a topic.
 //! - [`print_differences`], [`conclude`]: reporting the checks.
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
+#[allow(unused_imports)] // each example uses its own part
+pub use cluster::{Backend, Names, OnCluster, Target, caught_up, create_topics};
+
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::fmt::Debug;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sluice::log::cluster::{Cluster, ClusterConsumer, ConsumerSpec, OffsetAt};
@@ -47,13 +54,18 @@ pub fn named_args(names: &[&str], usage: &str) -> Res<Vec<(String, String)>> {
     Ok(pairs)
 }
 
-/// The seed given with `--seed N` (the only argument allowed), or `default`.
-pub fn seed_arg(default: u64) -> Res<u64> {
-    let mut seed = default;
-    for (_, value) in named_args(&["--seed"], "[--seed N]")? {
-        seed = value.parse()?;
+/// The seed given with `--seed N`, or `default`, and where to run: `--bootstrap-servers
+/// HOST:PORT` (a Kafka cluster) or the embedded log (the only arguments allowed).
+pub fn seed_args(default: u64) -> Res<(u64, Target)> {
+    let (mut seed, mut servers) = (default, None);
+    let usage = "[--seed N] [--bootstrap-servers HOST:PORT]";
+    for (name, value) in named_args(&["--seed", "--bootstrap-servers"], usage)? {
+        match name.as_str() {
+            "--seed" => seed = value.parse()?,
+            _ => servers = Some(value),
+        }
     }
-    Ok(seed)
+    Ok((seed, Target::new(servers)))
 }
 
 /// A small deterministic generator (SplitMix64): the same seed makes the same data.
@@ -94,22 +106,6 @@ pub fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// A broker with its data in `dir/log`, and `topics` created there with `config`.
-pub fn open_broker(dir: &Path, topics: &[&str], config: &TopicConfig) -> Res<Broker> {
-    let broker = Broker::open(dir.join("log"), BrokerConfig::default())?;
-    for topic in topics {
-        broker.create_topic(topic, config.clone())?;
-    }
-    Ok(broker)
-}
-
-/// Whether consumer group `group` has committed every partition of `topics` to its end
-/// (a partition without a committed offset counts as committed at its log start).
-pub fn caught_up<S: AsRef<str>>(broker: &Broker, group: &str, topics: &[S]) -> Res<bool> {
-    let topics: Vec<&str> = topics.iter().map(AsRef::as_ref).collect();
-    Ok(broker.group_caught_up(group, &topics)?)
 }
 
 /// Every topic `topology` reads: its inputs and its repartition topics.
