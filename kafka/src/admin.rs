@@ -81,7 +81,7 @@ pub struct PartitionOffsets {
 /// A connection to a Kafka cluster. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct KafkaCluster {
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    pub(crate) admin: Arc<AdminClient<DefaultClientContext>>,
     config: KafkaConfig,
     /// Per group, an assign-mode handle that reads its committed offsets without joining.
     pub(crate) offset_readers:
@@ -268,7 +268,7 @@ impl KafkaCluster {
     /// Waits until `topic` is in the metadata with a leader for every partition: a topic
     /// just created is then usable by every client at once, as Kafka Streams checks for its
     /// internal topics. Bounded by the config's timeout.
-    fn wait_until_led(&self, topic: &str) -> Result<()> {
+    pub(crate) fn wait_until_led(&self, topic: &str) -> Result<()> {
         let deadline = Instant::now() + self.config.timeout();
         loop {
             let metadata = self
@@ -299,7 +299,7 @@ impl KafkaCluster {
         }
     }
 
-    fn options(&self) -> AdminOptions {
+    pub(crate) fn options(&self) -> AdminOptions {
         AdminOptions::new()
             .request_timeout(Some(self.config.timeout()))
             .operation_timeout(Some(self.config.timeout()))
@@ -307,10 +307,10 @@ impl KafkaCluster {
 }
 
 /// How long to wait before asking again while a partition has no leader.
-const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Whether `code` means the partition's leader is being elected or moving: worth asking again.
-fn leader_moving(code: RDKafkaErrorCode) -> bool {
+pub(crate) fn leader_moving(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
         RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable
@@ -318,7 +318,7 @@ fn leader_moving(code: RDKafkaErrorCode) -> bool {
 }
 
 /// The one result of a call made for one topic.
-fn single<T>(results: Vec<T>, call: &'static str, topic: &str) -> Result<T> {
+pub(crate) fn single<T>(results: Vec<T>, call: &'static str, topic: &str) -> Result<T> {
     results
         .into_iter()
         .next()

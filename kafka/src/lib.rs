@@ -11,6 +11,8 @@
 //! - [`KafkaProducer`]: its transactional producer (tracked deliveries, offsets sent to the
 //!   transaction with the group's metadata, fencing classed as `Fenced`);
 //! - [`KafkaMember`]: its group member (classic protocol, `range`, co-partitioning checked);
+//! - for command-line tools: listing topics, adding partitions, last stable offsets
+//!   (`topics.rs`), and listing, describing and resetting consumer groups (`groups.rs`);
 //! - all of them as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`
 //!   (docs/architecture.md §8). The runtime itself does not run on the seam yet.
 //!
@@ -29,14 +31,18 @@ mod cluster;
 mod config;
 mod consumer;
 mod error;
+mod groups;
 mod member;
 mod producer;
+mod topics;
 
 pub use admin::{Created, KafkaCluster, PartitionOffsets, TopicSpec};
 pub use cluster::internal_topic_spec;
 pub use config::KafkaConfig;
 pub use consumer::{KafkaConsumer, LAG_STATS_INTERVAL_MS};
 pub use error::{KafkaClusterError, Result};
+pub use groups::{GroupDescription, GroupMemberDescription, decode_assignment};
 pub use member::KafkaMember;
 pub use producer::{KafkaDelivery, KafkaProducer};
 pub use rdkafka;
+pub use topics::is_internal_topic;

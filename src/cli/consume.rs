@@ -34,10 +34,17 @@ starts at the log end, or at the log start with --from-beginning. After printing
 of each poll, and on exit, the consumer commits the offset after the last record printed, so \
 the next `consume --group G` carries on where this one stopped (see `sluice group`).
 
+With --bootstrap-server the same flags work on a Kafka cluster: alone, the consumer reads the \
+partitions directly (the end is the high watermark); with --group it is a member of a classic \
+consumer group (range assignor), and the idle timeout starts once the group has assigned it \
+partitions (a Kafka broker delays a new group's first assignment by \
+group.initial.rebalance.delay.ms, 3 s by default).
+
 Examples:
   sluice consume orders --from-beginning --print-key --print-offset
   sluice consume orders --partition 2 --offset 100 --max-records 10
-  sluice consume orders --group billing --from-beginning")]
+  sluice consume orders --group billing --from-beginning
+  sluice --bootstrap-server 127.0.0.1:9092 consume orders --from-beginning --max-records 10")]
 pub struct ConsumeArgs {
     /// The topic to read.
     pub topic: String,
@@ -77,6 +84,24 @@ pub struct ConsumeArgs {
 
 /// Runs `consume`.
 pub fn run(data: &Path, args: &ConsumeArgs) -> CliResult {
+    check_args(args)?;
+    with_broker(data, Open::MustExist, |broker| {
+        let mut consumer = match &args.group {
+            Some(group) => subscribed(broker, args, group)?,
+            None => assigned(broker, args)?,
+        };
+        let result = print_records(&mut consumer, args);
+        // Leave the group whatever happened; the first error wins.
+        let left = match args.group {
+            Some(_) => consumer.unsubscribe().map_err(CliError::from),
+            None => Ok(()),
+        };
+        result.and(left)
+    })
+}
+
+/// Refuses flag combinations that make no sense, before anything is opened.
+pub(crate) fn check_args(args: &ConsumeArgs) -> CliResult {
     validate_topic_name(&args.topic)?;
     if let Some(group) = &args.group {
         validate_group(group)?;
@@ -91,19 +116,7 @@ pub fn run(data: &Path, args: &ConsumeArgs) -> CliResult {
             "--offset needs --partition: an offset belongs to one partition".into(),
         ));
     }
-    with_broker(data, Open::MustExist, |broker| {
-        let mut consumer = match &args.group {
-            Some(group) => subscribed(broker, args, group)?,
-            None => assigned(broker, args)?,
-        };
-        let result = print_records(&mut consumer, args);
-        // Leave the group whatever happened; the first error wins.
-        let left = match args.group {
-            Some(_) => consumer.unsubscribe().map_err(CliError::from),
-            None => Ok(()),
-        };
-        result.and(left)
-    })
+    Ok(())
 }
 
 /// A consumer in `group`, subscribed to the topic.
@@ -224,7 +237,11 @@ fn rewind(consumer: &mut Consumer, unprinted: &[ConsumerRecord]) -> CliResult {
 }
 
 /// Writes `[partition\t][offset\t][key\t]value\n`.
-fn write_record(out: &mut Out, record: &ConsumerRecord, args: &ConsumeArgs) -> std::io::Result<()> {
+pub(crate) fn write_record(
+    out: &mut Out,
+    record: &ConsumerRecord,
+    args: &ConsumeArgs,
+) -> std::io::Result<()> {
     if args.print_partition {
         write!(out, "{}\t", record.partition)?;
     }

@@ -1,5 +1,5 @@
 //! The CLI's error type and its exit codes: 2 for user errors (bad input, unknown topics,
-//! out-of-range requests), 1 for failures of the log or the system.
+//! out-of-range requests), 1 for failures of the log, the Kafka cluster or the system.
 
 use std::fmt;
 use std::io;
@@ -20,6 +20,10 @@ pub enum CliError {
     },
     /// Any other failure: exit 1.
     Failed(String),
+    /// A Kafka cluster (`--bootstrap-server`) refused or failed; `RemoteError::is_user_error`
+    /// decides the exit code.
+    #[cfg(feature = "kafka")]
+    Remote(Box<super::remote::RemoteError>),
 }
 
 /// Result alias for commands.
@@ -36,6 +40,10 @@ impl CliError {
         match self {
             Self::Log(e) if is_user_error(e) => 2,
             Self::Usage(_) => 2,
+            #[cfg(feature = "kafka")]
+            Self::Remote(e) if e.is_user_error() => 2,
+            #[cfg(feature = "kafka")]
+            Self::Remote(_) => 1,
             Self::Log(_) | Self::Io { .. } | Self::Failed(_) => 1,
         }
     }
@@ -61,6 +69,8 @@ impl fmt::Display for CliError {
             Self::Log(e) => write!(f, "{e}"),
             Self::Usage(msg) | Self::Failed(msg) => f.write_str(msg),
             Self::Io { action, source } => write!(f, "{action}: {source}"),
+            #[cfg(feature = "kafka")]
+            Self::Remote(e) => write!(f, "{e}"),
         }
     }
 }
@@ -70,8 +80,17 @@ impl std::error::Error for CliError {
         match self {
             Self::Log(e) => Some(e),
             Self::Io { source, .. } => Some(source),
+            #[cfg(feature = "kafka")]
+            Self::Remote(e) => Some(e.as_ref()),
             Self::Usage(_) | Self::Failed(_) => None,
         }
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl From<super::remote::RemoteError> for CliError {
+    fn from(e: super::remote::RemoteError) -> Self {
+        Self::Remote(Box::new(e))
     }
 }
 

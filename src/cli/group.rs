@@ -27,8 +27,13 @@ offsets for. Columns: TOPIC, PARTITION, COMMITTED (the next offset the group wil
 when it has none for the partition), LOG-END (the partition's next offset to be written), LAG \
 (LOG-END - COMMITTED; transaction markers count as records, as in Kafka).
 
-Example:
-  sluice group describe billing")]
+With --bootstrap-server, Generation prints `-` (Kafka's DescribeGroups does not report it), \
+LOG-END is each partition's high watermark (as kafka-consumer-groups.sh shows it), and only \
+topics the cluster still has are listed.
+
+Examples:
+  sluice group describe billing
+  sluice --bootstrap-server 127.0.0.1:9092 group describe billing")]
     Describe {
         /// The group.
         group: String,
@@ -41,7 +46,8 @@ Example:
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Give exactly one of --to-earliest, --to-latest and --to-offset. The group must have no active \
-members: stop its consumers first. Prints the new offset of each partition.
+members: stop its consumers first. Prints the new offset of each partition. With \
+--bootstrap-server the end of a partition is its high watermark.
 
 Examples:
   sluice group reset-offsets billing --topic orders --to-earliest
@@ -118,23 +124,6 @@ fn describe(broker: &Broker, group: &str) -> CliResult<String> {
         )));
     }
     let description = broker.describe_group(group);
-    let mut text = format!(
-        "Group: {group}  Generation: {}  Members: {}\n",
-        description.generation,
-        description.members.len()
-    );
-    if description.members.is_empty() {
-        text.push_str("No active members.\n");
-    } else {
-        let mut rows = vec![vec!["MEMBER".to_string(), "PARTITIONS".to_string()]];
-        for member in &description.members {
-            let partitions: Vec<String> = member.partitions.iter().map(|p| p.to_string()).collect();
-            rows.push(vec![member.member_id.clone(), partitions.join(",")]);
-        }
-        text.push_str(&table(&rows, 2));
-    }
-    text.push('\n');
-
     let mut committed: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
     for (tp, offset) in broker.offset_fetch(group, &[], false)? {
         if let Some(offset) = offset {
@@ -144,18 +133,68 @@ fn describe(broker: &Broker, group: &str) -> CliResult<String> {
                 .insert(tp.partition, offset);
         }
     }
-    let header = ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"];
-    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
-    for (topic, offsets) in &committed {
+    let mut ends = BTreeMap::new();
+    for topic in committed.keys() {
         // A deleted topic keeps its committed offsets; it has no log end.
-        let ends: BTreeMap<i32, i64> = match broker.topic_metadata(topic) {
-            Ok(meta) => meta
+        if let Ok(meta) = broker.topic_metadata(topic) {
+            let topic_ends = meta
                 .partitions
                 .iter()
                 .map(|p| (p.partition, p.log_end_offset))
-                .collect(),
-            Err(_) => BTreeMap::new(),
-        };
+                .collect();
+            ends.insert(topic.clone(), topic_ends);
+        }
+    }
+    let view = GroupView {
+        generation: description.generation.to_string(),
+        members: description
+            .members
+            .into_iter()
+            .map(|m| (m.member_id, m.partitions))
+            .collect(),
+        committed,
+        ends,
+    };
+    Ok(describe_view(group, &view))
+}
+
+/// What `group describe` prints: from the embedded log or from a Kafka cluster.
+#[derive(Debug)]
+pub(crate) struct GroupView {
+    /// The generation (`-` when unknown).
+    pub generation: String,
+    /// Each member's id and partitions.
+    pub members: Vec<(String, Vec<TopicPartition>)>,
+    /// Committed offsets by topic and partition.
+    pub committed: BTreeMap<String, BTreeMap<i32, i64>>,
+    /// Each committed topic's partition ends (LOG-END); a topic missing here has none.
+    pub ends: BTreeMap<String, BTreeMap<i32, i64>>,
+}
+
+/// The `group describe` text of `view`.
+pub(crate) fn describe_view(group: &str, view: &GroupView) -> String {
+    let mut text = format!(
+        "Group: {group}  Generation: {}  Members: {}\n",
+        view.generation,
+        view.members.len()
+    );
+    if view.members.is_empty() {
+        text.push_str("No active members.\n");
+    } else {
+        let mut rows = vec![vec!["MEMBER".to_string(), "PARTITIONS".to_string()]];
+        for (member_id, partitions) in &view.members {
+            let partitions: Vec<String> = partitions.iter().map(|p| p.to_string()).collect();
+            rows.push(vec![member_id.clone(), partitions.join(",")]);
+        }
+        text.push_str(&table(&rows, 2));
+    }
+    text.push('\n');
+
+    let header = ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"];
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
+    let no_ends = BTreeMap::new();
+    for (topic, offsets) in &view.committed {
+        let ends = view.ends.get(topic).unwrap_or(&no_ends);
         let mut partitions: Vec<i32> = ends.keys().chain(offsets.keys()).copied().collect();
         partitions.sort_unstable();
         partitions.dedup();
@@ -178,20 +217,23 @@ fn describe(broker: &Broker, group: &str) -> CliResult<String> {
     } else {
         text.push_str(&table(&rows, 1));
     }
-    Ok(text)
+    text
 }
 
 /// Where `reset-offsets` moves the offsets.
 #[derive(Debug, Clone, Copy)]
-enum Target {
+pub(crate) enum Target {
+    /// The log start.
     Earliest,
+    /// The log end.
     Latest,
+    /// This offset, clamped to [log start, log end].
     Offset(i64),
 }
 
 impl Target {
     /// Exactly one of the three flags.
-    fn from_args(args: &ResetArgs) -> CliResult<Self> {
+    pub(crate) fn from_args(args: &ResetArgs) -> CliResult<Self> {
         let given = [args.to_earliest, args.to_latest, args.to_offset.is_some()]
             .iter()
             .filter(|&&on| on)
@@ -214,12 +256,7 @@ fn reset(broker: &Broker, args: &ResetArgs, target: Target) -> CliResult<String>
     let count = broker.partition_count(&args.topic)?;
     let members = broker.describe_group(&args.group).members;
     if !members.is_empty() {
-        return Err(CliError::Usage(format!(
-            "group `{}` has {} active member{}: stop its consumers before resetting its offsets",
-            args.group,
-            members.len(),
-            if members.len() == 1 { "" } else { "s" }
-        )));
+        return Err(has_members(&args.group, members.len()));
     }
     let listed = |p: i32, spec: OffsetSpec| -> CliResult<i64> {
         let found = broker.list_offsets(&args.topic, p, spec)?;
@@ -239,17 +276,30 @@ fn reset(broker: &Broker, args: &ResetArgs, target: Target) -> CliResult<String>
         offsets.push((TopicPartition::new(args.topic.as_str(), p), offset));
     }
     broker.offset_commit(&args.group, -1, "", &offsets)?;
+    Ok(reset_table(&offsets))
+}
+
+/// The `reset-offsets` output: the new offset of each partition.
+pub(crate) fn reset_table(offsets: &[(TopicPartition, i64)]) -> String {
     let mut rows = vec![vec![
         "TOPIC".to_string(),
         "PARTITION".to_string(),
         "NEW-OFFSET".to_string(),
     ]];
-    for (tp, offset) in &offsets {
+    for (tp, offset) in offsets {
         rows.push(vec![
             tp.topic.clone(),
             tp.partition.to_string(),
             offset.to_string(),
         ]);
     }
-    Ok(table(&rows, 1))
+    table(&rows, 1)
+}
+
+/// The refusal of a reset while `group` has `members` active members.
+pub(crate) fn has_members(group: &str, members: usize) -> CliError {
+    CliError::Usage(format!(
+        "group `{group}` has {members} active member{}: stop its consumers before resetting its offsets",
+        if members == 1 { "" } else { "s" }
+    ))
 }

@@ -1,6 +1,8 @@
 //! The command line: the top-level parser (`sluice [--data DIR] COMMAND`), opening and closing
 //! the data directory's embedded broker, and dispatch to the subcommands in [`topic`],
-//! [`produce`], [`consume`], [`group`] and [`perf`].
+//! [`produce`], [`consume`], [`group`] and [`perf`]. With `--bootstrap-server` the topic,
+//! produce, consume and group commands run against a Kafka cluster instead, in `remote`
+//! (the `kafka` feature).
 
 pub mod broker;
 pub mod consume;
@@ -10,11 +12,14 @@ pub mod isolation;
 pub mod output;
 pub mod perf;
 pub mod produce;
+#[cfg(feature = "kafka")]
+pub mod remote;
 pub mod topic;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, value_parser};
 use sluice_log::{Broker, BrokerConfig};
 
 use error::{CliError, CliResult};
@@ -27,7 +32,12 @@ sluice: exactly-once stream processing on a built-in partitioned log.
 This tool works on the embedded log in a data directory, modelled on Kafka's command-line \
 tools. Each invocation opens the directory, does its work and closes it cleanly; only one \
 process may have a data directory open at a time. `sluice broker` keeps it open and serves it \
-to any Kafka client over Kafka's wire protocol.";
+to any Kafka client over Kafka's wire protocol.
+
+With --bootstrap-server HOST:PORT the topic, produce, consume and group commands (and `perf \
+eos`) work on that Kafka cluster instead, a running `sluice broker` or Apache Kafka, through \
+librdkafka; --data is not used then. -X KEY=VALUE (repeatable) and --command-config FILE pass \
+librdkafka properties for the connection (security.protocol, sasl.mechanism, ...).";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -37,6 +47,10 @@ Examples:
   sluice consume orders --from-beginning --print-key --print-offset
   sluice consume orders --group billing --from-beginning
   sluice group describe billing
+  sluice --bootstrap-server 127.0.0.1:9092 topic create orders --partitions 3
+  sluice --bootstrap-server 127.0.0.1:9092 consume orders --group billing --from-beginning
+  sluice --bootstrap-server kafka:9093 -X security.protocol=SSL -X ssl.ca.location=ca.pem topic list
+  sluice --bootstrap-server kafka:9093 --command-config client.properties group list
   sluice perf produce --topic bench --records 1000000 --record-size 100
   sluice perf produce --topic bench --records 1000000 --record-size 100 --transactional --txn-records 1000
   sluice perf eos --records 2000000 --keys 10000
@@ -69,6 +83,41 @@ pub struct Cli {
     )]
     pub data: PathBuf,
 
+    /// Work on this Kafka cluster (Apache Kafka, or a running `sluice broker`) instead of the
+    /// data directory: `HOST:PORT[,HOST:PORT...]`, as Kafka's tools take it. For the topic,
+    /// produce, consume and group commands, and `perf eos`.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_BOOTSTRAP_SERVER",
+        value_name = "HOST:PORT"
+    )]
+    pub bootstrap_server: Option<String>,
+
+    /// A librdkafka property for the connection to --bootstrap-server (as kcat's -X), e.g.
+    /// `-X security.protocol=SSL`; repeatable, and later ones win over --command-config.
+    /// Give it before the command (`sluice -X k=v topic list`).
+    // Not global: clap keeps only the occurrences of one level (before or after the
+    // subcommand) of a repeated global flag, which would drop properties silently.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub property: Vec<(String, String)>,
+
+    /// A file of librdkafka properties for the connection to --bootstrap-server, one
+    /// `key=value` a line (`#` and `!` start comments), as Kafka tools' --command-config.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
+
+    /// With --bootstrap-server: how long a call to the cluster (connecting, metadata, admin
+    /// requests, offsets, joining a group) waits before it fails.
+    #[arg(
+        long,
+        global = true,
+        value_name = "MS",
+        default_value_t = 30_000,
+        value_parser = value_parser!(u64).range(1..)
+    )]
+    pub request_timeout_ms: u64,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -98,15 +147,132 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> CliResult {
+    let cluster = ClusterArgs::from_cli(&cli)?;
     let data = cli.data.as_path();
-    match cli.command {
-        Command::Topic(cmd) => topic::run(data, cmd),
-        Command::Produce(args) => produce::run(data, &args),
-        Command::Consume(args) => consume::run(data, &args),
-        Command::Group(cmd) => group::run(data, cmd),
-        Command::Perf(cmd) => perf::run(data, cmd),
-        Command::Broker(args) => broker::run(data, &args),
+    match (cli.command, cluster) {
+        (Command::Perf(cmd), cluster) => perf::run(data, cmd, cluster.as_ref()),
+        (Command::Broker(_), Some(_)) => Err(CliError::Usage(
+            "`sluice broker` serves the data directory; --bootstrap-server (or SLUICE_BOOTSTRAP_SERVER) does not apply to it".into(),
+        )),
+        (Command::Broker(args), None) => broker::run(data, &args),
+        (command, Some(cluster)) => on_cluster(&cluster, command),
+        (Command::Topic(cmd), None) => topic::run(data, cmd),
+        (Command::Produce(args), None) => produce::run(data, &args),
+        (Command::Consume(args), None) => consume::run(data, &args),
+        (Command::Group(cmd), None) => group::run(data, cmd),
     }
+}
+
+/// Runs a topic, produce, consume or group command on a Kafka cluster.
+#[cfg(feature = "kafka")]
+fn on_cluster(cluster: &ClusterArgs, command: Command) -> CliResult {
+    remote::run(cluster, command)
+}
+
+/// Without the `kafka` feature there is no Kafka client.
+#[cfg(not(feature = "kafka"))]
+fn on_cluster(_cluster: &ClusterArgs, _command: Command) -> CliResult {
+    Err(no_kafka_feature())
+}
+
+/// The usage error of `--bootstrap-server` in a build without the `kafka` feature.
+#[cfg(not(feature = "kafka"))]
+pub(crate) fn no_kafka_feature() -> CliError {
+    CliError::Usage(
+        "--bootstrap-server needs sluice built with the `kafka` feature (on by default; this build left it out): rebuild with `--features kafka`, or drop --bootstrap-server / SLUICE_BOOTSTRAP_SERVER to use the data directory".into(),
+    )
+}
+
+/// How to reach a Kafka cluster: `--bootstrap-server`, the librdkafka properties of
+/// `--command-config` and `-X` (in that order, later ones winning), and the request timeout.
+#[derive(Clone)]
+pub struct ClusterArgs {
+    /// `HOST:PORT[,HOST:PORT...]`.
+    pub bootstrap: String,
+    /// librdkafka properties, in the order given.
+    pub properties: Vec<(String, String)>,
+    /// How long a call to the cluster waits.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterArgs {
+    /// Property values may be secrets (passwords): only their keys are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.properties.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ClusterArgs")
+            .field("bootstrap", &self.bootstrap)
+            .field("properties", &keys)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl ClusterArgs {
+    /// The cluster the command line names, if any. Properties without --bootstrap-server
+    /// are refused: they would be silently ignored.
+    fn from_cli(cli: &Cli) -> CliResult<Option<Self>> {
+        let Some(bootstrap) = cli.bootstrap_server.as_deref() else {
+            if !cli.property.is_empty() || cli.command_config.is_some() {
+                return Err(CliError::Usage(
+                    "-X and --command-config set properties of the connection to a Kafka cluster: they need --bootstrap-server".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let bootstrap = bootstrap.trim();
+        if bootstrap.is_empty() {
+            return Err(CliError::Usage(
+                "--bootstrap-server is empty: give HOST:PORT[,HOST:PORT...]".into(),
+            ));
+        }
+        let mut properties = Vec::new();
+        if let Some(path) = &cli.command_config {
+            properties.extend(read_properties(path)?);
+        }
+        properties.extend(cli.property.iter().cloned());
+        Ok(Some(Self {
+            bootstrap: bootstrap.to_string(),
+            properties,
+            request_timeout: Duration::from_millis(cli.request_timeout_ms),
+        }))
+    }
+}
+
+/// Parses `-X KEY=VALUE`.
+fn parse_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+/// Reads a `--command-config` file: `key=value` lines; blank lines and lines starting with
+/// `#` or `!` are skipped.
+fn read_properties(path: &Path) -> CliResult<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot read --command-config {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut properties = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let (key, value) = parse_property(line).map_err(|reason| {
+            CliError::Usage(format!(
+                "--command-config {} line {}: {reason}",
+                path.display(),
+                n + 1
+            ))
+        })?;
+        properties.push((key, value.trim().to_string()));
+    }
+    Ok(properties)
 }
 
 /// Whether a command may create the data directory.
@@ -162,4 +328,89 @@ pub(crate) fn check_data_dir(dir: &Path, open: Open) -> CliResult {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn the_parser_is_consistent() {
+        // Catches a subcommand flag that clashes with a global one (--bootstrap-server, -X).
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cluster_flags_parse_anywhere_and_properties_keep_their_order() -> CliResult {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "-X",
+            "security.protocol=SSL",
+            "-X",
+            "sasl.password=x=y",
+            "perf",
+            "eos",
+            "--records",
+            "1",
+            "--keys",
+            "1",
+            "--bootstrap-server",
+            "a:1,b:2",
+            "--request-timeout-ms",
+            "1500",
+        ])
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+        let cluster = ClusterArgs::from_cli(&cli)?
+            .ok_or_else(|| CliError::Failed("no cluster parsed".into()))?;
+        assert_eq!(cluster.bootstrap, "a:1,b:2");
+        assert_eq!(
+            cluster.properties,
+            vec![
+                ("security.protocol".to_string(), "SSL".to_string()),
+                ("sasl.password".to_string(), "x=y".to_string()),
+            ]
+        );
+        assert_eq!(cluster.request_timeout, Duration::from_millis(1500));
+        assert!(!format!("{cluster:?}").contains("x=y"), "secrets stay hidden");
+        // After the command -X is refused, not dropped.
+        assert!(Cli::try_parse_from(["sluice", "topic", "list", "-X", "a=b"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn properties_need_a_key_and_an_equals_sign() {
+        assert_eq!(
+            parse_property("a.b= c"),
+            Ok(("a.b".to_string(), " c".to_string()))
+        );
+        assert!(parse_property("a.b").is_err());
+        assert!(parse_property("=v").is_err());
+    }
+
+    #[test]
+    fn command_config_files_skip_comments_and_name_bad_lines() -> CliResult {
+        let dir = tempfile::tempdir().map_err(CliError::io("creating a temp dir"))?;
+        let path = dir.path().join("client.properties");
+        std::fs::write(
+            &path,
+            "# a comment\n! another\n\nsecurity.protocol = SASL_SSL\nsasl.mechanism=PLAIN\n",
+        )
+        .map_err(CliError::io("writing the file"))?;
+        assert_eq!(
+            read_properties(&path)?,
+            vec![
+                ("security.protocol".to_string(), "SASL_SSL".to_string()),
+                ("sasl.mechanism".to_string(), "PLAIN".to_string()),
+            ]
+        );
+        std::fs::write(&path, "ok=1\nbroken\n").map_err(CliError::io("writing the file"))?;
+        let error = read_properties(&path).err().map(|e| e.to_string());
+        assert!(
+            error.as_deref().is_some_and(|e| e.contains("line 2")),
+            "{error:?}"
+        );
+        Ok(())
+    }
 }

@@ -25,6 +25,10 @@ Each line of stdin (without its trailing \\n or \\r\\n) becomes one record; an e
 record with an empty value. The command sends everything, waits for every acknowledgement at \
 end of input and fails (exit 1) if any record could not be written.
 
+With --bootstrap-server the records go to that Kafka cluster through an idempotent producer \
+(acks=all), to the partitions the embedded producer would choose (murmur2 of the key; one \
+partition picked at start for keyless records); offsets print whenever the input pauses.
+
 Example:
   printf 'k1:hello\\nk2:world\\n' | sluice produce orders --key-separator : --print-offsets")]
 pub struct ProduceArgs {
@@ -152,13 +156,13 @@ fn await_acks(rx: mpsc::Receiver<DeliveryFuture>, print: bool) -> CliResult<u64>
 }
 
 /// The line without its trailing `\n` and then `\r`.
-fn strip_newline(line: &[u8]) -> &[u8] {
+pub(crate) fn strip_newline(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Splits at the first `sep`: `(Some(key), value)`, or `(None, line)` without a separator.
-fn split_key<'a>(line: &'a [u8], sep: &[u8]) -> (Option<&'a [u8]>, &'a [u8]) {
+pub(crate) fn split_key<'a>(line: &'a [u8], sep: &[u8]) -> (Option<&'a [u8]>, &'a [u8]) {
     match line.windows(sep.len()).position(|w| w == sep) {
         Some(i) => (Some(&line[..i]), &line[i + sep.len()..]),
         None => (None, line),

@@ -29,7 +29,11 @@ pub enum TopicCommand {
 offset to be written), HIGH-WATERMARK (offsets below it are readable), LAST-STABLE (the last \
 stable offset: the first offset of the oldest open transaction, or the high watermark when none \
 is open; read_committed consumers read up to it), DURABLE (offsets below it are fsynced), \
-SIZE-BYTES (all segments), SEGMENTS. Offsets count transaction markers too."
+SIZE-BYTES (all segments), SEGMENTS. Offsets count transaction markers too.
+
+With --bootstrap-server, LOG-END, DURABLE, SIZE-BYTES and SEGMENTS print `-` (a Kafka client \
+sees only the high watermark, not the leader's log end or its files), as do Fsync and the \
+configs the cluster does not report (Fsync is `sluice broker`'s topic config sluice.fsync)."
     )]
     Describe {
         /// The topic.
@@ -61,9 +65,10 @@ pub struct CreateArgs {
     /// What happens to old records (cleanup.policy): `delete` removes whole old segments by
     /// age and size (--retention-ms, --retention-bytes); `compact` keeps the newest record of
     /// every key instead, for changelogs and tables (tombstones, records with a null value,
-    /// are dropped a day after they are written), and ignores the retention flags.
-    #[arg(long, value_name = "POLICY", default_value = "delete")]
-    pub cleanup: String,
+    /// are dropped a day after they are written), and ignores the retention flags. Default:
+    /// delete (with --bootstrap-server: the cluster's default).
+    #[arg(long, value_name = "POLICY")]
+    pub cleanup: Option<String>,
     /// Delete sealed segments whose newest record is older than this (retention.ms); -1 keeps
     /// records forever. Default: 7 days.
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
@@ -79,9 +84,10 @@ pub struct CreateArgs {
     /// transaction's partitions before its commit, and a non-transactional write before its
     /// acks=all acknowledgement), `interval:MS` (in the background every MS ms) or `never`
     /// (left to the OS). Every policy survives a process crash; only fsynced data survives
-    /// power loss.
-    #[arg(long, value_name = "POLICY", default_value = "commit")]
-    pub fsync: String,
+    /// power loss. Default: commit. With --bootstrap-server it is sent as the topic config
+    /// `sluice.fsync`, which only `sluice broker` knows (Apache Kafka refuses it).
+    #[arg(long, value_name = "POLICY")]
+    pub fsync: Option<String>,
 }
 
 /// Runs a `topic` subcommand.
@@ -149,14 +155,14 @@ fn alter(broker: &Broker, name: &str, partitions: i32) -> CliResult {
     ))
 }
 
-fn plural(n: i32) -> &'static str {
+pub(crate) fn plural(n: i32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
 /// Builds the topic config from the flags; the log validates the ranges.
 fn config_from(args: &CreateArgs) -> CliResult<TopicConfig> {
-    let fsync: FsyncPolicy = args.fsync.parse()?;
-    let cleanup: CleanupPolicy = args.cleanup.parse()?;
+    let fsync: FsyncPolicy = args.fsync.as_deref().unwrap_or("commit").parse()?;
+    let cleanup: CleanupPolicy = args.cleanup.as_deref().unwrap_or("delete").parse()?;
     let mut config = TopicConfig::default()
         .with_partitions(args.partitions)
         .with_cleanup(cleanup)
@@ -191,26 +197,91 @@ fn describe(topic: &TopicMetadata) -> String {
     let retention_bytes = c
         .retention_bytes
         .map_or("unlimited".to_string(), |b| b.to_string());
-    let cleanup = match c.cleanup {
-        CleanupPolicy::Delete => format!(
-            "cleanup.policy=delete retention.ms={retention_ms} retention.bytes={retention_bytes}"
-        ),
-        CleanupPolicy::Compact => format!(
-            "cleanup.policy=compact delete.retention.ms={}",
-            c.delete_retention_ms
-        ),
+    let policy = match c.cleanup {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
     };
+    let view = TopicView {
+        name: topic.name.clone(),
+        fsync: c.fsync.to_string(),
+        cleanup: cleanup_settings(
+            policy,
+            &retention_ms,
+            &retention_bytes,
+            &c.delete_retention_ms.to_string(),
+        ),
+        segment_bytes: c.segment_bytes.to_string(),
+        segment_ms: c.segment_ms.to_string(),
+        index_interval_bytes: c.index_interval_bytes.to_string(),
+        max_message_bytes: c.max_message_bytes.to_string(),
+        rows: topic
+            .partitions
+            .iter()
+            .map(|p| {
+                [
+                    p.partition.to_string(),
+                    p.log_start_offset.to_string(),
+                    p.log_end_offset.to_string(),
+                    p.high_watermark.to_string(),
+                    p.last_stable_offset.to_string(),
+                    p.durable_offset.to_string(),
+                    p.size_bytes.to_string(),
+                    p.segments.to_string(),
+                ]
+            })
+            .collect(),
+    };
+    describe_view(&view)
+}
+
+/// What `topic describe` prints, as text cells: from the embedded log, or from a Kafka
+/// cluster (which leaves some cells `-`).
+#[derive(Debug)]
+pub(crate) struct TopicView {
+    pub name: String,
+    pub fsync: String,
+    /// The cleanup settings, from [`cleanup_settings`].
+    pub cleanup: String,
+    pub segment_bytes: String,
+    pub segment_ms: String,
+    pub index_interval_bytes: String,
+    pub max_message_bytes: String,
+    /// Per partition: PARTITION, LOG-START, LOG-END, HIGH-WATERMARK, LAST-STABLE, DURABLE,
+    /// SIZE-BYTES, SEGMENTS.
+    pub rows: Vec<[String; 8]>,
+}
+
+/// `cleanup.policy=compact delete.retention.ms=..` for a compacted topic, otherwise the
+/// policy with its retention settings.
+pub(crate) fn cleanup_settings(
+    policy: &str,
+    retention_ms: &str,
+    retention_bytes: &str,
+    delete_retention_ms: &str,
+) -> String {
+    if policy == "compact" {
+        format!("cleanup.policy=compact delete.retention.ms={delete_retention_ms}")
+    } else {
+        format!(
+            "cleanup.policy={policy} retention.ms={retention_ms} retention.bytes={retention_bytes}"
+        )
+    }
+}
+
+/// The `topic describe` text of `view`.
+pub(crate) fn describe_view(view: &TopicView) -> String {
     let mut text = format!(
         "Topic: {}  Partitions: {}  Fsync: {}\n\
-         Config: {cleanup} \
+         Config: {} \
          segment.bytes={} segment.ms={} index.interval.bytes={} max.message.bytes={}\n",
-        topic.name,
-        topic.partitions.len(),
-        c.fsync,
-        c.segment_bytes,
-        c.segment_ms,
-        c.index_interval_bytes,
-        c.max_message_bytes,
+        view.name,
+        view.rows.len(),
+        view.fsync,
+        view.cleanup,
+        view.segment_bytes,
+        view.segment_ms,
+        view.index_interval_bytes,
+        view.max_message_bytes,
     );
     let header = [
         "PARTITION",
@@ -223,18 +294,7 @@ fn describe(topic: &TopicMetadata) -> String {
         "SEGMENTS",
     ];
     let mut rows = vec![header.iter().map(|h| h.to_string()).collect::<Vec<_>>()];
-    for p in &topic.partitions {
-        rows.push(vec![
-            p.partition.to_string(),
-            p.log_start_offset.to_string(),
-            p.log_end_offset.to_string(),
-            p.high_watermark.to_string(),
-            p.last_stable_offset.to_string(),
-            p.durable_offset.to_string(),
-            p.size_bytes.to_string(),
-            p.segments.to_string(),
-        ]);
-    }
+    rows.extend(view.rows.iter().map(|row| row.to_vec()));
     text.push_str(&table(&rows, 0));
     text
 }

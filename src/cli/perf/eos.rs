@@ -25,7 +25,7 @@ use sluice_runtime::{AppConfig, ProcessingGuarantee};
 use super::{Progress, latency_json};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::output::{json_number, print_line};
-use crate::cli::{Open, with_broker};
+use crate::cli::{ClusterArgs, Open, with_broker};
 
 /// Arguments of `perf eos`.
 #[derive(Debug, Args)]
@@ -62,10 +62,6 @@ pub struct PerfEosArgs {
     /// Length of the latency phase in seconds.
     #[arg(long, value_name = "S", default_value_t = 3, value_parser = value_parser!(u64).range(1..=600))]
     pub latency_seconds: u64,
-    /// Run on this Kafka cluster (Apache Kafka or `sluice broker`) instead of the embedded
-    /// log in the data directory.
-    #[arg(long, value_name = "HOST:PORT")]
-    pub bootstrap_server: Option<String>,
 }
 
 /// The topics and app ids of one run.
@@ -139,9 +135,10 @@ pub(super) fn runtime(e: sluice_runtime::Error) -> CliError {
     CliError::Failed(e.to_string())
 }
 
-/// Runs `perf eos`.
-pub fn run(data: &Path, args: &PerfEosArgs) -> CliResult {
-    match &args.bootstrap_server {
+/// Runs `perf eos`: on the data directory's log, or on the Kafka cluster of the global
+/// `--bootstrap-server` (Apache Kafka or `sluice broker`).
+pub fn run(data: &Path, args: &PerfEosArgs, cluster: Option<&ClusterArgs>) -> CliResult {
+    match cluster {
         None => with_broker(data, Open::CreateIfMissing, |broker| {
             for topic in [INPUT, "perf-eos-out-alos", "perf-eos-out-eos"] {
                 recreate(broker, topic, args.partitions)?;
@@ -153,14 +150,13 @@ pub fn run(data: &Path, args: &PerfEosArgs) -> CliResult {
             let line = bench(broker, data, args, &names)?;
             print_line(&line)
         }),
-        Some(servers) => on_kafka(data, args, servers),
+        Some(cluster) => on_kafka(data, args, cluster),
     }
 }
 
 #[cfg(feature = "kafka")]
-fn on_kafka(data: &Path, args: &PerfEosArgs, servers: &str) -> CliResult {
-    use sluice_kafka::{KafkaCluster, KafkaConfig};
-    let cluster = KafkaCluster::connect(KafkaConfig::new(servers)).map_err(cluster_error)?;
+fn on_kafka(data: &Path, args: &PerfEosArgs, cluster: &ClusterArgs) -> CliResult {
+    let cluster = super::super::remote::connect(cluster)?.cluster;
     let run = format!("{:x}", sluice_log::now_ms());
     let suffix = format!("-{run}");
     let names = Names {
@@ -186,10 +182,8 @@ fn on_kafka(data: &Path, args: &PerfEosArgs, servers: &str) -> CliResult {
 }
 
 #[cfg(not(feature = "kafka"))]
-fn on_kafka(_data: &Path, _args: &PerfEosArgs, _servers: &str) -> CliResult {
-    Err(CliError::Usage(
-        "--bootstrap-server needs sluice built with the `kafka` feature".into(),
-    ))
+fn on_kafka(_data: &Path, _args: &PerfEosArgs, _cluster: &ClusterArgs) -> CliResult {
+    Err(super::super::no_kafka_feature())
 }
 
 /// Deletes `topic` if it exists and creates it with `partitions`.

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 
-use super::error::CliResult;
+use super::ClusterArgs;
+use super::error::{CliError, CliResult};
 use super::output::json_number;
 
 /// The `perf` subcommands.
@@ -41,12 +42,21 @@ pub enum PerfCommand {
     Windows(windows::PerfWindowsArgs),
 }
 
-/// Runs a `perf` subcommand.
-pub fn run(data: &Path, cmd: PerfCommand) -> CliResult {
+/// Runs a `perf` subcommand; `cluster` is the `--bootstrap-server` given, which only `perf
+/// eos` takes.
+pub fn run(data: &Path, cmd: PerfCommand, cluster: Option<&ClusterArgs>) -> CliResult {
+    if let Some(cluster) = cluster
+        && !matches!(cmd, PerfCommand::Eos(_))
+    {
+        return Err(CliError::Usage(format!(
+            "--bootstrap-server {} (or SLUICE_BOOTSTRAP_SERVER): of the benchmarks only `perf eos` runs on a Kafka cluster; the others use the data directory",
+            cluster.bootstrap
+        )));
+    }
     match cmd {
         PerfCommand::Produce(args) => produce::run(data, &args),
         PerfCommand::Consume(args) => consume::run(data, &args),
-        PerfCommand::Eos(args) => eos::run(data, &args),
+        PerfCommand::Eos(args) => eos::run(data, &args, cluster),
         PerfCommand::Resume(args) => resume::run(data, &args),
         PerfCommand::Rebalance(args) => rebalance::run(data, &args),
         PerfCommand::Windows(args) => windows::run(data, &args),
