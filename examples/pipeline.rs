@@ -408,7 +408,11 @@ impl OnCluster for Pipeline<'_> {
 fn run<C: Backend>(broker: &C, names: &Names, options: Pipeline<'_>) -> Res<()> {
     let Pipeline { lines, seed, dir } = options;
     let started = Instant::now();
-    let topics = TopicConfig::default().with_partitions(PARTITIONS);
+    // The log is from a fixed day in the past, and records keep its timestamps: keep them
+    // whatever their age (a Kafka cluster's retention would delete them otherwise).
+    let topics = TopicConfig::default()
+        .with_partitions(PARTITIONS)
+        .with_retention_ms(None);
     common::create_topics(broker, names, &[TOPIC, "log-metrics", "alerts"], &topics)?;
 
     // The consumers start first and follow the topic as it fills.
