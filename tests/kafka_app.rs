@@ -133,9 +133,13 @@ fn word_count<C: Cluster>(cluster: &C) {
         .expect("app")
         .start(cluster)
         .expect("start");
+    // Shared: each has some, and between them every task exactly once (the first may still
+    // show all four before it has followed the group to the new generation).
     support::wait_until("both instances to share the tasks", BOUND, || {
-        !first.tasks().is_empty()
-            && !second.tasks().is_empty()
+        let (mine, theirs) = (first.tasks(), second.tasks());
+        !mine.is_empty()
+            && !theirs.is_empty()
+            && mine.len() + theirs.len() == 4
             && first.state() == AppState::Running
             && second.state() == AppState::Running
     });

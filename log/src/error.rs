@@ -12,7 +12,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A fault injected by a test hook (see `Broker::set_txn_fault_hook`).
+    /// A fault injected by a test hook (`Broker::set_txn_fault_hook`, with the
+    /// `fault-injection` feature); never happens without it.
     #[error("injected fault: {0}")]
     InjectedFault(String),
     /// A topic name outside Kafka's rules.

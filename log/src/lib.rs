@@ -43,9 +43,11 @@ pub mod txn;
 mod util;
 mod varint;
 
+#[cfg(feature = "fault-injection")]
+pub use broker::TxnFaultHook;
 pub use broker::{
     Acks, Broker, BrokerConfig, FetchRequest, FetchedPartition, ListedOffset, OffsetSpec,
-    PartitionLag, ProducerIdAndEpoch, TopicMetadata, TxnFaultHook,
+    PartitionLag, ProducerIdAndEpoch, TopicMetadata,
 };
 pub use client::{
     Consumer, ConsumerConfig, ConsumerRecord, DeliveryFuture, GroupMetadata, OffsetReset, Producer,

@@ -66,6 +66,7 @@ impl CrashPoint {
 pub type RestoreListener = std::sync::Arc<dyn Fn(&crate::state::RestoreProgress) + Send + Sync>;
 
 /// Decides at each crash point whether the instance dies there.
+#[cfg(feature = "fault-injection")]
 pub type CrashHook = std::sync::Arc<dyn Fn(CrashPoint) -> bool + Send + Sync>;
 
 /// How an app instance runs.
@@ -102,6 +103,7 @@ pub struct AppConfig {
     pub transaction_timeout: Duration,
     /// Called as stores restore from their changelogs (progress also goes to tracing).
     pub restore_listener: Option<RestoreListener>,
+    #[cfg(feature = "fault-injection")]
     pub(crate) crash_hook: Option<CrashHook>,
 }
 
@@ -119,8 +121,7 @@ impl std::fmt::Debug for AppConfig {
             .field("restore_batch", &self.restore_batch)
             .field("transaction_timeout", &self.transaction_timeout)
             .field("restore_listener", &self.restore_listener.is_some())
-            .field("crash_hook", &self.crash_hook.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,6 +140,7 @@ impl Default for AppConfig {
             restore_batch: 10_000,
             transaction_timeout: Duration::from_secs(10),
             restore_listener: None,
+            #[cfg(feature = "fault-injection")]
             crash_hook: None,
         }
     }
@@ -208,7 +210,9 @@ impl AppConfig {
     }
     /// Fault injection: `hook` is asked at every [`CrashPoint`]; when it says yes, the
     /// thread stops dead there, as a killed process would (nothing flushed, aborted or
-    /// applied), and the app reports `Error`. For the testkit's harness.
+    /// applied), and the app reports `Error`. For the testkit's harness; only with the
+    /// `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fn with_crash_hook(mut self, hook: CrashHook) -> Self {
         self.crash_hook = Some(hook);
         self

@@ -153,12 +153,15 @@ pub(crate) struct Inner {
     /// The data directory's lock; released by `close`.
     lock: Mutex<Option<File>>,
     /// Fault injection: asked after a PrepareCommit is durable, before the markers.
+    #[cfg(feature = "fault-injection")]
     fault_hook: FaultHookSlot,
 }
 
+#[cfg(feature = "fault-injection")]
 #[derive(Default)]
 struct FaultHookSlot(Mutex<Option<TxnFaultHook>>);
 
+#[cfg(feature = "fault-injection")]
 impl std::fmt::Debug for FaultHookSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.lock().is_some() {
@@ -171,6 +174,7 @@ impl std::fmt::Debug for FaultHookSlot {
 
 /// Decides, for a transactional id whose PrepareCommit was just written, whether the broker
 /// stops that EndTxn there (fault injection; see [`Broker::set_txn_fault_hook`]).
+#[cfg(feature = "fault-injection")]
 pub type TxnFaultHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The embedded broker. See the module doc.
@@ -185,13 +189,23 @@ impl Broker {
     /// asked; when it says yes, the call fails with `InjectedFault` and the transaction stays
     /// in PrepareCommit, as a coordinator crash there leaves it. The next `init_transactions`
     /// of that id (or a broker restart) completes the commit. `None` removes the hook.
+    /// Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fn set_txn_fault_hook(&self, hook: Option<TxnFaultHook>) {
         *self.inner.fault_hook.0.lock() = hook;
     }
 
+    /// Whether the fault hook stops `transactional_id`'s EndTxn after PrepareCommit.
+    #[cfg(feature = "fault-injection")]
     pub(crate) fn txn_fault(&self, transactional_id: &str) -> bool {
         let hook = self.inner.fault_hook.0.lock().clone();
         hook.is_some_and(|h| h(transactional_id))
+    }
+
+    /// Never, without the `fault-injection` feature.
+    #[cfg(not(feature = "fault-injection"))]
+    pub(crate) fn txn_fault(&self, _transactional_id: &str) -> bool {
+        false
     }
 
     /// Opens the data directory `dir` (creating it if needed), recovers every partition and
@@ -241,6 +255,7 @@ impl Broker {
             maintenance: maintenance::Handle::start(weak.clone(), &config),
             sync_workers: SyncWorkers::default(),
             lock: Mutex::new(Some(lock)),
+            #[cfg(feature = "fault-injection")]
             fault_hook: FaultHookSlot::default(),
         });
         let broker = Self { inner };

@@ -114,6 +114,7 @@ impl Cluster for Broker {
         self.offset_fetch(group, tps, false)
     }
 
+    #[cfg(feature = "fault-injection")]
     fn arm_txn_fault(&self, transactional_id: Option<&str>) -> bool {
         let hook: Option<crate::broker::TxnFaultHook> = transactional_id.map(|id| {
             let id = id.to_string();

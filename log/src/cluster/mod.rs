@@ -158,8 +158,8 @@ pub trait Cluster: Clone + Send + Sync + 'static {
 
     /// Fault injection: makes the next EndTxn of `transactional_id` stop after
     /// PrepareCommit, as a broker crash there would (`None` disarms). `false` when the
-    /// backend cannot (a remote cluster).
-    #[doc(hidden)]
+    /// backend cannot (a remote cluster). Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     fn arm_txn_fault(&self, _transactional_id: Option<&str>) -> bool {
         false
     }

@@ -4,17 +4,23 @@
 //! (`Consumer::current_lag`) makes the task wait for the next poll; a drained input that is
 //! caught up makes it wait `max_task_idle` (zero by default), then process without it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use sluice_log::cluster::{Cluster, ClusterConsumer};
+use sluice_log::cluster::ClusterConsumer;
 
-use super::thread::StreamThread;
+use super::task_manager::TaskManager;
 use crate::task::TaskId;
 
-impl<C: Cluster> StreamThread<C> {
-    /// Whether task `id` may process its next queued record now.
-    pub(super) fn ready(&mut self, id: TaskId) -> bool {
-        let Some(task) = self.tasks.get(&id) else {
+impl TaskManager {
+    /// Whether task `id` may process its next queued record now; `consumer` tells whether
+    /// a drained input has records not yet fetched, `max_idle` is `max.task.idle`.
+    pub(super) fn ready<Co: ClusterConsumer>(
+        &mut self,
+        id: TaskId,
+        consumer: &mut Co,
+        max_idle: Duration,
+    ) -> bool {
+        let Some(task) = self.get(id) else {
             return false;
         };
         if task.queued() == 0 {
@@ -33,14 +39,13 @@ impl<C: Cluster> StreamThread<C> {
         // A lag the consumer cannot tell (an error) does not hold the task back.
         let fetchable = drained
             .iter()
-            .any(|tp| !matches!(self.consumer.current_lag(tp), Ok(Some(0)) | Err(_)));
+            .any(|tp| !matches!(consumer.current_lag(tp), Ok(Some(0)) | Err(_)));
         if fetchable {
             return false;
         }
         // Once the wait is over the task keeps processing until every input has records
         // again (then `idle_since` is cleared above), rather than waiting before each record.
-        let max = self.ctx.config.max_task_idle;
         let since = *self.idle_since.entry(id).or_insert_with(Instant::now);
-        since.elapsed() >= max
+        since.elapsed() >= max_idle
     }
 }

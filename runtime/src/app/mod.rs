@@ -17,13 +17,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod assignment;
-mod commit;
+mod committer;
 mod global;
 mod idle;
+mod membership;
 mod metrics;
+mod processing;
 mod setup;
 mod shared;
+mod task_manager;
 mod thread;
 
 pub use metrics::AppMetrics;
@@ -346,13 +348,17 @@ impl AppHandle {
 
     /// Fault injection: while paused, the threads keep processing but stop heartbeating,
     /// so the group gives their tasks to other instances after the session timeout and
-    /// this instance becomes a zombie (its commits are refused until it rejoins).
+    /// this instance becomes a zombie (its commits are refused until it rejoins). Only with
+    /// the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fn pause_heartbeats(&self, paused: bool) {
         self.shared.pause_heartbeats(paused);
     }
 
     /// Fault injection: every thread stops dead, as in a kill -9 of the process (nothing
     /// is committed, flushed, aborted or applied; the group is not left). Waits for them.
+    /// Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     pub fn kill(mut self) {
         self.shared.crash();
         for thread in self.threads.drain(..) {

@@ -31,9 +31,16 @@ pub enum AppState {
 /// A thread's own state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ThreadState {
+    /// Not started yet.
     Created,
+    /// Joining the group, opening, restoring or moving tasks, or recovering from a fenced
+    /// producer or a group that moved on.
     Rebalancing,
+    /// Processing its tasks.
     Running,
+    /// Making its final commit and leaving the group.
+    PendingShutdown,
+    /// Done.
     Stopped,
 }
 
@@ -175,6 +182,7 @@ impl Shared {
         all
     }
 
+    #[cfg(feature = "fault-injection")]
     pub fn pause_heartbeats(&self, paused: bool) {
         self.heartbeats_paused.store(paused, Ordering::SeqCst);
     }

@@ -1,25 +1,36 @@
-//! A stream thread (docs/architecture.md §3): one member of the application's group, one read_committed
-//! consumer over its tasks' input partitions, one transactional producer
-//! (`<app>-<instance>-<thread>`), and the tasks of its assignment. The group assigns the
-//! partitions of each sub-topology's lead topic; partition p of it stands for task
-//! `sub_p`, which reads partition p of every (co-partitioned) source topic of the
-//! sub-topology. The loop: poll, process, punctuate, and every `commit_interval` commit
-//! (commit.rs) and heartbeat. A new assignment closes revoked tasks, and creates new ones
-//! once the offsets they start from are stable and their stores are restored.
+//! A stream thread (docs/architecture.md §3), as three parts and a loop:
+//!
+//! - a [`TaskManager`]: the lifecycle of the thread's tasks (open, keep, close, route);
+//! - a [`Committer`]: its transactional producer (`<app>-<instance>-<thread>`) and the §3.1
+//!   commit;
+//! - a [`Membership`]: its member of the application's group.
+//!
+//! The group assigns the partitions of each sub-topology's lead topic; partition p of it
+//! stands for task `sub_p`, which reads partition p of every (co-partitioned) source topic
+//! of the sub-topology, through the thread's one read_committed consumer. The loop: poll,
+//! process, punctuate, and every `commit_interval` commit and serve the membership.
+//!
+//! The thread's states are [`ThreadState`]'s: Created, Rebalancing (joining, opening or
+//! restoring tasks, recovering), Running, PendingShutdown, Stopped. Every failure goes
+//! through one typed recovery path, [`StreamThread::recover`], by its
+//! [`ErrorClass`]: fenced (a new producer, and the tasks start again from what is
+//! committed), migrated (abort, rejoin, and the tasks start again from what is committed),
+//! fatal (the app goes to Error).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sluice_log::cluster::{
-    Cluster, ClusterConsumer, ConsumerSpec, GroupMember, GroupSpec, ProducerSpec, TxnProducer,
-};
-use sluice_log::{OffsetReset, TopicPartition};
+use sluice_log::OffsetReset;
+use sluice_log::cluster::{Assignment, Cluster, ClusterConsumer, ConsumerSpec};
 
+use super::committer::Committer;
+use super::membership::Membership;
 use super::setup::TopicPlan;
 use super::shared::{Shared, ThreadState};
-use crate::config::{AppConfig, CrashPoint, ProcessingGuarantee};
+use super::task_manager::TaskManager;
+use crate::config::{AppConfig, CrashPoint};
 use crate::error::{Error, ErrorClass, Result};
 use crate::processor::processor_failed;
 use crate::state::StateDb;
@@ -40,6 +51,34 @@ pub(crate) struct ThreadContext<C: Cluster> {
     /// instance opens only after the other thread has closed it (it may still be between
     /// a commit and its RocksDB apply).
     pub task_owners: parking_lot::Mutex<HashMap<TaskId, usize>>,
+}
+
+impl<C: Cluster> ThreadContext<C> {
+    /// Asks the crash hook about `point`; on yes the whole instance stops dead (`thread`
+    /// names who hit it, in the log).
+    pub fn crash_point(&self, point: CrashPoint, thread: &str) -> Result<()> {
+        if self.crash_wanted(point) {
+            tracing::warn!(?point, thread, "injected crash");
+            self.shared.crash();
+            return Err(Error::Crashed { at: Some(point) });
+        }
+        Ok(())
+    }
+
+    /// Whether the crash hook wants the instance dead at `point`.
+    #[cfg(feature = "fault-injection")]
+    pub fn crash_wanted(&self, point: CrashPoint) -> bool {
+        self.config
+            .crash_hook
+            .as_ref()
+            .is_some_and(|hook| hook(point))
+    }
+
+    /// Never, without the `fault-injection` feature.
+    #[cfg(not(feature = "fault-injection"))]
+    pub fn crash_wanted(&self, _point: CrashPoint) -> bool {
+        false
+    }
 }
 
 /// The thread's body: runs until shutdown, failure or an injected crash.
@@ -71,36 +110,6 @@ pub(crate) fn run<C: Cluster>(ctx: Arc<ThreadContext<C>>, index: usize) {
     ctx.shared.set_thread(index, ThreadState::Stopped);
 }
 
-/// The producer of a thread: transactional under exactly-once.
-fn producer_spec<C: Cluster>(ctx: &ThreadContext<C>, transactional_id: &str) -> ProducerSpec {
-    let spec = match ctx.config.processing_guarantee {
-        ProcessingGuarantee::ExactlyOnce => ProducerSpec::new(transactional_id),
-        ProcessingGuarantee::AtLeastOnce => ProducerSpec::idempotent(transactional_id),
-    };
-    spec.with_linger(Duration::from_millis(5))
-        .with_transaction_timeout(ctx.config.transaction_timeout)
-}
-
-/// The group membership of a thread: the application id, one co-partitioned set per
-/// sub-topology, its lead topic first.
-fn group_spec<C: Cluster>(ctx: &ThreadContext<C>, transactional_id: &str) -> GroupSpec {
-    let sets = ctx
-        .topology
-        .sub_topologies()
-        .iter()
-        .zip(&ctx.plan.lead_topics)
-        .map(|(sub, lead)| {
-            std::iter::once(lead.clone())
-                .chain(sub.source_topics.iter().filter(|t| *t != lead).cloned())
-                .collect()
-        })
-        .collect();
-    let mut spec = GroupSpec::new(ctx.application_id.to_string(), sets)
-        .with_session_timeout(ctx.config.session_timeout);
-    spec.client_id = transactional_id.to_string();
-    spec
-}
-
 /// A panic payload as text.
 pub(super) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
@@ -110,106 +119,59 @@ pub(super) fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic with a non-text payload".into())
 }
 
+/// A panic in a task as the error that names the processor and record.
+pub(super) fn panicked(task: &Task, panic: Box<dyn std::any::Any + Send>) -> Error {
+    let node = task.core.running.unwrap_or(0);
+    processor_failed(
+        &task.core,
+        node,
+        format!("panicked: {}", panic_text(&panic)),
+    )
+}
+
 pub(super) struct StreamThread<C: Cluster> {
     pub ctx: Arc<ThreadContext<C>>,
     pub index: usize,
-    pub transactional_id: String,
-    pub producer: Option<C::Producer>,
+    /// Its transactional id, which also names it in logs.
+    pub name: String,
     pub consumer: C::Consumer,
-    /// The group member; `None` once the group is left.
-    pub member: Option<C::Member>,
-    pub tasks: BTreeMap<TaskId, Task>,
-    /// Assigned tasks still open in another thread of this instance.
-    pub pending: BTreeSet<TaskId>,
-    /// Input partition (topic, partition) -> its task.
-    pub routes: HashMap<(Arc<str>, i32), TaskId>,
-    /// A transaction is open on the producer (exactly-once).
-    pub txn_open: bool,
-    /// Something was processed or produced since the last commit.
-    pub dirty: bool,
-    /// The tasks hold work of an aborted or fenced transaction: they start again from what
-    /// is committed at the next assignment (none of them is kept).
-    pub stale: bool,
-    pub last_commit: Instant,
-    pub last_heartbeat: Instant,
-    /// Since when each task has waited for a drained, caught-up input (`max_task_idle`).
-    pub idle_since: HashMap<TaskId, Instant>,
+    pub tasks: TaskManager,
+    pub committer: Committer<C>,
+    pub member: Membership<C>,
 }
 
 impl<C: Cluster> StreamThread<C> {
     fn start(ctx: Arc<ThreadContext<C>>, index: usize) -> Result<Self> {
-        let transactional_id = format!("{}-{}-{index}", ctx.application_id, ctx.instance_id);
-        let eos = ctx.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
-        let mut producer = ctx
-            .cluster
-            .producer(&producer_spec(&ctx, &transactional_id))
-            .map_err(Error::cluster)?;
-        if eos {
-            // Fences this thread's previous incarnation and ends its open transaction.
-            producer.init_transactions().map_err(Error::cluster)?;
-        }
-        let consumer_spec = ConsumerSpec::read_committed(transactional_id.clone())
+        let name = format!("{}-{}-{index}", ctx.application_id, ctx.instance_id);
+        let committer = Committer::new(&ctx, &name)?;
+        let consumer_spec = ConsumerSpec::read_committed(name.clone())
             .with_reset(OffsetReset::Earliest)
             .with_max_poll_records(ctx.config.max_poll_records);
         let consumer = ctx
             .cluster
             .consumer(&consumer_spec)
             .map_err(Error::cluster)?;
-        let member = ctx
-            .cluster
-            .member(&group_spec(&ctx, &transactional_id))
-            .map_err(Error::cluster)?;
+        let member = Membership::new(&ctx, &name)?;
         let mut thread = Self {
+            tasks: TaskManager::new(index, &name),
             ctx,
             index,
-            transactional_id,
-            producer: Some(producer),
+            name,
             consumer,
-            member: Some(member),
-            tasks: BTreeMap::new(),
-            pending: BTreeSet::new(),
-            routes: HashMap::new(),
-            txn_open: false,
-            dirty: false,
-            stale: false,
-            last_commit: Instant::now(),
-            last_heartbeat: Instant::now(),
-            idle_since: HashMap::new(),
+            committer,
+            member,
         };
-        thread.join_group()?;
+        thread.enter(ThreadState::Rebalancing);
+        if let Some(assignment) = thread.member.first_assignment(&thread.ctx)? {
+            thread.on_assignment(assignment)?;
+        }
         Ok(thread)
     }
 
-    fn producer_spec(&self) -> ProducerSpec {
-        producer_spec(&self.ctx, &self.transactional_id)
-    }
-
-    pub fn eos(&self) -> bool {
-        self.ctx.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce
-    }
-
-    pub fn producer(&mut self) -> Result<&mut C::Producer> {
-        self.producer
-            .as_mut()
-            .ok_or_else(|| Error::IllegalState("the producer is gone".into()))
-    }
-
-    pub fn member(&mut self) -> Result<&mut C::Member> {
-        self.member
-            .as_mut()
-            .ok_or_else(|| Error::IllegalState("the thread has left its group".into()))
-    }
-
-    /// Asks the crash hook about `point`; on yes the whole instance stops dead.
-    pub fn crash_point(&self, point: CrashPoint) -> Result<()> {
-        if let Some(hook) = &self.ctx.config.crash_hook
-            && hook(point)
-        {
-            tracing::warn!(?point, thread = %self.transactional_id, "injected crash");
-            self.ctx.shared.crash();
-            return Err(Error::Crashed { at: Some(point) });
-        }
-        Ok(())
+    /// Moves the thread to `state`.
+    pub fn enter(&self, state: ThreadState) {
+        tracing::debug!(thread = %self.name, ?state, "thread state");
+        self.ctx.shared.set_thread(self.index, state);
     }
 
     fn run_loop(&mut self) -> Result<()> {
@@ -221,179 +183,158 @@ impl<C: Cluster> StreamThread<C> {
             if self.ctx.shared.shutdown_requested() {
                 return Ok(());
             }
-            match self.step(interval) {
-                Err(e) if e.class() == ErrorClass::Fenced => self.recover_fenced(&e)?,
-                other => other?,
+            if let Err(error) = self.step(interval) {
+                self.recover(error)?;
             }
         }
     }
 
     /// One round: open waiting tasks, poll, process, punctuate, and commit when due.
     fn step(&mut self, interval: Duration) -> Result<()> {
-        if !self.pending.is_empty() {
+        if self.tasks.has_pending() {
             // Opening (and restoring) a task can take long: commit what is in flight
             // first, so no transaction stays open meanwhile.
             self.commit()?;
-            self.open_pending()?;
+            self.tasks
+                .open_pending(&self.ctx, &mut self.member, &mut self.consumer)?;
         }
-        let idle = self.tasks.values().all(|t| t.queued() == 0);
         // Idle, wait for input, but never past the next commit.
-        let timeout = if idle {
+        let timeout = if self.tasks.all_drained() {
             interval
-                .saturating_sub(self.last_commit.elapsed())
+                .saturating_sub(self.committer.since_commit())
                 .min(Duration::from_millis(10))
         } else {
             Duration::ZERO
         };
         for record in self.consumer.poll(timeout).map_err(Error::cluster)? {
-            let route = self.routes.get(&(record.topic.clone(), record.partition));
-            if let Some(task) = route.and_then(|id| self.tasks.get_mut(id)) {
-                task.enqueue(record);
-            }
+            self.tasks.route(record);
         }
         self.process()?;
         self.punctuate_wall_clock()?;
-        if self.last_commit.elapsed() >= interval {
+        if self.committer.since_commit() >= interval {
             self.skip_markers()?;
             self.commit()?;
-            self.heartbeat()?;
-        } else if self.last_heartbeat.elapsed() >= self.ctx.config.heartbeat_interval && !self.dirty
-        {
-            self.heartbeat()?;
+            self.follow_group()?;
+        } else if self.member.due(&self.ctx) && !self.committer.is_dirty() {
+            self.follow_group()?;
         }
         Ok(())
     }
 
-    /// The broker fenced this thread's producer: its transaction outlived the transaction
-    /// timeout (a stall), and the broker aborted it. Everything since the last commit is
-    /// gone with it; as Kafka Streams does, take a new producer epoch, then start every
-    /// task again from what is committed.
-    fn recover_fenced(&mut self, error: &Error) -> Result<()> {
-        tracing::warn!(%error, thread = %self.transactional_id, "producer fenced (transaction timed out?); re-initialising and starting the tasks again from what is committed");
-        if let Some(old) = self.producer.take() {
-            old.abandon();
-        }
-        let mut producer = self
-            .ctx
-            .cluster
-            .producer(&self.producer_spec())
-            .map_err(Error::cluster)?;
-        producer.init_transactions().map_err(Error::cluster)?;
-        self.producer = Some(producer);
-        self.txn_open = false;
-        self.dirty = false;
-        self.stale = true;
-        // The next commit is an interval away, as after any commit: nothing is processed
-        // yet from the positions the tasks restart at.
-        self.last_commit = Instant::now();
-        self.ctx.shared.metrics.aborted();
-        if !self.heartbeat()? {
-            let wanted: BTreeSet<TaskId> = self.tasks.keys().copied().collect();
-            self.set_tasks(wanted, true)?;
-        }
-        Ok(())
+    /// Commits what was processed since the last commit, if anything.
+    pub fn commit(&mut self) -> Result<()> {
+        self.committer
+            .commit(&self.ctx, &mut self.tasks, &mut self.member)
     }
 
-    fn process(&mut self) -> Result<()> {
-        let handler = self.ctx.config.deserialization_handler.clone();
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        let mut count = 0;
-        for id in ids {
-            while self.ready(id) {
-                let Some(task) = self.tasks.get_mut(&id) else {
-                    break;
-                };
-                let outcome =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| task.process_next(&handler)));
-                let processed = match outcome {
-                    Ok(result) => result?,
-                    Err(panic) => return Err(panicked(task, panic)),
-                };
-                if !processed {
-                    break;
-                }
-                self.dirty = true;
-                count += 1;
-                if task.core.dropped > 0 {
-                    self.ctx
-                        .shared
-                        .metrics
-                        .dropped(std::mem::take(&mut task.core.dropped));
-                }
-                self.send_output(id)?;
+    /// The one recovery path, by the failure's class:
+    ///
+    /// - fenced: the broker fenced this thread's producer (its transaction outlived the
+    ///   transaction timeout, a stall, and was aborted). As Kafka Streams does: a new
+    ///   producer epoch, then the tasks start again from what is committed.
+    /// - migrated: the group moved on (a commit with an old generation, or a rebalance
+    ///   under way); our uncommitted work cannot commit. Abort, follow the group, and the
+    ///   tasks start again from what is committed.
+    /// - fatal: returned; the app goes to Error.
+    ///
+    /// Either recoverable way, everything since the last commit is gone: a new assignment
+    /// re-creates the tasks, and if the generation did not move (heartbeats paused: a
+    /// zombie) the same tasks start again from what is committed.
+    fn recover(&mut self, error: Error) -> Result<()> {
+        match error.class() {
+            ErrorClass::Fenced => {
+                tracing::warn!(%error, thread = %self.name, "producer fenced (transaction timed out?); re-initialising and starting the tasks again from what is committed");
+                self.enter(ThreadState::Rebalancing);
+                self.committer.renew(&self.ctx)?;
+                self.ctx.shared.metrics.aborted();
             }
-        }
-        self.ctx.shared.metrics.processed(count);
-        Ok(())
-    }
-
-    /// Moves each drained input partition's position past what the consumer skipped
-    /// (transaction markers, aborted records), so the committed offset reaches the end of
-    /// a transactional input instead of stopping one short of its last marker (as Kafka
-    /// Streams' does). Commits such a move even if nothing else changed.
-    fn skip_markers(&mut self) -> Result<()> {
-        for task in self.tasks.values_mut() {
-            let drained: Vec<TopicPartition> = task
-                .inputs()
-                .filter(|tp| task.queued_of(tp) == 0)
-                .cloned()
-                .collect();
-            for tp in drained {
-                let position = self.consumer.position(&tp).map_err(Error::cluster)?;
-                if task.positions.get(&tp).is_some_and(|&p| p < position) {
-                    task.positions.insert(tp, position);
-                    self.dirty = true;
-                }
+            ErrorClass::Migrated => {
+                tracing::info!(%error, thread = %self.name, "the group moved on; aborting and rejoining");
+                self.enter(ThreadState::Rebalancing);
+                self.committer.abort(&self.ctx)?;
             }
+            _ => return Err(error),
         }
-        Ok(())
-    }
-
-    fn punctuate_wall_clock(&mut self) -> Result<()> {
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in ids {
-            let Some(task) = self.tasks.get_mut(&id) else {
-                continue;
-            };
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| task.core.punctuate_wall_clock()));
-            match outcome {
-                Ok(result) => result?,
-                Err(panic) => return Err(panicked(task, panic)),
-            }
-            if !task.core.output.is_empty() || !task.core.overlay.is_empty() {
-                self.dirty = true;
-            }
-            self.send_output(id)?;
-        }
-        Ok(())
-    }
-
-    /// Opens the transaction if none is open (exactly-once).
-    pub fn ensure_txn(&mut self) -> Result<()> {
-        if self.eos() && !self.txn_open {
-            self.producer()?
-                .begin_transaction()
-                .map_err(Error::cluster)?;
-            self.txn_open = true;
-        }
-        Ok(())
-    }
-
-    fn send_output(&mut self, id: TaskId) -> Result<()> {
-        let Some(task) = self.tasks.get_mut(&id) else {
-            return Ok(());
-        };
-        let output = task.take_output();
-        if output.is_empty() {
+        self.tasks.mark_stale();
+        if self.ctx.shared.shutdown_requested() {
             return Ok(());
         }
-        self.ensure_txn()?;
-        let producer = self.producer()?;
-        for record in output {
-            // Failures surface at the flush in the commit (the transaction then aborts).
-            producer.send(record).map_err(Error::cluster)?;
+        if !self.follow_group()? {
+            let wanted: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
+            self.tasks.set(
+                &self.ctx,
+                &mut self.member,
+                &mut self.consumer,
+                wanted,
+                true,
+            )?;
         }
+        Ok(())
+    }
+
+    /// Serves the membership; follows the group to a new generation if it moved on.
+    /// Whether it did.
+    pub fn follow_group(&mut self) -> Result<bool> {
+        match self.member.serve(&self.ctx)? {
+            Some(assignment) => {
+                self.enter(ThreadState::Rebalancing);
+                self.on_assignment(assignment)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Moves to a new generation's assignment. Tasks kept from the previous generation
+    /// keep their processors, stores and positions (no re-initialisation, no restore) when
+    /// nothing can have moved them on meanwhile: the generation is
+    /// [continuous](Assignment::continuous) for this member, the thread holds no uncommitted
+    /// or aborted work, and the group's committed offsets of the task's inputs are still
+    /// the task's positions. Otherwise every task starts again from what is committed, as
+    /// after Kafka's eager rebalance: a generation we missed (a zombie) may have given it
+    /// to someone else in between.
+    fn on_assignment(&mut self, assignment: Assignment) -> Result<()> {
+        let wanted: BTreeSet<TaskId> = assignment
+            .partitions
+            .iter()
+            .map(|&(sub_topology, partition)| TaskId {
+                sub_topology,
+                partition,
+            })
+            .collect();
+        if self.committer.has_uncommitted() {
+            // Our uncommitted work can no longer commit in the new generation.
+            self.committer.abort(&self.ctx)?;
+            self.tasks.mark_stale();
+        }
+        let keep = assignment.continuous && !self.tasks.is_stale();
+        let mut kept = Vec::new();
+        if keep {
+            for id in self.tasks.ids() {
+                if !wanted.contains(&id) {
+                    continue;
+                }
+                if self
+                    .tasks
+                    .still_committed(&self.ctx, &mut self.member, id)?
+                {
+                    kept.push(id);
+                } else {
+                    tracing::info!(task = %id, thread = %self.name, "a kept task's committed offsets moved on; starting it again from them");
+                    self.tasks.close(&self.ctx, id);
+                }
+            }
+        }
+        // Counted before the tasks are published, so whoever sees them sees this too.
+        self.ctx.shared.metrics.retained(kept.len() as u64);
+        self.tasks.set(
+            &self.ctx,
+            &mut self.member,
+            &mut self.consumer,
+            wanted,
+            !keep,
+        )?;
+        tracing::info!(thread = %self.name, tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), kept = ?kept.iter().map(ToString::to_string).collect::<Vec<_>>(), continuous = assignment.continuous, "assignment");
         Ok(())
     }
 
@@ -402,19 +343,25 @@ impl<C: Cluster> StreamThread<C> {
     fn stop(mut self, result: Result<()>) -> Result<()> {
         match result {
             Err(Error::Crashed { at }) => {
-                if let Some(producer) = self.producer.take() {
-                    producer.abandon();
-                }
+                self.committer.abandon();
                 Err(Error::Crashed { at })
             }
             Ok(()) => {
-                self.ctx
-                    .shared
-                    .set_thread(self.index, ThreadState::Rebalancing);
-                let committed = self.commit();
-                if committed.is_err() && self.txn_open {
-                    let _ = self.abort();
-                }
+                self.enter(ThreadState::PendingShutdown);
+                let committed = match self.commit() {
+                    // The group moved on: what was not committed is someone else's to redo.
+                    Err(e) if e.class() == ErrorClass::Migrated => {
+                        tracing::info!(error = %e, thread = %self.name, "final commit refused: the group moved on");
+                        self.committer.abort(&self.ctx)
+                    }
+                    Err(e) => {
+                        if self.committer.has_uncommitted() {
+                            let _ = self.committer.abort(&self.ctx);
+                        }
+                        Err(e)
+                    }
+                    Ok(()) => Ok(()),
+                };
                 // Leave the group only once every thread of the instance has made its
                 // final commit: the first to leave moves the generation on and would
                 // fence the others' last commits.
@@ -427,8 +374,8 @@ impl<C: Cluster> StreamThread<C> {
                 self.ctx.db.flush()
             }
             Err(e) => {
-                if self.eos() && self.txn_open {
-                    let _ = self.abort();
+                if self.committer.has_uncommitted() {
+                    let _ = self.committer.abort(&self.ctx);
                 }
                 self.close_all();
                 Err(e)
@@ -437,30 +384,8 @@ impl<C: Cluster> StreamThread<C> {
     }
 
     fn close_all(&mut self) {
-        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
-        for id in ids {
-            self.close_task(id);
-        }
-        self.ctx.shared.set_tasks(self.index, Vec::new());
-        if let Some(member) = self.member.take()
-            && let Err(e) = member.leave()
-        {
-            tracing::debug!(error = %e, "leaving the group failed");
-        }
-        if let Some(producer) = self.producer.take()
-            && let Err(e) = producer.close()
-        {
-            tracing::warn!(error = %e, "closing the producer failed");
-        }
+        self.tasks.close_all(&self.ctx);
+        self.member.leave();
+        self.committer.close();
     }
-}
-
-/// A panic in a task as the error that names the processor and record.
-pub(super) fn panicked(task: &Task, panic: Box<dyn std::any::Any + Send>) -> Error {
-    let node = task.core.running.unwrap_or(0);
-    processor_failed(
-        &task.core,
-        node,
-        format!("panicked: {}", panic_text(&panic)),
-    )
 }
