@@ -3,7 +3,8 @@
 //! Kafka 4.4 and on `sluice broker` over the wire. One instance counts the first half of the
 //! input; a second instance joins (the group rebalances its tasks between them) and the
 //! rest is counted by both. Every word's last committed count must equal its count in the
-//! input: nothing lost, nothing counted twice, across the rebalance. (The examples on Kafka
+//! input: nothing lost, nothing counted twice, across the rebalance; and the repartition
+//! topic is purged up to what the group committed. (The examples on Kafka
 //! are run by `tests/kafka_examples.rs`.)
 
 #[path = "../kafka/tests/support/mod.rs"]
@@ -113,6 +114,7 @@ fn word_count<C: Cluster>(cluster: &C) {
         AppConfig::default()
             .with_state_dir(state.path().join(format!("instance-{n}")))
             .with_commit_interval(Duration::from_millis(100))
+            .with_repartition_purge_interval(Duration::ZERO)
     };
 
     let first_half = lines(0, 300);
@@ -160,6 +162,26 @@ fn word_count<C: Cluster>(cluster: &C) {
     assert_eq!(latest_counts(cluster, &output), expected(&all));
     second.shutdown().expect("second shutdown");
     first.shutdown().expect("first shutdown");
+
+    // Each repartition partition was purged (DeleteRecords) after a commit, never past
+    // what the group committed.
+    let app = App::new(&app_id, topology(), config(1)).expect("app");
+    let repartition = app.topology().internal_topics();
+    assert_eq!(repartition.len(), 1, "{repartition:?}");
+    for topic in &repartition {
+        let tps: Vec<TopicPartition> = (0..2).map(|p| TopicPartition::new(topic, p)).collect();
+        let committed = cluster.committed_offsets(&app_id, &tps).expect("committed");
+        for (tp, offset) in committed {
+            let offset = offset.expect("a committed offset");
+            let start = cluster
+                .list_offset(&tp, OffsetAt::Earliest)
+                .expect("log start");
+            assert!(
+                start > 0 && start <= offset,
+                "{tp:?}: log start {start}, committed {offset}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -265,6 +265,42 @@ impl KafkaCluster {
         Ok(PartitionOffsets { earliest, latest })
     }
 
+    /// Deletes the records of `topic`-`partition` before offset `before` (Kafka's
+    /// DeleteRecords): its log start moves there. Returns the new log start.
+    pub fn delete_records(&self, topic: &str, partition: i32, before: i64) -> Result<i64> {
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, rdkafka::Offset::Offset(before))
+            .map_err(KafkaClusterError::client(format!(
+                "deleting records of {topic}-{partition} before {before}"
+            )))?;
+        let options = self.options();
+        let answer = futures::executor::block_on(self.admin.delete_records(&list, &options))
+            .map_err(KafkaClusterError::client(format!(
+                "deleting records of {topic}-{partition} before {before}"
+            )))?;
+        let element = answer.find_partition(topic, partition).ok_or_else(|| {
+            KafkaClusterError::MissingFromAnswer {
+                call: "deleting records of",
+                topic: format!("{topic}-{partition}"),
+            }
+        })?;
+        if let Err(e) = element.error() {
+            return Err(match e.rdkafka_error_code() {
+                Some(code) => KafkaClusterError::Partition {
+                    call: "deleting records of",
+                    topic: topic.to_string(),
+                    partition,
+                    code,
+                },
+                None => KafkaClusterError::Client {
+                    call: format!("deleting records of {topic}-{partition} before {before}"),
+                    source: e,
+                },
+            });
+        }
+        Ok(element.offset().to_raw().unwrap_or(before))
+    }
+
     /// Waits until `topic` is in the metadata with a leader for every partition: a topic
     /// just created is then usable by every client at once, as Kafka Streams checks for its
     /// internal topics. Bounded by the config's timeout.

@@ -22,11 +22,13 @@ pub fn internal_topic_spec(kind: InternalTopicKind, partitions: i32) -> TopicSpe
     match kind {
         // Compacted, as Kafka Streams creates changelogs: the newest value of every key stays.
         InternalTopicKind::Changelog => TopicSpec::changelog(partitions),
-        // Deleted by the cluster's retention (`retention.ms`, 7 days by default): the
-        // runtime does not purge what it has read yet.
-        InternalTopicKind::Repartition => {
-            TopicSpec::new(partitions).with_config("cleanup.policy", "delete")
-        }
+        // Kept until the runtime has committed reading them: no time retention
+        // (`retention.ms=-1`, as Kafka Streams, KIP-284), since records with old timestamps
+        // would be deleted unread; the app purges what it has committed (DeleteRecords,
+        // every `repartition_purge_interval`).
+        InternalTopicKind::Repartition => TopicSpec::new(partitions)
+            .with_config("cleanup.policy", "delete")
+            .with_config("retention.ms", "-1"),
         InternalTopicKind::DeadLetter => TopicSpec::new(partitions),
     }
 }
@@ -68,6 +70,10 @@ impl Cluster for KafkaCluster {
 
     fn member(&self, spec: &GroupSpec) -> Result<KafkaMember, KafkaClusterError> {
         KafkaMember::new(self.config(), spec)
+    }
+
+    fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<(), KafkaClusterError> {
+        KafkaCluster::delete_records(self, &tp.topic, tp.partition, before).map(|_| ())
     }
 
     fn committed_offsets(

@@ -1,14 +1,50 @@
 //! The admin calls of `KafkaCluster`, the same scenario on Apache Kafka 4.4 and on `sluice
 //! broker`: partition counts, creating topics with configs (twice: the second finds it),
-//! offsets, refusals with the cluster's own error code, deletion, and a wrong address or
-//! property failing at connect.
+//! offsets, refusals with the cluster's own error code, deleting records (the repartition
+//! purge) and topics, and a wrong address or property failing at connect.
 
 mod support;
 
 use std::time::Duration;
 
 use rdkafka::error::RDKafkaErrorCode;
-use sluice_kafka::{Created, KafkaCluster, KafkaClusterError, KafkaConfig, TopicSpec};
+use sluice_kafka::{
+    Created, KafkaCluster, KafkaClusterError, KafkaConfig, TopicSpec, internal_topic_spec,
+};
+use sluice_log::ProducerRecord;
+use sluice_log::cluster::{Cluster, InternalTopicKind, ProducerSpec, TxnProducer};
+
+/// A repartition topic: no time retention (records with old timestamps stay until the app
+/// purges them), and DeleteRecords moves its log start, never past the high watermark.
+fn repartition_purge(cluster: &KafkaCluster) {
+    let topic = support::unique("admin-repartition");
+    let spec = internal_topic_spec(InternalTopicKind::Repartition, 1);
+    cluster.create_topic(&topic, &spec).expect("create");
+    let configs = cluster.topic_configs(&topic).expect("configs");
+    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("-1"));
+    assert_eq!(
+        configs.get("cleanup.policy").map(String::as_str),
+        Some("delete")
+    );
+    let spec = ProducerSpec::idempotent(support::unique("admin-purger"));
+    let mut producer = Cluster::producer(cluster, &spec).expect("producer");
+    for i in 0..5 {
+        let record = ProducerRecord::new(topic.as_str(), format!("r{i}")).with_partition(0);
+        TxnProducer::send(&mut producer, record).expect("send");
+    }
+    TxnProducer::flush(&mut producer).expect("flush");
+    TxnProducer::close(producer).expect("close");
+    assert_eq!(cluster.delete_records(&topic, 0, 3).expect("delete"), 3);
+    let offsets = cluster.offsets(&topic, 0).expect("offsets");
+    assert_eq!((offsets.earliest, offsets.latest), (3, 5));
+    let refused = cluster.delete_records(&topic, 0, 9);
+    assert_eq!(
+        refused.as_ref().err().and_then(KafkaClusterError::code),
+        Some(RDKafkaErrorCode::OffsetOutOfRange),
+        "{refused:?}"
+    );
+    cluster.delete_topic(&topic).expect("delete topic");
+}
 
 fn scenario(bootstrap: &str) {
     let cluster = KafkaCluster::connect(KafkaConfig::new(bootstrap)).expect("connect");
@@ -60,6 +96,7 @@ fn scenario(bootstrap: &str) {
         "{refused:?}"
     );
     assert_eq!(cluster.partition_count(&bad).expect("count"), None);
+    repartition_purge(&cluster);
 
     cluster.delete_topic(&topic).expect("delete");
     // Kafka deletes a topic asynchronously: its metadata goes away soon after the answer.

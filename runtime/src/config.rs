@@ -97,6 +97,10 @@ pub struct AppConfig {
     pub heartbeat_interval: Duration,
     /// Records per RocksDB batch while restoring.
     pub restore_batch: usize,
+    /// How often a thread deletes what its tasks have committed of their repartition
+    /// topics (Kafka Streams' `repartition.purge.interval.ms`, default 30 s). Repartition
+    /// topics have no time retention, so this is what bounds them.
+    pub repartition_purge_interval: Duration,
     /// How long the broker lets a transaction stay open before aborting it (default 10 s,
     /// as Kafka Streams sets under exactly-once): bounds how long a crashed instance's
     /// open transaction holds up the instance that takes its tasks.
@@ -119,6 +123,10 @@ impl std::fmt::Debug for AppConfig {
             .field("session_timeout", &self.session_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("restore_batch", &self.restore_batch)
+            .field(
+                "repartition_purge_interval",
+                &self.repartition_purge_interval,
+            )
             .field("transaction_timeout", &self.transaction_timeout)
             .field("restore_listener", &self.restore_listener.is_some())
             .finish_non_exhaustive()
@@ -138,6 +146,7 @@ impl Default for AppConfig {
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(100),
             restore_batch: 10_000,
+            repartition_purge_interval: Duration::from_secs(30),
             transaction_timeout: Duration::from_secs(10),
             restore_listener: None,
             #[cfg(feature = "fault-injection")]
@@ -201,6 +210,11 @@ impl AppConfig {
     /// Sets the transaction timeout.
     pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
         self.transaction_timeout = timeout;
+        self
+    }
+    /// Sets how often committed repartition records are deleted.
+    pub fn with_repartition_purge_interval(mut self, interval: Duration) -> Self {
+        self.repartition_purge_interval = interval;
         self
     }
     /// Sets the restore listener.

@@ -61,15 +61,24 @@ impl Cluster for Broker {
         if let Some(n) = spec.partitions {
             config = config.with_partitions(n);
         }
-        if spec.kind == InternalTopicKind::Changelog {
-            config = config
-                .with_retention_ms(None)
-                .with_cleanup(CleanupPolicy::Compact);
+        match spec.kind {
+            InternalTopicKind::Changelog => {
+                config = config
+                    .with_retention_ms(None)
+                    .with_cleanup(CleanupPolicy::Compact);
+            }
+            // No time retention: the app purges what it has committed (DeleteRecords).
+            InternalTopicKind::Repartition => config = config.with_retention_ms(None),
+            InternalTopicKind::DeadLetter => {}
         }
         match self.create_topic(topic, config) {
             Ok(()) | Err(Error::TopicExists { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<(), Error> {
+        Broker::delete_records(self, &tp.topic, tp.partition, before).map(|_| ())
     }
 
     fn list_offset(&self, tp: &TopicPartition, at: OffsetAt) -> Result<i64, Error> {

@@ -148,6 +148,11 @@ pub trait Cluster: Clone + Send + Sync + 'static {
     /// A new group member; it joins at its first `poll_group`.
     fn member(&self, spec: &GroupSpec) -> Result<Self::Member, Self::Error>;
 
+    /// Deletes the records of `tp` before offset `before` (Kafka's DeleteRecords): the
+    /// runtime purges what its tasks have committed of their repartition topics, which
+    /// have no time retention.
+    fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<(), Self::Error>;
+
     /// The committed offsets of `group` for `tps` (`None`: nothing committed), asked
     /// without joining it.
     fn committed_offsets(

@@ -23,6 +23,7 @@ mod idle;
 mod membership;
 mod metrics;
 mod processing;
+mod purge;
 mod setup;
 mod shared;
 mod task_manager;

@@ -4,7 +4,7 @@
 //! partition count, co-partitioned sources must agree on theirs, changelog topics are
 //! created compacted with one partition per task, and sink topics must exist.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +23,8 @@ pub(crate) struct TopicPlan {
     pub sink_partitions: Arc<HashMap<String, i32>>,
     /// Per sub-topology: the topic whose partitions stand for its tasks in the group.
     pub lead_topics: Vec<String>,
+    /// The repartition topics (written by one sub-topology, read by another).
+    pub repartition_topics: Arc<BTreeSet<String>>,
 }
 
 const INSTANCE_FILE: &str = "instance.id";
@@ -191,5 +193,6 @@ pub(crate) fn prepare_topics<C: Cluster>(
     Ok(TopicPlan {
         sink_partitions: Arc::new(sink_partitions),
         lead_topics,
+        repartition_topics: Arc::new(internal),
     })
 }

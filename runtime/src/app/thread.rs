@@ -27,6 +27,7 @@ use sluice_log::cluster::{Assignment, Cluster, ClusterConsumer, ConsumerSpec};
 
 use super::committer::Committer;
 use super::membership::Membership;
+use super::purge::RepartitionPurger;
 use super::setup::TopicPlan;
 use super::shared::{Shared, ThreadState};
 use super::task_manager::TaskManager;
@@ -138,6 +139,7 @@ pub(super) struct StreamThread<C: Cluster> {
     pub tasks: TaskManager,
     pub committer: Committer<C>,
     pub member: Membership<C>,
+    pub purger: RepartitionPurger,
 }
 
 impl<C: Cluster> StreamThread<C> {
@@ -160,6 +162,7 @@ impl<C: Cluster> StreamThread<C> {
             consumer,
             committer,
             member,
+            purger: RepartitionPurger::new(),
         };
         thread.enter(ThreadState::Rebalancing);
         if let Some(assignment) = thread.member.first_assignment(&thread.ctx)? {
@@ -214,6 +217,7 @@ impl<C: Cluster> StreamThread<C> {
         if self.committer.since_commit() >= interval {
             self.skip_markers()?;
             self.commit()?;
+            self.purger.after_commit(&self.ctx, &self.tasks);
             self.follow_group()?;
         } else if self.member.due(&self.ctx) && !self.committer.is_dirty() {
             self.follow_group()?;
