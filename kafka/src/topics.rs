@@ -27,19 +27,32 @@ pub fn is_internal_topic(topic: &str) -> bool {
 impl KafkaCluster {
     /// Every topic in the cluster's metadata, internal ones included, sorted by name.
     pub fn list_topics(&self) -> Result<Vec<String>> {
+        Ok(self
+            .topic_partition_counts()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Every topic in the cluster's metadata with its partition count, internal ones
+    /// included, sorted by name; one metadata request.
+    pub fn topic_partition_counts(&self) -> Result<Vec<(String, i32)>> {
         let metadata = self
             .admin
             .inner()
             .fetch_metadata(None, self.config().timeout())
             .map_err(KafkaClusterError::client("listing the topics"))?;
-        let mut names: Vec<String> = metadata
+        let mut topics: Vec<(String, i32)> = metadata
             .topics()
             .iter()
             .filter(|t| t.error().is_none())
-            .map(|t| t.name().to_string())
+            .map(|t| {
+                let count = i32::try_from(t.partitions().len()).unwrap_or(i32::MAX);
+                (t.name().to_string(), count)
+            })
             .collect();
-        names.sort_unstable();
-        Ok(names)
+        topics.sort_unstable();
+        Ok(topics)
     }
 
     /// Raises `topic` to `total` partitions (Kafka's CreatePartitions), then waits until the

@@ -373,9 +373,27 @@ mod tests {
             ]
         );
         assert_eq!(cluster.request_timeout, Duration::from_millis(1500));
-        assert!(!format!("{cluster:?}").contains("x=y"), "secrets stay hidden");
+        assert!(
+            !format!("{cluster:?}").contains("x=y"),
+            "secrets stay hidden"
+        );
         // After the command -X is refused, not dropped.
         assert!(Cli::try_parse_from(["sluice", "topic", "list", "-X", "a=b"]).is_err());
+        Ok(())
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn without_the_kafka_feature_bootstrap_server_is_a_usage_error() -> CliResult {
+        let cli = Cli::try_parse_from(["sluice", "--bootstrap-server", "a:1", "topic", "list"])
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let error = run(cli).err();
+        assert!(
+            error
+                .as_ref()
+                .is_some_and(|e| e.exit_code() == 2 && e.to_string().contains("`kafka` feature")),
+            "{error:?}"
+        );
         Ok(())
     }
 

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
 use sluice_log::cluster::{
-    Cluster, ClusterConsumer, ClusterError, ConsumerSpec, InternalTopic, InternalTopicKind,
-    OffsetAt, ProducerSpec, TxnProducer,
+    Cluster, ClusterConsumer, ClusterError, ConsumerSpec, OffsetAt, ProducerSpec, TxnProducer,
 };
 use sluice_log::{Broker, ProducerRecord, TopicConfig, TopicPartition};
 use sluice_runtime::app::{App, AppHandle, AppMetrics, AppState};
@@ -156,6 +155,7 @@ pub fn run(data: &Path, args: &PerfEosArgs, cluster: Option<&ClusterArgs>) -> Cl
 
 #[cfg(feature = "kafka")]
 fn on_kafka(data: &Path, args: &PerfEosArgs, cluster: &ClusterArgs) -> CliResult {
+    use sluice_log::cluster::{InternalTopic, InternalTopicKind};
     let cluster = super::super::remote::connect(cluster)?.cluster;
     let run = format!("{:x}", sluice_log::now_ms());
     let suffix = format!("-{run}");

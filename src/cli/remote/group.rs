@@ -114,17 +114,14 @@ fn committed_offsets(
     group: &str,
 ) -> CliResult<BTreeMap<String, BTreeMap<i32, Option<i64>>>> {
     let mut tps = Vec::new();
-    for topic in remote.cluster.list_topics().map_err(remote.fail())? {
-        if is_internal_topic(&topic) {
-            continue;
+    let topics = remote
+        .cluster
+        .topic_partition_counts()
+        .map_err(remote.fail())?;
+    for (topic, count) in topics {
+        if !is_internal_topic(&topic) {
+            tps.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
         }
-        // A topic deleted since the listing has no partitions now: nothing to ask.
-        let count = remote
-            .cluster
-            .partition_count(&topic)
-            .map_err(remote.fail())?
-            .unwrap_or(0);
-        tps.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
     }
     let mut committed: BTreeMap<String, BTreeMap<i32, Option<i64>>> = BTreeMap::new();
     if tps.is_empty() {
