@@ -95,6 +95,12 @@ pub struct AppConfig {
     pub session_timeout: Duration,
     /// How often threads heartbeat (and notice rebalances).
     pub heartbeat_interval: Duration,
+    /// The longest a thread may go without serving its group membership, and how long a
+    /// rebalance waits for members to rejoin (Kafka's `max.poll.interval.ms`, default
+    /// 5 min). On a Kafka cluster a member that stalls longer loses its tasks (librdkafka
+    /// heartbeats on its own thread, so the session alone never expires); on the embedded
+    /// log the session timeout decides.
+    pub max_poll_interval: Duration,
     /// Records per RocksDB batch while restoring.
     pub restore_batch: usize,
     /// How often a thread deletes what its tasks have committed of their repartition
@@ -122,6 +128,7 @@ impl std::fmt::Debug for AppConfig {
             .field("max_poll_records", &self.max_poll_records)
             .field("session_timeout", &self.session_timeout)
             .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("max_poll_interval", &self.max_poll_interval)
             .field("restore_batch", &self.restore_batch)
             .field(
                 "repartition_purge_interval",
@@ -145,6 +152,7 @@ impl Default for AppConfig {
             max_task_idle: Duration::ZERO,
             session_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(100),
+            max_poll_interval: Duration::from_secs(300),
             restore_batch: 10_000,
             repartition_purge_interval: Duration::from_secs(30),
             transaction_timeout: Duration::from_secs(10),
@@ -210,6 +218,11 @@ impl AppConfig {
     /// Sets the transaction timeout.
     pub fn with_transaction_timeout(mut self, timeout: Duration) -> Self {
         self.transaction_timeout = timeout;
+        self
+    }
+    /// Sets the longest time between two services of the group membership.
+    pub fn with_max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
         self
     }
     /// Sets how often committed repartition records are deleted.

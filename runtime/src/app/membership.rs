@@ -37,7 +37,8 @@ fn group_spec<C: Cluster>(ctx: &ThreadContext<C>, client_id: &str) -> GroupSpec 
         })
         .collect();
     let mut spec = GroupSpec::new(ctx.application_id.to_string(), sets)
-        .with_session_timeout(ctx.config.session_timeout);
+        .with_session_timeout(ctx.config.session_timeout)
+        .with_poll_interval(ctx.config.max_poll_interval);
     spec.client_id = client_id.to_string();
     spec
 }

@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     dropped: AtomicU64,
     opened: AtomicU64,
     retained: AtomicU64,
+    assignments: AtomicU64,
     commit_micros: Mutex<VecDeque<u64>>,
     /// Notified after each commit is counted.
     commit_signal: (Mutex<()>, Condvar),
@@ -43,6 +44,9 @@ impl Metrics {
     }
     pub fn retained(&self, n: u64) {
         self.retained.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn assigned(&self) {
+        self.assignments.fetch_add(1, Ordering::SeqCst);
     }
     pub fn committed(&self, took: Duration) {
         {
@@ -95,6 +99,7 @@ impl Metrics {
             records_dropped: self.dropped.load(Ordering::Relaxed),
             tasks_opened: self.opened.load(Ordering::Relaxed),
             tasks_retained: self.retained.load(Ordering::Relaxed),
+            assignments: self.assignments.load(Ordering::SeqCst),
             commit_latency_p50_us: pick(0.5),
             commit_latency_p99_us: pick(0.99),
         }
@@ -118,6 +123,9 @@ pub struct AppMetrics {
     pub tasks_opened: u64,
     /// Tasks kept open across a generation change, with their state and position.
     pub tasks_retained: u64,
+    /// Group generations the instance's threads have followed (assignments taken, the
+    /// first join included).
+    pub assignments: u64,
     /// Median commit latency in µs (flush, offsets, commit, RocksDB apply).
     pub commit_latency_p50_us: u64,
     /// 99th-percentile commit latency in µs.

@@ -338,6 +338,7 @@ impl<C: Cluster> StreamThread<C> {
             wanted,
             !keep,
         )?;
+        self.ctx.shared.metrics.assigned();
         tracing::info!(thread = %self.name, tasks = ?self.tasks.ids().iter().map(ToString::to_string).collect::<Vec<_>>(), kept = ?kept.iter().map(ToString::to_string).collect::<Vec<_>>(), continuous = assignment.continuous, "assignment");
         Ok(())
     }

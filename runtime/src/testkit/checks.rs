@@ -6,15 +6,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sluice_log::{
-    Broker, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset, OffsetSpec,
-    TopicPartition,
-};
+use sluice_log::cluster::{Cluster, ClusterConsumer, ConsumerSpec, OffsetAt};
+use sluice_log::{ConsumerRecord, TopicPartition};
 
 use super::harness::TopicSpec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::{StateDb, StoreName, WriteOverlay};
 
 /// Something the run did that exactly-once forbids.
@@ -118,33 +116,48 @@ impl std::fmt::Display for Anomaly {
     }
 }
 
-/// Every committed record of `topic`, partition by partition, up to each last stable offset.
-pub(super) fn read_committed(
-    broker: &Broker,
+/// Every committed record of `topic`, each partition read_committed from its log start to
+/// its high watermark, in offset order. An open transaction holds the reader back: it waits
+/// up to `wait` for the transaction to end (the cluster aborts one a crashed instance left
+/// once its timeout passes).
+pub(super) fn read_committed<C: Cluster>(
+    cluster: &C,
     topic: &str,
     partitions: i32,
+    wait: Duration,
 ) -> Result<Vec<ConsumerRecord>> {
-    let mut out = Vec::new();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
     for p in 0..partitions {
         let tp = TopicPartition::new(topic, p);
-        let end = broker
-            .topic_metadata(topic)?
-            .partitions
-            .get(p as usize)
-            .map_or(0, |m| m.last_stable_offset);
-        let mut consumer = Consumer::new(
-            broker,
-            ConsumerConfig::default()
-                .with_isolation(IsolationLevel::ReadCommitted)
-                .with_auto_offset_reset(OffsetReset::Earliest),
-        );
-        consumer.assign(vec![tp.clone()])?;
-        while consumer.position(&tp)? < end {
-            let batch = consumer.poll(Duration::from_millis(20))?;
-            if batch.is_empty() {
-                break;
+        let start = cluster
+            .list_offset(&tp, OffsetAt::Earliest)
+            .map_err(Error::cluster)?;
+        let end = cluster
+            .list_offset(&tp, OffsetAt::Latest)
+            .map_err(Error::cluster)?;
+        starts.push((tp.clone(), start));
+        ends.push((tp, end));
+    }
+    let mut consumer = cluster
+        .consumer(&ConsumerSpec::read_committed("sluice-harness-reader"))
+        .map_err(Error::cluster)?;
+    consumer.assign(&starts).map_err(Error::cluster)?;
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    for (tp, end) in &ends {
+        while consumer.position(tp).map_err(Error::cluster)? < *end {
+            out.extend(
+                consumer
+                    .poll(Duration::from_millis(20))
+                    .map_err(Error::cluster)?,
+            );
+            if Instant::now() > deadline {
+                return Err(Error::IllegalState(format!(
+                    "{topic}-{} does not read to its end {end} within {wait:?}: a transaction stays open",
+                    tp.partition
+                )));
             }
-            out.extend(batch);
         }
     }
     Ok(out)
@@ -155,13 +168,15 @@ fn is_subsequence<T: PartialEq>(short: &[T], long: &[T]) -> bool {
     short.iter().all(|s| it.any(|l| l == s))
 }
 
-pub(super) fn check_outputs<K: Ord + Clone + Debug, V: PartialEq + Clone + Debug>(
-    broker: &Broker,
+pub(super) fn check_outputs<C: Cluster, K: Ord + Clone + Debug, V: PartialEq + Clone + Debug>(
+    cluster: &C,
+    topic: &str,
     spec: &TopicSpec<K, V>,
     expected: &BTreeMap<K, Vec<V>>,
+    wait: Duration,
 ) -> Result<Vec<Anomaly>> {
     let mut actual: BTreeMap<K, Vec<V>> = BTreeMap::new();
-    for r in read_committed(broker, &spec.name, spec.partitions)? {
+    for r in read_committed(cluster, topic, spec.partitions, wait)? {
         let key = spec
             .keys
             .deserialize(r.key.as_deref().unwrap_or_default())?;
@@ -201,19 +216,23 @@ pub(super) fn check_outputs<K: Ord + Clone + Debug, V: PartialEq + Clone + Debug
     Ok(anomalies)
 }
 
-pub(super) fn check_offsets<K, V>(
-    broker: &Broker,
+pub(super) fn check_offsets<C: Cluster, K, V>(
+    cluster: &C,
     group: &str,
+    topic: &str,
     input: &TopicSpec<K, V>,
 ) -> Result<Vec<Anomaly>> {
     let partitions: Vec<TopicPartition> = (0..input.partitions)
-        .map(|p| TopicPartition::new(input.name.clone(), p))
+        .map(|p| TopicPartition::new(topic, p))
         .collect();
     let mut anomalies = Vec::new();
-    for (tp, committed) in broker.offset_fetch(group, &partitions, false)? {
-        let end = broker
-            .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-            .map_or(0, |l| l.offset);
+    let committed_offsets = cluster
+        .committed_offsets(group, &partitions)
+        .map_err(Error::cluster)?;
+    for (tp, committed) in committed_offsets {
+        let end = cluster
+            .list_offset(&tp, OffsetAt::Latest)
+            .map_err(Error::cluster)?;
         if committed.unwrap_or(0) != end {
             anomalies.push(Anomaly::InconsistentOffsets {
                 partition: tp.partition,
@@ -225,16 +244,22 @@ pub(super) fn check_offsets<K, V>(
     Ok(anomalies)
 }
 
+/// A store's contents, in the instance's RocksDB at `state_dir` and in its changelog
+/// (`spec.name` is the store; `changelog` its topic), against the model's.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn check_store<
+    C: Cluster,
     K: Ord + Clone + Debug + 'static,
     V: PartialEq + Clone + Debug + 'static,
 >(
-    broker: &Broker,
+    cluster: &C,
     state_dir: &Path,
-    store: &str,
+    changelog: &str,
     spec: &TopicSpec<K, V>,
     expected: &BTreeMap<K, V>,
+    wait: Duration,
 ) -> Result<Vec<Anomaly>> {
+    let store = spec.name.as_str();
     let mut anomalies = Vec::new();
     let db = StateDb::open(&state_dir.join("rocksdb"))?;
     let mut local = BTreeMap::new();
@@ -247,7 +272,7 @@ pub(super) fn check_store<
         local.extend(kv.all(&WriteOverlay::default())?);
     }
     let mut logged = BTreeMap::new();
-    for r in read_committed(broker, &spec.name, spec.partitions)? {
+    for r in read_committed(cluster, changelog, spec.partitions, wait)? {
         let key = spec
             .keys
             .deserialize(r.key.as_deref().unwrap_or_default())?;

@@ -1,5 +1,6 @@
 //! The fault-injection harness (docs/architecture.md §3.3): runs any topology on a temporary embedded
-//! broker through a scenario of input and faults (crashes at each step of the commit
+//! broker, or on any `Cluster` ([`FaultHarness::run_on`]: `sluice broker`, Apache Kafka),
+//! through a scenario of input and faults (crashes at each step of the commit
 //! protocol and in the middle of a restore, a zombie instance, a second instance joining
 //! and leaving), then checks the outcome against a reference model written as a plain
 //! function of the input: the output per key, in order, exactly once; the final contents
@@ -67,10 +68,12 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sluice_log::{Broker, BrokerConfig, Producer, ProducerConfig, ProducerRecord, TopicConfig};
+use sluice_log::cluster::{Cluster, InternalTopic, InternalTopicKind, ProducerSpec, TxnProducer};
+use sluice_log::{Broker, BrokerConfig, ProducerRecord};
 
 use super::checks::{Anomaly, check_offsets, check_outputs, check_store};
 use crate::app::{App, AppHandle, AppState};
@@ -148,6 +151,8 @@ impl std::fmt::Display for HarnessFailure {
 
 impl std::error::Error for HarnessFailure {}
 
+/// A topic's (or a store's) name, partitions and serdes. Under
+/// [`FaultHarness::new_per_run`] the name is a base each run suffixes.
 pub(super) struct TopicSpec<K, V> {
     pub name: String,
     pub partitions: i32,
@@ -155,14 +160,40 @@ pub(super) struct TopicSpec<K, V> {
     pub values: Arc<dyn Serde<V>>,
 }
 
-/// Runs scenarios against a topology. Build it with [`FaultHarness::new`] and the
-/// `with_*` methods, then call [`FaultHarness::run`] once per scenario.
+/// Builds a run's topology from its input and output topic names.
+type TopologyBuilderFn = Arc<dyn Fn(&str, &str) -> Topology + Send + Sync>;
+
+/// Where a harness's topology comes from.
+enum TopologySource {
+    /// One topology, its topics named as given.
+    Fixed(Topology),
+    /// Built for each run from the run's own topic names.
+    PerRun(TopologyBuilderFn),
+}
+
+/// The names one run uses: fresh ones per run under [`FaultHarness::new_per_run`], so runs
+/// on one shared cluster never see each other's topics or groups.
+pub(super) struct RunNames {
+    pub application_id: String,
+    pub input: String,
+    pub output: String,
+    /// The checked store's changelog topic.
+    pub changelog: Option<String>,
+    pub topology: Topology,
+}
+
+/// Runs scenarios against a topology. Build it with [`FaultHarness::new`] (or
+/// [`new_per_run`](FaultHarness::new_per_run)) and the `with_*` methods, then call
+/// [`FaultHarness::run`] or [`FaultHarness::run_on`] once per scenario.
 pub struct FaultHarness<IK, IV, OK, OV> {
     application_id: String,
-    topology: Topology,
+    topology: TopologySource,
+    /// Sub-topologies of the topology (tasks per input partition).
+    sub_topologies: usize,
     input: TopicSpec<IK, IV>,
     output: TopicSpec<OK, OV>,
-    store: Option<(String, TopicSpec<OK, OV>)>,
+    /// The checked store (its name, not its changelog's).
+    store: Option<TopicSpec<OK, OV>>,
     config: AppConfig,
     crash_wait: Duration,
 }
@@ -201,6 +232,46 @@ where
         output: (&str, impl Serde<OK> + 'static, impl Serde<OV> + 'static),
         partitions: i32,
     ) -> Self {
+        let sub_topologies = topology.sub_topologies().len();
+        Self::build(
+            application_id,
+            TopologySource::Fixed(topology),
+            sub_topologies,
+            input,
+            output,
+            partitions,
+        )
+    }
+
+    /// A harness whose topology `build(input, output)` makes for each run, from the run's
+    /// own topic names: every run (of [`run_on`](Self::run_on) on one shared cluster, say)
+    /// gets fresh topics and a fresh application id, suffixed by a run id.
+    pub fn new_per_run(
+        application_id: &str,
+        build: impl Fn(&str, &str) -> Topology + Send + Sync + 'static,
+        input: (&str, impl Serde<IK> + 'static, impl Serde<IV> + 'static),
+        output: (&str, impl Serde<OK> + 'static, impl Serde<OV> + 'static),
+        partitions: i32,
+    ) -> Self {
+        let sub_topologies = build(input.0, output.0).sub_topologies().len();
+        Self::build(
+            application_id,
+            TopologySource::PerRun(Arc::new(build)),
+            sub_topologies,
+            input,
+            output,
+            partitions,
+        )
+    }
+
+    fn build(
+        application_id: &str,
+        topology: TopologySource,
+        sub_topologies: usize,
+        input: (&str, impl Serde<IK> + 'static, impl Serde<IV> + 'static),
+        output: (&str, impl Serde<OK> + 'static, impl Serde<OV> + 'static),
+        partitions: i32,
+    ) -> Self {
         let config = AppConfig::default()
             .with_commit_interval(Duration::from_millis(20))
             .with_heartbeat_interval(Duration::from_millis(20))
@@ -211,6 +282,7 @@ where
         Self {
             application_id: application_id.to_string(),
             topology,
+            sub_topologies,
             input: TopicSpec {
                 name: input.0.to_string(),
                 partitions,
@@ -237,15 +309,19 @@ where
         keys: impl Serde<OK> + 'static,
         values: impl Serde<OV> + 'static,
     ) -> Self {
-        self.store = Some((
-            name.to_string(),
-            TopicSpec {
-                name: crate::state::changelog_topic(&self.application_id, name),
-                partitions: self.input.partitions,
-                keys: Arc::new(keys),
-                values: Arc::new(values),
-            },
-        ));
+        self.store = Some(TopicSpec {
+            name: name.to_string(),
+            partitions: self.input.partitions,
+            keys: Arc::new(keys),
+            values: Arc::new(values),
+        });
+        self
+    }
+
+    /// How long a crash waits for its armed point to be reached (default 2 s); on a
+    /// remote cluster, whose commits are slower, give it longer.
+    pub fn with_crash_wait(mut self, wait: Duration) -> Self {
+        self.crash_wait = wait;
         self
     }
 
@@ -262,18 +338,47 @@ where
         self
     }
 
-    /// Runs `scenario` on a fresh broker and checks it against `model`; returns the
-    /// history of the run (which faults struck where) when every check passes.
+    /// Runs `scenario` on a fresh embedded broker and checks it against `model`; returns
+    /// the history of the run (which faults struck where) when every check passes.
     pub fn run(
         &self,
         scenario: &[Step<IK, IV>],
         model: impl Fn(&[(IK, IV)]) -> Expected<OK, OV>,
     ) -> std::result::Result<Vec<String>, HarnessFailure> {
+        let opened = tempfile::tempdir()
+            .map_err(|e| Error::IllegalState(format!("tempdir: {e}")))
+            .and_then(|dir| {
+                let broker = Broker::open(dir.path().join("broker"), BrokerConfig::default())?;
+                Ok((dir, broker))
+            });
+        match opened {
+            Ok((_dir, broker)) => self.run_on(&broker, scenario, model),
+            Err(e) => Err(HarnessFailure {
+                anomalies: vec![Anomaly::HarnessError(e.to_string())],
+                history: Vec::new(),
+            }),
+        }
+    }
+
+    /// Runs `scenario` on `cluster` (the embedded broker, `sluice broker`, Apache Kafka:
+    /// any [`Cluster`]) and checks it against `model`. The run creates its topics there;
+    /// under [`new_per_run`](Self::new_per_run) they and the application id are fresh.
+    /// On a Kafka cluster give the harness a config Kafka accepts (sessions of 6 s at
+    /// least) and a `max_poll_interval` as short, so a zombie loses its tasks; the
+    /// `AfterPrepareCommit` crash then dies just after the commit (a remote cluster cannot
+    /// be stopped between PrepareCommit and the markers).
+    pub fn run_on<C: Cluster>(
+        &self,
+        cluster: &C,
+        scenario: &[Step<IK, IV>],
+        model: impl Fn(&[(IK, IV)]) -> Expected<OK, OV>,
+    ) -> std::result::Result<Vec<String>, HarnessFailure> {
         let mut history = Vec::new();
-        match self.execute(scenario, &mut history) {
-            Ok((broker, produced, primary_dir, _dir)) => {
+        let names = self.names();
+        match self.execute(cluster, &names, scenario, &mut history) {
+            Ok((produced, primary_dir, _dir)) => {
                 let expected = model(&produced);
-                let anomalies = self.check(&broker, &expected, &primary_dir);
+                let anomalies = self.check(cluster, &names, &expected, &primary_dir);
                 match anomalies {
                     Ok(a) if a.is_empty() => Ok(history),
                     Ok(anomalies) => Err(HarnessFailure { anomalies, history }),
@@ -290,7 +395,51 @@ where
         }
     }
 
-    fn app(&self, instance: &Instance) -> Result<App> {
+    /// This run's names (see [`RunNames`]).
+    fn names(&self) -> RunNames {
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let suffixed = |base: &str, suffix: &str| format!("{base}-{suffix}");
+        let (application_id, input, output, topology) = match &self.topology {
+            TopologySource::Fixed(topology) => (
+                self.application_id.clone(),
+                self.input.name.clone(),
+                self.output.name.clone(),
+                topology.clone(),
+            ),
+            TopologySource::PerRun(build) => {
+                let suffix = format!(
+                    "{:x}-{}-{}",
+                    sluice_log::now_ms(),
+                    std::process::id(),
+                    RUNS.fetch_add(1, Ordering::Relaxed)
+                );
+                let (input, output) = (
+                    suffixed(&self.input.name, &suffix),
+                    suffixed(&self.output.name, &suffix),
+                );
+                let topology = build(&input, &output);
+                (
+                    suffixed(&self.application_id, &suffix),
+                    input,
+                    output,
+                    topology,
+                )
+            }
+        };
+        let changelog = self
+            .store
+            .as_ref()
+            .map(|store| crate::state::changelog_topic(&application_id, &store.name));
+        RunNames {
+            application_id,
+            input,
+            output,
+            changelog,
+            topology,
+        }
+    }
+
+    fn app(&self, names: &RunNames, instance: &Instance) -> Result<App> {
         let armed = instance.armed.clone();
         let hook = Arc::new(move |point: CrashPoint| {
             let mut armed = armed.lock();
@@ -306,11 +455,16 @@ where
             .clone()
             .with_state_dir(&instance.dir)
             .with_crash_hook(hook);
-        App::new(&self.application_id, self.topology.clone(), config)
+        App::new(&names.application_id, names.topology.clone(), config)
     }
 
-    fn start(&self, broker: &Broker, instance: &mut Instance) -> Result<()> {
-        let handle = self.app(instance)?.start(broker)?;
+    fn start<C: Cluster>(
+        &self,
+        cluster: &C,
+        names: &RunNames,
+        instance: &mut Instance,
+    ) -> Result<()> {
+        let handle = self.app(names, instance)?.start(cluster)?;
         instance.handle = Some(handle);
         Ok(())
     }
@@ -346,24 +500,40 @@ where
         died
     }
 
+    /// How long a read of the output or a changelog waits for a transaction a crashed
+    /// instance left open: the cluster aborts it after the transaction timeout.
+    fn settle_wait(&self) -> Duration {
+        self.config.transaction_timeout * 4 + Duration::from_secs(20)
+    }
+
     #[allow(clippy::type_complexity)]
-    fn execute(
+    fn execute<C: Cluster>(
         &self,
+        cluster: &C,
+        names: &RunNames,
         scenario: &[Step<IK, IV>],
         history: &mut Vec<String>,
-    ) -> Result<(Broker, Vec<(IK, IV)>, PathBuf, tempfile::TempDir)> {
+    ) -> Result<(Vec<(IK, IV)>, PathBuf, tempfile::TempDir)> {
         let dir = tempfile::tempdir().map_err(|e| Error::IllegalState(format!("tempdir: {e}")))?;
-        let broker = Broker::open(dir.path().join("broker"), BrokerConfig::default())?;
-        for spec in [
-            (&self.input.name, self.input.partitions),
-            (&self.output.name, self.output.partitions),
+        for (topic, partitions) in [
+            (&names.input, self.input.partitions),
+            (&names.output, self.output.partitions),
         ] {
-            broker.create_topic(spec.0, TopicConfig::default().with_partitions(spec.1))?;
+            // No time retention (a repartition topic's configs): nothing is deleted unread.
+            let spec = InternalTopic {
+                partitions: Some(partitions),
+                kind: InternalTopicKind::Repartition,
+            };
+            cluster
+                .create_internal_topic(topic, &spec)
+                .map_err(Error::cluster)?;
         }
         let started = Instant::now();
         let mut log =
             |what: String| history.push(format!("{:>6} ms  {what}", started.elapsed().as_millis()));
-        let producer = Producer::new(&broker, ProducerConfig::default().with_linger_ms(0))?;
+        let spec = ProducerSpec::idempotent(format!("{}-input", names.application_id))
+            .with_linger(Duration::ZERO);
+        let mut producer = cluster.producer(&spec).map_err(Error::cluster)?;
         let mut primary = Instance {
             dir: dir.path().join("primary"),
             armed: Arc::default(),
@@ -374,20 +544,20 @@ where
             armed: Arc::default(),
             handle: None,
         };
-        self.start(&broker, &mut primary)?;
+        self.start(cluster, names, &mut primary)?;
         log("primary started".into());
         let mut produced = Vec::new();
         for step in scenario {
             match step {
                 Step::Produce(records) => {
                     for (k, v) in records {
-                        let mut record = ProducerRecord::new(self.input.name.clone(), "")
+                        let mut record = ProducerRecord::new(names.input.clone(), "")
                             .with_key(self.input.keys.serialize(k)?);
                         record.value = self.input.values.serialize_nullable(v)?.map(Into::into);
-                        producer.send(record)?;
+                        producer.send(record).map_err(Error::cluster)?;
                         produced.push((k.clone(), v.clone()));
                     }
-                    producer.flush()?;
+                    producer.flush().map_err(Error::cluster)?;
                     log(format!("produced {} records", records.len()));
                 }
                 Step::Fault(Fault::Crash(CrashPoint::MidRestore)) => {
@@ -395,24 +565,24 @@ where
                     // before its apply; then die again in the restore of the restart.
                     if self.crash(&mut primary, CrashPoint::AfterCommitBeforeApply, &mut log) {
                         *primary.armed.lock() = Some(CrashPoint::MidRestore);
-                        self.start(&broker, &mut primary)?;
+                        self.start(cluster, names, &mut primary)?;
                         log("primary restarted with MidRestore armed".into());
                         self.crash(&mut primary, CrashPoint::MidRestore, &mut log);
                         if primary.handle.is_none() {
-                            self.start(&broker, &mut primary)?;
+                            self.start(cluster, names, &mut primary)?;
                             log("primary restarted".into());
                         }
                     }
                 }
                 Step::Fault(Fault::Crash(point)) => {
                     if self.crash(&mut primary, *point, &mut log) {
-                        self.start(&broker, &mut primary)?;
+                        self.start(cluster, names, &mut primary)?;
                         log("primary restarted".into());
                     }
                 }
                 Step::Fault(Fault::SecondJoins) => {
                     if second.handle.is_none() {
-                        self.start(&broker, &mut second)?;
+                        self.start(cluster, names, &mut second)?;
                         log("second joined".into());
                     }
                 }
@@ -428,9 +598,12 @@ where
                     }
                 }
                 Step::Fault(Fault::Zombie) => {
-                    self.zombie(&broker, &mut primary, &mut second, &mut log)?
+                    self.zombie(cluster, names, &mut primary, &mut second, &mut log)?
                 }
             }
+        }
+        if let Err(e) = producer.close() {
+            tracing::debug!(error = %e, "closing the harness's input producer");
         }
         if let Some(h) = second.handle.take() {
             h.shutdown()?;
@@ -439,25 +612,23 @@ where
         let handle = match primary.handle.take() {
             Some(h) => h,
             None => {
-                self.start(&broker, &mut primary)?;
+                self.start(cluster, names, &mut primary)?;
                 primary
                     .handle
                     .take()
                     .ok_or_else(|| Error::IllegalState("primary did not start".into()))?
             }
         };
-        self.wait_until_consumed(&broker, &handle)?;
+        self.wait_until_consumed(cluster, names, &handle)?;
         handle.shutdown()?;
         log("all input committed; primary shut down".into());
-        // A crashed instance that never came back leaves its transaction open until the
-        // broker times it out; until then read_committed readers stop before it.
-        self.wait_until_no_open_transactions(&broker)?;
-        Ok((broker, produced, primary.dir, dir))
+        Ok((produced, primary.dir, dir))
     }
 
-    fn zombie(
+    fn zombie<C: Cluster>(
         &self,
-        broker: &Broker,
+        cluster: &C,
+        names: &RunNames,
         primary: &mut Instance,
         second: &mut Instance,
         log: &mut impl FnMut(String),
@@ -477,14 +648,17 @@ where
         handle.pause_heartbeats(true);
         log("primary stops heartbeating".into());
         if second.handle.is_none() {
-            self.start(broker, second)?;
+            self.start(cluster, names, second)?;
             log("second joined".into());
         }
         let Some(taker) = second.handle.as_ref() else {
             return Err(Error::IllegalState("no second instance".into()));
         };
-        // Past the session timeout the group gives everything to the second instance, while
-        // the primary goes on processing as a zombie.
+        // Past the session timeout (Kafka: the poll interval) the group gives everything to
+        // the second instance, while the primary goes on processing as a zombie. Only a
+        // generation the second follows from now on counts: what it runs now may be stale
+        // (the zombie's own rejoin may be under way).
+        let seen = taker.metrics().assignments;
         poll_until(
             "the second instance to take every task from the zombie",
             || {
@@ -494,7 +668,7 @@ where
                         taker.error().unwrap_or_default()
                     )));
                 }
-                Ok(self.owns_every_task(broker, taker))
+                Ok(taker.metrics().assignments > seen && self.owns_every_task(taker))
             },
             || format!("it runs {:?}", taker.tasks()),
         )?;
@@ -502,28 +676,60 @@ where
         // The fault itself, not a wait for anything: the zombie runs on for a while. Any
         // length is a valid scenario; nothing later depends on what it did meanwhile.
         std::thread::sleep(ZOMBIE_RUN);
-        if let Some(handle) = primary.handle.as_ref() {
-            handle.pause_heartbeats(false);
-        }
+        let Some(handle) = primary.handle.as_ref() else {
+            return Ok(());
+        };
+        let before = handle.metrics().assignments;
+        handle.pause_heartbeats(false);
         log("zombie primary heartbeats again".into());
+        // It learns it lost its membership and rejoins: until then it still believes it
+        // owns every task, and nothing it says can be trusted.
+        poll_until(
+            "the zombie to rejoin the group",
+            || {
+                if handle.state() == AppState::Error {
+                    return Err(Error::IllegalState(format!(
+                        "the zombie failed: {}",
+                        handle.error().unwrap_or_default()
+                    )));
+                }
+                Ok(handle.metrics().assignments > before)
+            },
+            || format!("app {:?}", handle.state()),
+        )?;
+        log("zombie primary rejoined".into());
         Ok(())
     }
 
-    fn check(
+    fn check<C: Cluster>(
         &self,
-        broker: &Broker,
+        cluster: &C,
+        names: &RunNames,
         expected: &Expected<OK, OV>,
         primary_dir: &std::path::Path,
     ) -> Result<Vec<Anomaly>> {
-        let mut anomalies = check_outputs(broker, &self.output, &expected.outputs)?;
-        anomalies.extend(check_offsets(broker, &self.application_id, &self.input)?);
-        if let Some((name, spec)) = &self.store {
+        let wait = self.settle_wait();
+        let mut anomalies = check_outputs(
+            cluster,
+            &names.output,
+            &self.output,
+            &expected.outputs,
+            wait,
+        )?;
+        anomalies.extend(check_offsets(
+            cluster,
+            &names.application_id,
+            &names.input,
+            &self.input,
+        )?);
+        if let (Some(spec), Some(changelog)) = (&self.store, &names.changelog) {
             anomalies.extend(check_store(
-                broker,
+                cluster,
                 primary_dir,
-                name,
+                changelog,
                 spec,
                 &expected.store,
+                wait,
             )?);
         }
         Ok(anomalies)

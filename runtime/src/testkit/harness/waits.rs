@@ -3,9 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_log::{Broker, OffsetSpec, TopicPartition};
+use sluice_log::TopicPartition;
+use sluice_log::cluster::{Cluster, OffsetAt};
 
-use super::FaultHarness;
+use super::{FaultHarness, RunNames};
 use crate::app::{AppHandle, AppState};
 use crate::error::{Error, Result};
 
@@ -36,19 +37,23 @@ pub(super) fn poll_until(
 }
 
 impl<IK, IV, OK, OV> FaultHarness<IK, IV, OK, OV> {
-    /// Whether every task is `handle`'s by the group's word, not only by its own (a zombie
-    /// still believes it owns what it lost): the group's members are exactly its threads.
-    pub(super) fn owns_every_task(&self, broker: &Broker, handle: &AppHandle) -> bool {
-        handle.tasks().len()
-            == self.topology.sub_topologies().len() * self.input.partitions as usize
-            && broker.describe_group(&self.application_id).members.len() == self.config.num_threads
+    /// Whether `handle` runs every task. An instance gets them all only from an assignment
+    /// in which the group gave it everything, so after a zombie has lost its tasks this is
+    /// the group's word, not only the instance's.
+    pub(super) fn owns_every_task(&self, handle: &AppHandle) -> bool {
+        handle.tasks().len() == self.sub_topologies * self.input.partitions as usize
     }
 
     /// Waits until the instance runs every task and the group's committed offsets reach the
     /// end of every input partition.
-    pub(super) fn wait_until_consumed(&self, broker: &Broker, handle: &AppHandle) -> Result<()> {
+    pub(super) fn wait_until_consumed<C: Cluster>(
+        &self,
+        cluster: &C,
+        names: &RunNames,
+        handle: &AppHandle,
+    ) -> Result<()> {
         let inputs: Vec<TopicPartition> = (0..self.input.partitions)
-            .map(|p| TopicPartition::new(self.input.name.clone(), p))
+            .map(|p| TopicPartition::new(names.input.clone(), p))
             .collect();
         let app = || {
             format!(
@@ -66,46 +71,19 @@ impl<IK, IV, OK, OV> FaultHarness<IK, IV, OK, OV> {
                         app()
                     )));
                 }
+                let committed = cluster
+                    .committed_offsets(&names.application_id, &inputs)
+                    .map_err(Error::cluster)?;
                 let mut done = true;
-                for (tp, committed) in broker.offset_fetch(&self.application_id, &inputs, false)? {
-                    let end = broker
-                        .list_offsets(&tp.topic, tp.partition, OffsetSpec::Latest)?
-                        .map_or(0, |l| l.offset);
-                    done &= committed.unwrap_or(0) >= end;
+                for (tp, offset) in committed {
+                    let end = cluster
+                        .list_offset(&tp, OffsetAt::Latest)
+                        .map_err(Error::cluster)?;
+                    done &= offset.unwrap_or(0) >= end;
                 }
-                Ok(done
-                    && self.owns_every_task(broker, handle)
-                    && handle.state() == AppState::Running)
+                Ok(done && self.owns_every_task(handle) && handle.state() == AppState::Running)
             },
             app,
         )
-    }
-
-    /// Waits until no transaction is open on the output or the store's changelog (the broker
-    /// times out one a crashed instance left), failing past four transaction timeouts.
-    pub(super) fn wait_until_no_open_transactions(&self, broker: &Broker) -> Result<()> {
-        let mut topics = vec![self.output.name.clone()];
-        if let Some((_, spec)) = &self.store {
-            topics.push(spec.name.clone());
-        }
-        let deadline =
-            Instant::now() + self.config.transaction_timeout * 4 + Duration::from_secs(10);
-        loop {
-            let mut open = false;
-            for topic in &topics {
-                for p in broker.topic_metadata(topic)?.partitions {
-                    open |= p.last_stable_offset < p.high_watermark;
-                }
-            }
-            if !open {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(Error::IllegalState(format!(
-                    "a transaction on {topics:?} is still open after the transaction timeout"
-                )));
-            }
-            std::thread::sleep(POLL);
-        }
     }
 }
