@@ -234,3 +234,26 @@ fn an_app_names_declared_internal_topics_after_itself() {
     let same = plain.for_application("wc").expect("unchanged");
     assert_eq!(same.internal_topics(), plain.internal_topics());
 }
+
+#[test]
+fn sources_are_listed_upstream_first_whatever_their_names() {
+    // zz-in -> b-mid -> a-mid2 -> out: by name the order would be the reverse.
+    let mut b = TopologyBuilder::new();
+    b.add_source("in", &["zz-in"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_sink("to-b", "b-mid", &["in"], StringSerde, StringSerde)
+        .expect("sink");
+    b.add_source("b", &["b-mid"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_sink("to-a", "a-mid2", &["b"], StringSerde, StringSerde)
+        .expect("sink");
+    b.add_source("a", &["a-mid2"], StringSerde, StringSerde)
+        .expect("source");
+    b.add_sink("out", "out", &["a"], StringSerde, StringSerde)
+        .expect("sink");
+    let topology = b.build().expect("topology");
+    assert_eq!(
+        topology.source_topics_upstream_first(),
+        ["zz-in", "b-mid", "a-mid2"]
+    );
+}

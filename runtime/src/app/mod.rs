@@ -170,15 +170,11 @@ impl App {
             threads.push(spawned);
         }
         tracing::info!(app = %self.application_id, instance = %instance_id, threads = self.config.num_threads, "app started");
-        let sources: std::collections::BTreeSet<String> = self
-            .topology
-            .sub_topologies()
-            .iter()
-            .flat_map(|s| s.source_topics.iter().cloned())
-            .collect();
+        // Upstream first, so catching up is not seen before records still on their way
+        // through a repartition topic are processed.
+        let sources = self.topology.source_topics_upstream_first();
         let progress = {
             let (cluster, group) = (cluster.clone(), self.application_id.clone());
-            let sources: Vec<String> = sources.into_iter().collect();
             GroupProgress(Arc::new(move || {
                 group_caught_up(&cluster, &group, &sources)
             }))

@@ -511,6 +511,37 @@ impl Topology {
             .collect()
     }
 
+    /// Every source topic, upstream first: the external inputs, then each repartition
+    /// topic once every topic its writers read is listed (a cycle, which no builder makes,
+    /// ends the list in name order). Checked in this order, a group committed to the end of
+    /// every one has processed everything: the commit that wrote a repartition topic's
+    /// records also committed the input they came from.
+    pub fn source_topics_upstream_first(&self) -> Vec<String> {
+        let internal = self.internal_topics();
+        let mut ordered: Vec<String> = self.external_source_topics().into_iter().collect();
+        let mut placed: BTreeSet<String> = ordered.iter().cloned().collect();
+        loop {
+            let ready: Vec<String> = internal
+                .iter()
+                .filter(|t| !placed.contains(*t))
+                .filter(|t| {
+                    self.sub_topologies
+                        .iter()
+                        .filter(|s| s.sink_topics.contains(*t))
+                        .all(|w| w.source_topics.iter().all(|r| placed.contains(r)))
+                })
+                .cloned()
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            placed.extend(ready.iter().cloned());
+            ordered.extend(ready);
+        }
+        ordered.extend(internal.into_iter().filter(|t| !placed.contains(t)));
+        ordered
+    }
+
     /// The topology as readable text, in the spirit of Kafka Streams' `describe()`.
     pub fn describe(&self) -> String {
         let b = &self.builder;
