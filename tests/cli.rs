@@ -1,9 +1,13 @@
 //! Tests of the `sluice` binary: every call runs the built executable on a temporary data
 //! directory, so each one reopens the log from disk.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+mod cli_support;
+
+use cli_support::{json, ok, output_with_input, text};
 
 #[path = "cli/group.rs"]
 mod group;
@@ -24,37 +28,12 @@ fn command(data: &Path, args: &[&str]) -> Command {
 
 /// Runs `sluice --data DATA ARGS...` with `input` on stdin.
 fn run_with_input(data: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = command(data, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the sluice binary starts");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(input.as_bytes()).expect("writing stdin");
-    drop(stdin);
-    child.wait_with_output().expect("waiting for sluice")
+    output_with_input(command(data, args), input)
 }
 
 /// Runs `sluice --data DATA ARGS...` with an empty stdin.
 fn run(data: &Path, args: &[&str]) -> Output {
     run_with_input(data, args, "")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts success and returns stdout.
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "sluice failed with {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// Asserts exit code 2 with exactly one `error: ` line on stderr, and returns that line.
@@ -84,10 +63,6 @@ fn partition_rows(describe: &str) -> Vec<Vec<i64>> {
                 .collect()
         })
         .collect()
-}
-
-fn json(line: &str) -> serde_json::Value {
-    serde_json::from_str(line.trim()).expect("one JSON line")
 }
 
 #[test]

@@ -6,12 +6,14 @@
 #[path = "../kafka/tests/support/mod.rs"]
 mod support;
 
+mod cli_support;
+
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cli_support::{group_rows, output_with_input, text};
 use sluice_log::partition_for_key;
 
 /// How long a condition may take before the test fails (never reached when all is well).
@@ -41,40 +43,21 @@ fn absent_data_dir() -> PathBuf {
 }
 
 fn run_with_input(bootstrap: &str, args: &[&str], input: &str) -> Output {
-    let mut child = command(bootstrap, args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the sluice binary starts");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(input.as_bytes()).expect("writing stdin");
-    drop(stdin);
-    child.wait_with_output().expect("waiting for sluice")
+    output_with_input(command(bootstrap, args), input)
 }
 
 fn run(bootstrap: &str, args: &[&str]) -> Output {
     run_with_input(bootstrap, args, "")
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts success and returns stdout.
+/// Asserts success, and that the data directory was not created; returns stdout.
 fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "sluice failed with {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let stdout = cli_support::ok(out);
     assert!(
         !absent_data_dir().exists(),
         "a command with --bootstrap-server created the data directory"
     );
-    text(&out.stdout)
+    stdout
 }
 
 /// Asserts exit code `code` and an `error: ` line on stderr holding `needle`; returns it.
@@ -105,26 +88,6 @@ fn partition_rows(describe: &str) -> Vec<Vec<String>> {
         .skip_while(|l| !l.starts_with("PARTITION"))
         .skip(1)
         .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
-/// The offset rows of `group describe`: (topic, partition, committed, log end, lag).
-fn group_rows(describe: &str) -> Vec<(String, i32, String, String, String)> {
-    describe
-        .lines()
-        .skip_while(|l| !l.starts_with("TOPIC"))
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 5, "{describe}");
-            (
-                f[0].to_string(),
-                f[1].parse().expect("partition"),
-                f[2].to_string(),
-                f[3].to_string(),
-                f[4].to_string(),
-            )
-        })
         .collect()
 }
 

@@ -10,15 +10,19 @@
 #[path = "../kafka/tests/support/mod.rs"]
 mod support;
 
+mod cli_support;
+mod cluster_support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use cli_support::{PERF_EOS_ARGS, ok, perf_eos_figures};
+use cluster_support::read_committed_to_end;
 use sluice::prelude::*;
 use sluice::runtime::app::AppState;
 use sluice_kafka::{KafkaCluster, KafkaConfig};
 use sluice_log::cluster::{
-    Cluster, ClusterConsumer, ConsumerSpec, InternalTopic, InternalTopicKind, OffsetAt,
-    ProducerSpec, TxnProducer,
+    Cluster, InternalTopic, InternalTopicKind, OffsetAt, ProducerSpec, TxnProducer,
 };
 
 const BOUND: Duration = Duration::from_secs(120);
@@ -52,36 +56,13 @@ fn produce<C: Cluster>(cluster: &C, topic: &str, lines: &[String]) {
 
 /// The last committed count of every word in `topic`.
 fn latest_counts<C: Cluster>(cluster: &C, topic: &str) -> BTreeMap<String, u64> {
-    let partitions = cluster
-        .partition_count(topic)
-        .expect("count")
-        .expect("output topic");
-    let mut consumer = cluster
-        .consumer(&ConsumerSpec::read_committed(support::unique(
-            "kafka-app-reader",
-        )))
-        .expect("consumer");
-    let tps: Vec<TopicPartition> = (0..partitions)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    let ends: Vec<i64> = tps
-        .iter()
-        .map(|tp| cluster.list_offset(tp, OffsetAt::Latest).expect("end"))
-        .collect();
-    let start: Vec<(TopicPartition, i64)> = tps.iter().map(|tp| (tp.clone(), 0)).collect();
-    consumer.assign(&start).expect("assign");
     let mut latest = BTreeMap::new();
-    support::wait_until("the output read to its end", BOUND, || {
-        for r in consumer.poll(Duration::from_millis(50)).expect("poll") {
-            let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
-            let value =
-                <[u8; 8]>::try_from(r.value.as_deref().unwrap_or_default()).expect("a u64 count");
-            latest.insert(key, u64::from_be_bytes(value));
-        }
-        tps.iter()
-            .zip(&ends)
-            .all(|(tp, end)| consumer.position(tp).expect("position") >= *end)
-    });
+    for r in read_committed_to_end(cluster, topic, BOUND) {
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+        let value =
+            <[u8; 8]>::try_from(r.value.as_deref().unwrap_or_default()).expect("a u64 count");
+        latest.insert(key, u64::from_be_bytes(value));
+    }
     latest
 }
 
@@ -212,45 +193,11 @@ fn perf_eos_on(bootstrap: &str) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("--data")
         .arg(dir.path())
-        .args([
-            "perf",
-            "eos",
-            "--records",
-            "5000",
-            "--keys",
-            "50",
-            "--partitions",
-            "2",
-            "--latency-rate",
-            "500",
-            "--latency-seconds",
-            "1",
-            "--bootstrap-server",
-            bootstrap,
-        ])
+        .args(PERF_EOS_ARGS)
+        .args(["--bootstrap-server", bootstrap])
         .output()
         .expect("run sluice");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let f: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
-    assert_eq!(f["records"], 5000, "{stdout}");
-    for mode in ["alos", "eos"] {
-        assert!(
-            f[mode]["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
-            "{stdout}"
-        );
-    }
-    assert_eq!(f["latency_ms"]["samples"], 500, "{stdout}");
-    assert!(
-        f["commit_latency_ms"]["commits"]
-            .as_u64()
-            .is_some_and(|c| c > 0),
-        "{stdout}"
-    );
+    perf_eos_figures(&ok(out));
 }
 
 #[test]

@@ -25,6 +25,7 @@
 mod support;
 
 mod cluster_support;
+mod splitmix;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -34,30 +35,12 @@ use sluice::prelude::*;
 use sluice::runtime::topology::Topology;
 use sluice_kafka::{KafkaCluster, KafkaConfig};
 use sluice_log::cluster::{Cluster, InternalTopic, InternalTopicKind, ProducerSpec, TxnProducer};
+use splitmix::Rng;
 
 const BOUND: Duration = Duration::from_secs(60);
 
 /// Records per poll of the apps (1000 by default).
 const MAX_POLL_RECORDS: usize = 50;
-
-/// SplitMix64, so every run (and every backend) gets the same input.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn below_i64(&mut self, n: u64) -> i64 {
-        i64::try_from(self.below(n)).expect("small")
-    }
-}
 
 /// The first input timestamp: two hours ago (Kafka refuses timestamps more than an hour
 /// ahead, and deletes by retention what is a week old), on a whole minute, so the windows

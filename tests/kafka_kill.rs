@@ -10,80 +10,26 @@
 #[path = "../kafka/tests/support/mod.rs"]
 mod support;
 
+mod cluster_support;
+mod example_runs;
+mod splitmix;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cluster_support::read_committed_to_end;
+use example_runs::example;
 use sluice_kafka::{KafkaCluster, KafkaConfig};
-use sluice_log::TopicPartition;
-use sluice_log::cluster::{Cluster, ConsumerSpec, OffsetAt};
+use splitmix::Rng;
+
+/// How long reading a topic to its end may take.
+const READ_BOUND: Duration = Duration::from_secs(120);
 
 const WORDS: [&str; 8] = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
 ];
-
-/// The example binary, built next to this test (or built now).
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let release = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = release.join("examples").join("wordcount_processor");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--example", "wordcount_processor"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success());
-    }
-    path
-}
-
-/// SplitMix64, so a failure replays by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// Every record of `topic`, read_committed from the start to the high watermark.
-fn read_all(cluster: &KafkaCluster, topic: &str) -> Vec<sluice_log::ConsumerRecord> {
-    let partitions = cluster
-        .partition_count(topic)
-        .expect("count")
-        .expect("topic");
-    let tps: Vec<TopicPartition> = (0..partitions)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    let ends: Vec<i64> = tps
-        .iter()
-        .map(|tp| cluster.list_offset(tp, OffsetAt::Latest).expect("end"))
-        .collect();
-    let mut consumer = cluster
-        .consumer(&ConsumerSpec::read_committed(support::unique(
-            "kill-reader",
-        )))
-        .expect("consumer");
-    let starts: Vec<(TopicPartition, i64)> = tps.iter().map(|tp| (tp.clone(), 0)).collect();
-    consumer.assign(&starts).expect("assign");
-    let mut out = Vec::new();
-    support::wait_until("reading to the end", Duration::from_secs(120), || {
-        out.extend(consumer.poll(Duration::from_millis(50)).expect("poll"));
-        tps.iter()
-            .zip(&ends)
-            .all(|(tp, end)| consumer.position(tp).expect("position") >= *end)
-    });
-    out
-}
 
 fn spawn(binary: &Path, bootstrap: &str, prefix: &str, dir: &Path, extra: &[&str]) -> Child {
     Command::new(binary)
@@ -107,7 +53,7 @@ fn scenario(bootstrap: &str) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let mut rng = Rng(seed);
-    let binary = example();
+    let binary = example("wordcount_processor");
     let work = tempfile::tempdir().expect("tempdir");
     let prefix = support::unique("kill");
     let stop = work.path().join("stop");
@@ -182,14 +128,14 @@ fn scenario(bootstrap: &str) {
 
     let cluster = KafkaCluster::connect(KafkaConfig::new(bootstrap)).expect("connect");
     let mut model: BTreeMap<String, u64> = BTreeMap::new();
-    for r in read_all(&cluster, &format!("{prefix}-text-input")) {
+    for r in read_committed_to_end(&cluster, &format!("{prefix}-text-input"), READ_BOUND) {
         let line = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
         for word in line.split_whitespace() {
             *model.entry(word.to_string()).or_default() += 1;
         }
     }
     let mut outputs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in read_all(&cluster, &format!("{prefix}-word-counts")) {
+    for r in read_committed_to_end(&cluster, &format!("{prefix}-word-counts"), READ_BOUND) {
         let word = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
         let count = u64::from_be_bytes(
             r.value

@@ -6,78 +6,28 @@
 //! hold exactly n: nothing lost, nothing applied twice, through kill -9 of broker and app
 //! together (one process).
 
+mod cluster_support;
+mod example_runs;
+mod splitmix;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sluice::log::{
-    Broker, BrokerConfig, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetReset,
-    TopicPartition,
-};
+use cluster_support::read_committed_to_end;
+use example_runs::example;
+use sluice::log::{Broker, BrokerConfig};
 use sluice::runtime::serde::{BigEndianSerde, StringSerde};
 use sluice::runtime::state::{StateDb, StoreName, WriteOverlay};
+use splitmix::Rng;
 
 const KILLS: usize = 20;
+/// How long reading a topic to its end may take.
+const READ_BOUND: Duration = Duration::from_secs(60);
 const WORDS: [&str; 12] = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
     "kilo", "lima",
 ];
-
-/// The example binary, built next to this test (or built now).
-fn example() -> PathBuf {
-    let exe = std::env::current_exe().expect("test path");
-    let release = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = release.join("examples").join("wordcount_processor");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--example", "wordcount_processor"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success());
-    }
-    path
-}
-
-/// A small deterministic generator (SplitMix64), so a failure can be replayed by seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn read_committed(broker: &Broker, topic: &str) -> Vec<ConsumerRecord> {
-    let meta = broker.topic_metadata(topic).expect("metadata");
-    let mut out = Vec::new();
-    for (p, m) in meta.partitions.iter().enumerate() {
-        let tp = TopicPartition::new(topic, p as i32);
-        let mut consumer = Consumer::new(
-            broker,
-            ConsumerConfig::default()
-                .with_isolation(IsolationLevel::ReadCommitted)
-                .with_auto_offset_reset(OffsetReset::Earliest),
-        );
-        consumer.assign(vec![tp.clone()]).expect("assign");
-        while consumer.position(&tp).expect("position") < m.last_stable_offset {
-            let batch = consumer.poll(Duration::from_millis(50)).expect("poll");
-            if batch.is_empty() {
-                break;
-            }
-            out.extend(batch);
-        }
-    }
-    out
-}
 
 #[test]
 fn wordcount_survives_twenty_kill_9s_exactly_once() {
@@ -87,7 +37,7 @@ fn wordcount_survives_twenty_kill_9s_exactly_once() {
         .unwrap_or(0x5EED_u64);
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().expect("tempdir");
-    let binary = example();
+    let binary = example("wordcount_processor");
     let mut kills = 0;
     let mut runs = 0;
     let started = Instant::now();
@@ -142,14 +92,14 @@ fn wordcount_survives_twenty_kill_9s_exactly_once() {
 
     let broker = Broker::open(dir.path().join("log"), BrokerConfig::default()).expect("broker");
     let mut model: BTreeMap<String, u64> = BTreeMap::new();
-    for r in read_committed(&broker, "text-input") {
+    for r in read_committed_to_end(&broker, "text-input", READ_BOUND) {
         let line = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
         for word in line.split_whitespace() {
             *model.entry(word.to_string()).or_default() += 1;
         }
     }
     let mut outputs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for r in read_committed(&broker, "word-counts") {
+    for r in read_committed_to_end(&broker, "word-counts", READ_BOUND) {
         let word = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
         let count = u64::from_be_bytes(
             r.value

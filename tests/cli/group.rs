@@ -2,27 +2,8 @@
 
 use std::path::Path;
 
+use super::cli_support::group_rows;
 use super::{ok, run, run_with_input, text, user_error};
-
-/// The offset rows of `group describe`: (topic, partition, committed, log end, lag).
-fn group_rows(describe: &str) -> Vec<(String, i64, String, String, String)> {
-    describe
-        .lines()
-        .skip_while(|l| !l.starts_with("TOPIC"))
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(f.len(), 5, "{describe}");
-            (
-                f[0].to_string(),
-                f[1].parse().expect("partition"),
-                f[2].to_string(),
-                f[3].to_string(),
-                f[4].to_string(),
-            )
-        })
-        .collect()
-}
 
 /// The summed lag of `group describe`.
 fn total_lag(describe: &str) -> i64 {

@@ -1,46 +1,17 @@
 //! `perf eos`, `perf resume`, `perf rebalance` and `perf windows`, small: each prints one JSON line with every figure, and the
 //! figures add up (exactly-once commits happened, a resume restores less than a full one).
 
+use super::cli_support::{PERF_EOS_ARGS, perf_eos_figures};
 use super::{json, ok, run};
 
 #[test]
 fn perf_eos_reports_both_modes_latency_and_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stdout = ok(run(
-        &dir.path().join("data"),
-        &[
-            "perf",
-            "eos",
-            "--records",
-            "5000",
-            "--keys",
-            "50",
-            "--partitions",
-            "2",
-            "--latency-rate",
-            "500",
-            "--latency-seconds",
-            "1",
-        ],
-    ));
+    let stdout = ok(run(&dir.path().join("data"), &PERF_EOS_ARGS));
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let f = json(&stdout);
-    assert_eq!(f["records"], 5000, "{stdout}");
-    for mode in ["alos", "eos"] {
-        assert!(
-            f[mode]["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
-            "{stdout}"
-        );
-    }
+    let f = perf_eos_figures(&stdout);
     assert!(
         f["eos_over_alos"].as_f64().is_some_and(|r| r > 0.0),
-        "{stdout}"
-    );
-    assert_eq!(f["latency_ms"]["samples"], 500, "{stdout}");
-    assert!(
-        f["commit_latency_ms"]["commits"]
-            .as_u64()
-            .is_some_and(|c| c > 0),
         "{stdout}"
     );
 }
@@ -126,6 +97,7 @@ fn perf_rebalance_reports_what_the_joiner_and_the_stayer_restored() {
         let stdout = format!("run {run_number}: {stdout}");
         let f = json(stdout.split_once(": ").map_or("", |(_, line)| line));
         assert_eq!(f["partitions"], 4, "{stdout}");
+        assert_eq!(f["cluster"], "embedded", "{stdout}");
         for phase in ["join", "leave"] {
             assert!(
                 f[phase]["seconds_to_running"]
