@@ -43,13 +43,13 @@ pub enum PerfCommand {
 }
 
 /// Runs a `perf` subcommand; `cluster` is the `--bootstrap-server` given, which only `perf
-/// eos` takes.
+/// eos` and `perf rebalance` take.
 pub fn run(data: &Path, cmd: PerfCommand, cluster: Option<&ClusterArgs>) -> CliResult {
     if let Some(cluster) = cluster
-        && !matches!(cmd, PerfCommand::Eos(_))
+        && !matches!(cmd, PerfCommand::Eos(_) | PerfCommand::Rebalance(_))
     {
         return Err(CliError::Usage(format!(
-            "--bootstrap-server {} (or SLUICE_BOOTSTRAP_SERVER): of the benchmarks only `perf eos` runs on a Kafka cluster; the others use the data directory",
+            "--bootstrap-server {} (or SLUICE_BOOTSTRAP_SERVER): of the benchmarks only `perf eos` and `perf rebalance` run on a Kafka cluster; the others use the data directory",
             cluster.bootstrap
         )));
     }
@@ -58,7 +58,7 @@ pub fn run(data: &Path, cmd: PerfCommand, cluster: Option<&ClusterArgs>) -> CliR
         PerfCommand::Consume(args) => consume::run(data, &args),
         PerfCommand::Eos(args) => eos::run(data, &args, cluster),
         PerfCommand::Resume(args) => resume::run(data, &args),
-        PerfCommand::Rebalance(args) => rebalance::run(data, &args),
+        PerfCommand::Rebalance(args) => rebalance::run(data, &args, cluster),
         PerfCommand::Windows(args) => windows::run(data, &args),
     }
 }
