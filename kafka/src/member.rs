@@ -120,7 +120,9 @@ impl KafkaMember {
             .set("session.timeout.ms", session.to_string())
             .set(
                 "heartbeat.interval.ms",
-                (session / 3).clamp(1, 3000).to_string(),
+                // A member learns of a rebalance at its next heartbeat: at most 500 ms
+                // (librdkafka's 3 s default made a join or leave wait up to 3 s).
+                (session / 3).clamp(1, 500).to_string(),
             )
             .set(
                 "max.poll.interval.ms",
@@ -247,8 +249,11 @@ impl KafkaMember {
             if let Some(partitions) = assigned {
                 // Continuous: a member already, which handed its partitions back in one
                 // eager rebalance without losing them and never went half a poll interval
-                // without polling. The classic protocol completes a generation only with
-                // the members that rejoined within the poll interval and removes the rest.
+                // without polling. librdkafka can still skip a generation silently (a
+                // SyncGroup refused mid-rebalance, or UNKNOWN_MEMBER_ID on the JoinGroup
+                // after a clean revoke) and the rdkafka crate shows neither member id nor
+                // generation, so this is a hint: the runtime keeps a task only if its
+                // committed offsets and changelog ends have not moved either.
                 let continuous = self.joined && self.handed_back == Some(true);
                 self.joined = true;
                 self.rebalancing = false;

@@ -471,3 +471,50 @@ fn panics_outside_process_stop_the_app_or_are_contained() {
         .shutdown()
         .expect("clean shutdown despite the panicking close");
 }
+
+/// The log start of every partition of `topic`.
+fn log_starts(broker: &Broker, topic: &str) -> Vec<i64> {
+    broker
+        .topic_metadata(topic)
+        .expect("topic")
+        .partitions
+        .iter()
+        .map(|p| p.log_start_offset)
+        .collect()
+}
+
+#[test]
+fn only_repartition_topics_the_app_owns_are_purged() {
+    for declared in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = broker(&dir.path().join("log"));
+        topic(&broker, "text-input", 2);
+        topic(&broker, "word-counts", 2);
+        let lines: Vec<(Option<&str>, Vec<u8>)> = (0..20)
+            .map(|i| (None, format!("w{} w{} x", i % 3, i % 5).into_bytes()))
+            .collect();
+        produce(&broker, "text-input", &lines);
+        let mut builder = wordcount_builder();
+        if declared {
+            builder.declare_internal_topic("words-repartition");
+        }
+        let app = App::new(
+            "purger",
+            builder.build().expect("topology"),
+            config(&dir.path().join("state")).with_repartition_purge_interval(Duration::ZERO),
+        )
+        .expect("app");
+        let handle = app.start(&broker).expect("start");
+        assert!(handle.wait_until_caught_up(WAIT).expect("caught up"));
+        handle.shutdown().expect("clean shutdown");
+        assert_eq!(word_counts(&broker).0["x"], 20);
+        if declared {
+            // The app's own topic: deleted up to what the group committed.
+            let starts = log_starts(&broker, "purger-words-repartition");
+            assert!(starts.iter().all(|&s| s > 0), "{starts:?}");
+        } else {
+            // A topic the user named, though the app both writes and reads it: never purged.
+            assert_eq!(log_starts(&broker, "words-repartition"), [0, 0]);
+        }
+    }
+}

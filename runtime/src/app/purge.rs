@@ -1,4 +1,5 @@
-//! Purging repartition topics (Kafka Streams' KIP-204): they have no time retention (a
+//! Purging repartition topics (Kafka Streams' KIP-204): the ones the app owns (declared
+//! internal, named after the app; never a topic the user named) have no time retention (a
 //! record with an old timestamp must not be deleted unread), so after a commit, every
 //! `repartition_purge_interval`, a stream thread deletes (DeleteRecords) what its tasks
 //! have committed of them. The committed offset is where any owner resumes, so nothing

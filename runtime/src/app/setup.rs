@@ -23,7 +23,7 @@ pub(crate) struct TopicPlan {
     pub sink_partitions: Arc<HashMap<String, i32>>,
     /// Per sub-topology: the topic whose partitions stand for its tasks in the group.
     pub lead_topics: Vec<String>,
-    /// The repartition topics (written by one sub-topology, read by another).
+    /// The repartition topics the app owns and purges (declared internal, app-named).
     pub repartition_topics: Arc<BTreeSet<String>>,
 }
 
@@ -193,6 +193,11 @@ pub(crate) fn prepare_topics<C: Cluster>(
     Ok(TopicPlan {
         sink_partitions: Arc::new(sink_partitions),
         lead_topics,
-        repartition_topics: Arc::new(internal),
+        repartition_topics: Arc::new(
+            internal
+                .into_iter()
+                .filter(|t| topology.owned_internal_topics().contains(t))
+                .collect(),
+        ),
     })
 }

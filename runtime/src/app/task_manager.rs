@@ -29,6 +29,8 @@ pub(super) struct TaskManager {
     /// The thread's name in logs (its transactional id).
     name: String,
     tasks: BTreeMap<TaskId, Task>,
+    /// The tasks of the thread's current assignment (open or pending).
+    assigned: BTreeSet<TaskId>,
     /// Assigned tasks still open in another thread of this instance.
     pending: BTreeSet<TaskId>,
     /// Input partition (topic, partition) -> its task.
@@ -48,6 +50,7 @@ impl TaskManager {
             index,
             name: name.to_string(),
             tasks: BTreeMap::new(),
+            assigned: BTreeSet::new(),
             pending: BTreeSet::new(),
             routes: HashMap::new(),
             idle_since: HashMap::new(),
@@ -78,6 +81,11 @@ impl TaskManager {
     /// Task `id`, if open here, to change.
     pub fn get_mut(&mut self, id: TaskId) -> Option<&mut Task> {
         self.tasks.get_mut(&id)
+    }
+
+    /// The tasks of the current assignment, open or still pending.
+    pub fn assigned(&self) -> &BTreeSet<TaskId> {
+        &self.assigned
     }
 
     /// Whether assigned tasks wait for another thread of the instance to close them.
@@ -135,6 +143,7 @@ impl TaskManager {
         if recreate {
             self.stale = false;
         }
+        self.assigned = wanted.clone();
         self.pending = wanted
             .into_iter()
             .filter(|id| !self.tasks.contains_key(id))
@@ -180,7 +189,9 @@ impl TaskManager {
         consumer: &mut C::Consumer,
     ) -> Result<bool> {
         let mut opened = false;
-        for id in std::mem::take(&mut self.pending) {
+        let mut waiting: Vec<TaskId> = std::mem::take(&mut self.pending).into_iter().collect();
+        waiting.reverse();
+        while let Some(id) = waiting.pop() {
             let free = {
                 let mut owners = ctx.task_owners.lock();
                 match owners.get(&id) {
@@ -192,9 +203,23 @@ impl TaskManager {
                 }
             };
             if free {
-                let task = self.open(ctx, member, id)?;
-                self.tasks.insert(id, task);
-                opened = true;
+                match self.open(ctx, member, id) {
+                    Ok(task) => {
+                        self.tasks.insert(id, task);
+                        opened = true;
+                    }
+                    Err(e) => {
+                        // Give the task up to the other threads, and keep it and those not
+                        // tried yet pending.
+                        let mut owners = ctx.task_owners.lock();
+                        if owners.get(&id) == Some(&self.index) {
+                            owners.remove(&id);
+                        }
+                        self.pending.insert(id);
+                        self.pending.extend(waiting);
+                        return Err(e);
+                    }
+                }
             } else {
                 self.pending.insert(id);
             }
@@ -236,8 +261,11 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Whether the group's committed offsets of task `id`'s inputs are the task's positions:
-    /// nobody committed for it since this thread did.
+    /// Whether nothing can have moved task `id` on since this thread last committed it:
+    /// the group's committed offsets of its inputs are the task's positions (nobody
+    /// committed input for it), and each store's changelog ends where this thread left it
+    /// (its checkpoint, plus the one commit marker after it; nobody wrote to it, not even
+    /// a punctuator that consumed no input).
     pub fn still_committed<C: Cluster>(
         &self,
         ctx: &ThreadContext<C>,
@@ -249,11 +277,27 @@ impl TaskManager {
         };
         let inputs: Vec<TopicPartition> = task.inputs().cloned().collect();
         let committed = member.stable_offsets(ctx, &inputs)?;
-        Ok(committed.iter().all(|(tp, offset)| match offset {
+        let offsets_kept = committed.iter().all(|(tp, offset)| match offset {
             Some(o) => task.positions.get(tp) == Some(o),
             // Nothing committed: start it again (it cannot have done much).
             None => false,
-        }))
+        });
+        if !offsets_kept {
+            return Ok(false);
+        }
+        for (store, topic) in &task.changelogs {
+            let checkpoint = ctx.db.checkpoint(store)?.unwrap_or(0);
+            let tp = TopicPartition::new(topic.clone(), id.partition);
+            let end = ctx
+                .cluster
+                .list_offset(&tp, OffsetAt::Latest)
+                .map_err(Error::cluster)?;
+            if end > checkpoint + 1 {
+                tracing::info!(task = %id, changelog = %topic, checkpoint, end, "a kept task's changelog moved on");
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// A task for `id`: its start offsets (once no transaction is committing them), its

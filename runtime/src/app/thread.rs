@@ -255,7 +255,7 @@ impl<C: Cluster> StreamThread<C> {
             ErrorClass::Migrated => {
                 tracing::info!(%error, thread = %self.name, "the group moved on; aborting and rejoining");
                 self.enter(ThreadState::Rebalancing);
-                self.committer.abort(&self.ctx)?;
+                self.abort_or_renew()?;
             }
             _ => return Err(error),
         }
@@ -264,7 +264,8 @@ impl<C: Cluster> StreamThread<C> {
             return Ok(());
         }
         if !self.follow_group()? {
-            let wanted: BTreeSet<TaskId> = self.tasks.ids().into_iter().collect();
+            // The same assignment (open and pending tasks), from what is committed.
+            let wanted: BTreeSet<TaskId> = self.tasks.assigned().clone();
             self.tasks.set(
                 &self.ctx,
                 &mut self.member,
@@ -274,6 +275,18 @@ impl<C: Cluster> StreamThread<C> {
             )?;
         }
         Ok(())
+    }
+
+    /// Aborts the open transaction; if the producer turns out fenced meanwhile (the
+    /// transaction outlived its timeout), takes a new one instead.
+    fn abort_or_renew(&mut self) -> Result<()> {
+        match self.committer.abort(&self.ctx) {
+            Err(e) if e.class() == ErrorClass::Fenced => {
+                tracing::warn!(error = %e, thread = %self.name, "producer fenced while aborting; re-initialising");
+                self.committer.renew(&self.ctx)
+            }
+            other => other,
+        }
     }
 
     /// Serves the membership; follows the group to a new generation if it moved on.
@@ -308,8 +321,8 @@ impl<C: Cluster> StreamThread<C> {
             .collect();
         if self.committer.has_uncommitted() {
             // Our uncommitted work can no longer commit in the new generation.
-            self.committer.abort(&self.ctx)?;
             self.tasks.mark_stale();
+            self.abort_or_renew()?;
         }
         let keep = assignment.continuous && !self.tasks.is_stale();
         let mut kept = Vec::new();
@@ -357,7 +370,18 @@ impl<C: Cluster> StreamThread<C> {
                     // The group moved on: what was not committed is someone else's to redo.
                     Err(e) if e.class() == ErrorClass::Migrated => {
                         tracing::info!(error = %e, thread = %self.name, "final commit refused: the group moved on");
-                        self.committer.abort(&self.ctx)
+                        match self.committer.abort(&self.ctx) {
+                            Err(e) if e.class() == ErrorClass::Fenced => Ok(()),
+                            other => other,
+                        }
+                    }
+                    // Fenced (a newer incarnation, or the transaction timed out and was
+                    // aborted): nothing of it is committed, and whoever owns the tasks
+                    // redoes it; there is nothing left to close cleanly.
+                    Err(e) if e.class() == ErrorClass::Fenced => {
+                        tracing::warn!(error = %e, thread = %self.name, "final commit fenced; its work is redone by the tasks' owner");
+                        self.committer.abandon();
+                        Ok(())
                     }
                     Err(e) => {
                         if self.committer.has_uncommitted() {

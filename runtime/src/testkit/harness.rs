@@ -693,7 +693,8 @@ where
                         handle.error().unwrap_or_default()
                     )));
                 }
-                Ok(handle.metrics().assignments > before)
+                // Every thread of it is a member of its own and rejoins.
+                Ok(handle.metrics().assignments >= before + self.config.num_threads as u64)
             },
             || format!("app {:?}", handle.state()),
         )?;

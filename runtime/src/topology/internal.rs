@@ -27,6 +27,7 @@ impl Topology {
             true => format!("{application_id}-{topic}"),
             false => topic.to_string(),
         };
+        b.app_internal = declared.iter().map(|t| rename(t)).collect();
         for (name, node) in &mut b.nodes {
             match &mut node.kind {
                 NodeKind::Source { topics } => {
@@ -48,5 +49,13 @@ impl Topology {
             }
         }
         b.build()
+    }
+
+    /// The repartition topics this app owns (declared internal, named
+    /// `<application_id>-<topic>` by [`for_application`](Self::for_application)): the only
+    /// topics it may purge. A topic the user named, even one the topology both writes and
+    /// reads, is never among them.
+    pub fn owned_internal_topics(&self) -> &std::collections::BTreeSet<String> {
+        &self.builder.app_internal
     }
 }

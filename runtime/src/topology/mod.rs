@@ -181,6 +181,8 @@ pub struct TopologyBuilder {
     global_stores: BTreeMap<String, (StoreSpec, String, Vec<String>)>,
     /// Topics the topology owns, renamed per application (`internal.rs`).
     declared_internal: BTreeSet<String>,
+    /// The owned topics as an application names them, once renamed (`internal.rs`).
+    app_internal: BTreeSet<String>,
 }
 
 impl TopologyBuilder {

@@ -81,7 +81,12 @@ impl<IK, IV, OK, OV> FaultHarness<IK, IV, OK, OV> {
                         .map_err(Error::cluster)?;
                     done &= offset.unwrap_or(0) >= end;
                 }
-                Ok(done && self.owns_every_task(handle) && handle.state() == AppState::Running)
+                // The app's own check too: every source, repartition topics included, read to
+                // its end, upstream first.
+                Ok(done
+                    && handle.caught_up()?
+                    && self.owns_every_task(handle)
+                    && handle.state() == AppState::Running)
             },
             app,
         )
