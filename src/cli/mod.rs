@@ -35,7 +35,7 @@ process may have a data directory open at a time. `sluice broker` keeps it open 
 to any Kafka client over Kafka's wire protocol.
 
 With --bootstrap-server HOST:PORT the topic, produce, consume and group commands (and `perf \
-eos`) work on that Kafka cluster instead, a running `sluice broker` or Apache Kafka, through \
+eos`, `perf rebalance`) work on that Kafka cluster instead, a running `sluice broker` or Apache Kafka, through \
 librdkafka; --data is not used then. -X KEY=VALUE (repeatable) and --command-config FILE pass \
 librdkafka properties for the connection (security.protocol, sasl.mechanism, ...).";
 
@@ -85,7 +85,7 @@ pub struct Cli {
 
     /// Work on this Kafka cluster (Apache Kafka, or a running `sluice broker`) instead of the
     /// data directory: `HOST:PORT[,HOST:PORT...]`, as Kafka's tools take it. For the topic,
-    /// produce, consume and group commands, and `perf eos`.
+    /// produce, consume and group commands, and `perf eos` and `perf rebalance`.
     #[arg(
         long,
         global = true,

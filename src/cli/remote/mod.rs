@@ -238,7 +238,7 @@ pub fn run(args: &ClusterArgs, command: Command) -> CliResult {
         Command::Consume(consume) => consume::run(args, &consume),
         Command::Group(cmd) => group::run(args, cmd),
         Command::Perf(_) | Command::Broker(_) => Err(CliError::Usage(
-            "--bootstrap-server applies to the topic, produce, consume and group commands and `perf eos`".into(),
+            "--bootstrap-server applies to the topic, produce, consume and group commands, `perf eos` and `perf rebalance`".into(),
         )),
     }
 }
