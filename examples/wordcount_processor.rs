@@ -1,7 +1,9 @@
 //! Word count with the Processor API, exactly once, on the embedded log.
 //!
 //! `split` turns each line into words and writes them, keyed by word, to the repartition
-//! topic `words-repartition`; `count` keeps a RocksDB count per word and writes every new
+//! topic `words-repartition`, declared internal, so the app names it after itself
+//! (`<app>-words-repartition`: apps sharing a cluster never share it) and purges what it
+//! has committed of it; `count` keeps a RocksDB count per word and writes every new
 //! count to `word-counts`. Output, state and input offsets commit as one transaction
 //! (docs/architecture.md §3.1), so the counts are exact through crashes.
 //!
@@ -86,6 +88,7 @@ fn topology(input: &str, output: &str) -> Res<Topology> {
         StringSerde,
     )?;
     b.add_source("words", &["words-repartition"], StringSerde, StringSerde)?;
+    b.declare_internal_topic("words-repartition");
     b.add_processor("count", &["words"], || Count)?;
     b.add_state_store(
         StoreSpec::key_value::<String, u64>("counts", StringSerde, BigEndianSerde),
