@@ -1,8 +1,11 @@
 //! [`KafkaProducer`]: the runtime's transactional producer on librdkafka, the Kafka side of
 //! `sluice_log::cluster::TxnProducer`.
 //!
-//! - A `BaseProducer`: only its stream thread uses it, and `flush` and the transaction calls
-//!   serve the delivery reports on that thread.
+//! - A `ThreadedProducer`: rdkafka's polling thread serves the delivery reports as they
+//!   arrive, and a flush waits on a condition variable until every record sent has its
+//!   report. Not `BaseProducer` polled by the stream thread: rdkafka's `poll(d)` runs until
+//!   `d` has passed and waits in whole milliseconds, so polling in short slices spins on
+//!   the clock, and on two cores that spinning starved the broker (see BENCHMARKS.md).
 //! - Deliveries: a record sent with `send_tracked` carries a slot number; its report fills
 //!   the slot, read by [`KafkaDelivery::offset`] after a flush (or commit); a delivery
 //!   dropped unread frees its slot. Every failed report, tracked
@@ -14,13 +17,15 @@
 //!   aborts the transaction before returning the error.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_log::cluster::{Delivery, ProducerSpec};
 use sluice_log::{ProducerRecord, TopicPartition};
@@ -28,11 +33,13 @@ use sluice_log::{ProducerRecord, TopicPartition};
 use crate::config::KafkaConfig;
 use crate::error::{KafkaClusterError, Result};
 
-/// How long one wait for delivery reports lasts while draining.
-const DRAIN_SLICE: Duration = Duration::from_millis(1);
+/// The longest a send waits for room when librdkafka's queue is full, before it tries
+/// again (a delivery report wakes it earlier).
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
-/// How many sends go by between two servings of delivery reports.
-const SERVE_EVERY: u32 = 256;
+/// How often a flush looks again, once every report has arrived, for librdkafka to free
+/// the event that carried the last ones.
+const EVENT_FREED_WAIT: Duration = Duration::from_micros(200);
 
 /// Delivery reports as they arrive.
 #[derive(Debug, Default)]
@@ -41,10 +48,26 @@ struct Reports {
     tracked: HashMap<usize, std::result::Result<i64, KafkaError>>,
     /// The first failure since the last flush: topic, partition, error.
     first_failure: Option<(String, i32, KafkaError)>,
+    /// How many reports have arrived, in all. Every record librdkafka accepted gets
+    /// exactly one (delivered, failed or purged).
+    reported: u64,
+}
+
+/// The reports and the condition a flush waits on.
+#[derive(Debug, Default)]
+struct Shared {
+    reports: Mutex<Reports>,
+    reported: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Reports> {
+        self.reports.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 struct DeliveryContext {
-    reports: Arc<Mutex<Reports>>,
+    shared: Arc<Shared>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -53,7 +76,8 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, slot: usize) {
-        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reports = self.shared.lock();
+        reports.reported += 1;
         let outcome = match result {
             Ok(message) => Ok(message.offset()),
             Err((error, message)) => {
@@ -70,17 +94,20 @@ impl ProducerContext for DeliveryContext {
         if slot != 0 {
             reports.tracked.insert(slot, outcome);
         }
+        drop(reports);
+        self.shared.reported.notify_all();
     }
 }
 
 /// A transactional producer on a Kafka cluster. `init_transactions` before the first
 /// transaction.
 pub struct KafkaProducer {
-    producer: BaseProducer<DeliveryContext>,
-    reports: Arc<Mutex<Reports>>,
+    producer: ThreadedProducer<DeliveryContext>,
+    shared: Arc<Shared>,
     transactional_id: String,
     next_slot: usize,
-    unserved: u32,
+    /// How many records librdkafka accepted, in all (see `Reports::reported`).
+    sent: u64,
     timeout: Duration,
 }
 
@@ -98,17 +125,13 @@ pub struct KafkaDelivery {
     slot: usize,
     topic: String,
     partition: Option<i32>,
-    reports: Arc<Mutex<Reports>>,
+    shared: Arc<Shared>,
 }
 
 impl Drop for KafkaDelivery {
     /// A delivery dropped unread (its transaction aborted) frees its slot.
     fn drop(&mut self) {
-        self.reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tracked
-            .remove(&self.slot);
+        self.shared.lock().tracked.remove(&self.slot);
     }
 }
 
@@ -117,12 +140,7 @@ impl Delivery for KafkaDelivery {
 
     fn offset(self) -> Result<i64> {
         // The slot is freed here, or by the drop when this returns.
-        let outcome = self
-            .reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .tracked
-            .remove(&self.slot);
+        let outcome = self.shared.lock().tracked.remove(&self.slot);
         let call = || match self.partition {
             Some(p) => format!("delivering a record to {}-{p}", self.topic),
             None => format!("delivering a record to `{}`", self.topic),
@@ -166,21 +184,21 @@ impl KafkaProducer {
                 client.set(key, value);
             }
         }
-        let reports = Arc::new(Mutex::new(Reports::default()));
+        let shared = Arc::new(Shared::default());
         let producer = client
             .create_with_context(DeliveryContext {
-                reports: Arc::clone(&reports),
+                shared: Arc::clone(&shared),
             })
             .map_err(KafkaClusterError::Config)?;
         Ok(Self {
             producer,
-            reports,
+            shared,
             transactional_id: spec
                 .transactional_id
                 .clone()
                 .unwrap_or_else(|| spec.client_id.clone()),
             next_slot: 1,
-            unserved: 0,
+            sent: 0,
             timeout: config.timeout().max(spec.transaction_timeout),
         })
     }
@@ -258,12 +276,17 @@ impl KafkaProducer {
         loop {
             match self.producer.send(base) {
                 Ok(()) => break,
-                // librdkafka's queue is full: serve reports so it drains, then try again.
+                // librdkafka's queue is full: wait for a report (room), then try again.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                     if Instant::now() < deadline =>
                 {
                     base = back;
-                    self.producer.poll(Duration::from_millis(10));
+                    let reports = self.shared.lock();
+                    let _ = self
+                        .shared
+                        .reported
+                        .wait_timeout(reports, QUEUE_FULL_WAIT)
+                        .unwrap_or_else(PoisonError::into_inner);
                 }
                 Err((source, _)) => {
                     return Err(KafkaClusterError::Client {
@@ -273,11 +296,7 @@ impl KafkaProducer {
                 }
             }
         }
-        self.unserved += 1;
-        if self.unserved >= SERVE_EVERY {
-            self.unserved = 0;
-            self.producer.poll(Duration::ZERO);
-        }
+        self.sent += 1;
         Ok(())
     }
 
@@ -295,20 +314,14 @@ impl KafkaProducer {
             slot,
             topic: record.topic.clone(),
             partition: record.partition,
-            reports: Arc::clone(&self.reports),
+            shared: Arc::clone(&self.shared),
         })
     }
 
     /// Waits for every record sent; the first failure since the previous flush.
     pub fn flush(&mut self) -> Result<()> {
         self.drain()?;
-        self.unserved = 0;
-        let failure = self
-            .reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .first_failure
-            .take();
+        let failure = self.shared.lock().first_failure.take();
         match failure {
             Some((topic, partition, source)) => Err(KafkaClusterError::Client {
                 call: format!("delivering a record to {topic}-{partition}"),
@@ -318,16 +331,20 @@ impl KafkaProducer {
         }
     }
 
-    /// Waits until nothing is in flight, serving delivery reports as they come. Not
-    /// `BaseProducer::flush`: it polls in slices of 100 ms that each run to their end, so
-    /// every flush with a record in flight took at least 100 ms.
+    /// Waits until every record sent has its delivery report. Not rdkafka's `flush`: it
+    /// polls in slices of 100 ms that each run to their end, so every flush with a record
+    /// in flight took at least 100 ms.
     fn drain(&mut self) -> Result<()> {
         // rd_kafka_flush with no wait wakes the senders, so queued records go without
         // waiting out linger.ms; it answers "timed out" while any is in flight.
         let _ = self.producer.flush(Duration::ZERO);
         let deadline = Instant::now() + self.timeout;
-        while self.producer.in_flight_count() > 0 {
-            if Instant::now() >= deadline {
+        let mut reports = self.shared.lock();
+        // Reported is not yet done: librdkafka counts a record in flight until the event
+        // that carried its report is freed, just after the callbacks, and rdkafka's
+        // `commit_transaction` polls for 100 ms if it finds one.
+        while reports.reported < self.sent || self.producer.in_flight_count() > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return Err(KafkaClusterError::Timeout {
                     call: format!(
                         "flushing (transactional id `{}`): {} record(s) still in flight",
@@ -336,8 +353,18 @@ impl KafkaProducer {
                     ),
                     waited: self.timeout,
                 });
-            }
-            self.producer.poll(DRAIN_SLICE);
+            };
+            let wait = if reports.reported < self.sent {
+                left
+            } else {
+                left.min(EVENT_FREED_WAIT)
+            };
+            reports = self
+                .shared
+                .reported
+                .wait_timeout(reports, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         Ok(())
     }
@@ -389,7 +416,7 @@ impl KafkaProducer {
 
     /// Aborts the open transaction. The records sent are first delivered (into the
     /// transaction being aborted) and their reports served: librdkafka's abort waits for
-    /// them, and only a poll serves them. Dropping unsent records instead (a purge) would
+    /// them. Dropping unsent records instead (a purge) would
     /// leave a gap in the partition's sequence numbers, which the broker then refuses.
     pub fn abort_transaction(&mut self) -> Result<()> {
         let call = self.call("aborting a transaction");
@@ -404,10 +431,7 @@ impl KafkaProducer {
     }
 
     fn clear_failure(&mut self) {
-        self.reports
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .first_failure = None;
+        self.shared.lock().first_failure = None;
     }
 
     /// Flushes and drops the producer; an open transaction is left to the cluster.
