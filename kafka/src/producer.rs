@@ -51,6 +51,10 @@ struct Reports {
     /// How many reports have arrived, in all. Every record librdkafka accepted gets
     /// exactly one (delivered, failed or purged).
     reported: u64,
+    /// While a sender waits on `Shared::reported` (a flush, or a send with the queue full):
+    /// the count of reports that wakes it. Only that report notifies: a notify is a system
+    /// call, and there is one report per record.
+    wake_at: Option<u64>,
 }
 
 /// The reports and the condition a flush waits on.
@@ -94,8 +98,11 @@ impl ProducerContext for DeliveryContext {
         if slot != 0 {
             reports.tracked.insert(slot, outcome);
         }
+        let wake = reports.wake_at.is_some_and(|at| reports.reported >= at);
         drop(reports);
-        self.shared.reported.notify_all();
+        if wake {
+            self.shared.reported.notify_all();
+        }
     }
 }
 
@@ -281,12 +288,14 @@ impl KafkaProducer {
                     if Instant::now() < deadline =>
                 {
                     base = back;
-                    let reports = self.shared.lock();
-                    let _ = self
+                    let mut reports = self.shared.lock();
+                    reports.wake_at = Some(reports.reported + 1);
+                    let (mut reports, _) = self
                         .shared
                         .reported
                         .wait_timeout(reports, QUEUE_FULL_WAIT)
                         .unwrap_or_else(PoisonError::into_inner);
+                    reports.wake_at = None;
                 }
                 Err((source, _)) => {
                     return Err(KafkaClusterError::Client {
@@ -345,6 +354,7 @@ impl KafkaProducer {
         // `commit_transaction` polls for 100 ms if it finds one.
         while reports.reported < self.sent || self.producer.in_flight_count() > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                reports.wake_at = None;
                 return Err(KafkaClusterError::Timeout {
                     call: format!(
                         "flushing (transactional id `{}`): {} record(s) still in flight",
@@ -359,12 +369,14 @@ impl KafkaProducer {
             } else {
                 left.min(EVENT_FREED_WAIT)
             };
+            reports.wake_at = Some(self.sent);
             reports = self
                 .shared
                 .reported
                 .wait_timeout(reports, wait)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            reports.wake_at = None;
         }
         Ok(())
     }
