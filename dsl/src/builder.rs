@@ -4,6 +4,7 @@
 //! chains stay free of `?`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -16,19 +17,28 @@ pub(crate) struct Inner {
     pub topology: TopologyBuilder,
     next: usize,
     error: Option<TopologyError>,
-    /// The name `named` chose for the next operator.
-    pub pending_name: Option<String>,
+    /// The names `named` chose, by the token of the stream they were given to; each is
+    /// taken by the next operator applied to that stream, and by no other.
+    pending_names: HashMap<u64, String>,
+    next_token: u64,
 }
 
 impl Inner {
-    /// The node name of the next operator of `kind`: the one `named` chose, else a fresh
-    /// `kind-0003`.
-    pub fn name(&mut self, kind: &str) -> String {
-        if let Some(name) = self.pending_name.take() {
+    /// The node name of an operator of `kind` applied to the stream with `token`: the name
+    /// `named` chose for that stream if it has not been used yet, else a fresh `kind-0003`.
+    pub fn name(&mut self, token: u64, kind: &str) -> String {
+        if let Some(name) = self.pending_names.remove(&token) {
             return name;
         }
         self.next += 1;
         format!("{kind}-{:04}", self.next)
+    }
+
+    /// Keeps `name` for the next operator applied to a stream with the returned token.
+    pub fn name_next(&mut self, name: &str) -> u64 {
+        self.next_token += 1;
+        self.pending_names.insert(self.next_token, name.to_string());
+        self.next_token
     }
 
     /// Runs a change to the topology, keeping the first error for `build`.
@@ -45,6 +55,9 @@ impl Inner {
 }
 
 pub(crate) type Shared = Rc<RefCell<Inner>>;
+
+/// The token of a stream that `named` has not named.
+pub(crate) const NO_NAME: u64 = 0;
 
 /// Builds a topology with the DSL.
 ///
@@ -83,7 +96,8 @@ impl StreamBuilder {
                 topology: TopologyBuilder::new(),
                 next: 0,
                 error: None,
-                pending_name: None,
+                pending_names: HashMap::new(),
+                next_token: 0,
             })),
         }
     }
@@ -104,7 +118,7 @@ impl StreamBuilder {
             (Arc::new(keys), Arc::new(values));
         let name = {
             let mut inner = self.inner.borrow_mut();
-            let name = inner.name("source");
+            let name = inner.name(NO_NAME, "source");
             let (k, v) = (keys.clone(), values.clone());
             inner.add(|t| t.add_source(&name, &[topic], k, v));
             name

@@ -123,7 +123,7 @@ impl<K: Data, V: Data> Grouped<K, V> {
         let fold: Aggregator<K, V, A> = Arc::new(fold);
         let store = name.to_string();
         let mut inner = input.inner.borrow_mut();
-        let node = inner.name("aggregate");
+        let node = inner.name(input.name_token, "aggregate");
         let parent = input.node.clone();
         inner.add(|t| {
             t.add_processor::<Aggregate<K, V, A>, K, V, K, Change<A>>(

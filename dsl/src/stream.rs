@@ -12,7 +12,7 @@ use sluice_runtime::serde::Serde;
 use sluice_runtime::topology::{StoreSpec, TopologyError};
 
 use crate::Data;
-use crate::builder::Shared;
+use crate::builder::{NO_NAME, Shared};
 use crate::ops::{Filter, FlatMap, FlatMapFn, Pass, Peek, PeekFn, Predicate, Split};
 
 /// A typed stream of records.
@@ -23,6 +23,8 @@ pub struct Stream<K, V> {
     pub(crate) values: Arc<dyn Serde<V>>,
     /// The key may differ from the partitioning of the source.
     pub(crate) key_changed: bool,
+    /// Which name `named` chose for the next operator on this stream (`NO_NAME`: none).
+    pub(crate) name_token: u64,
 }
 
 impl<K, V> std::fmt::Debug for Stream<K, V> {
@@ -42,6 +44,7 @@ impl<K, V> Clone for Stream<K, V> {
             keys: self.keys.clone(),
             values: self.values.clone(),
             key_changed: self.key_changed,
+            name_token: self.name_token,
         }
     }
 }
@@ -60,6 +63,7 @@ impl<K: Data, V: Data> Stream<K, V> {
             keys,
             values,
             key_changed,
+            name_token: NO_NAME,
         }
     }
 
@@ -67,6 +71,9 @@ impl<K: Data, V: Data> Stream<K, V> {
     /// stores and internal topics it derives (`<name>-repartition`, `<name>-left-store`...)
     /// are named after it, so they stay stable when the topology changes elsewhere
     /// (Kafka Streams' `Named`). Operators that take a store name use that for the store.
+    /// The name goes to exactly one operator: the next one applied to the stream returned
+    /// here (or a clone of it). Operators on other streams of the builder, and on `self`,
+    /// keep their generated names.
     ///
     /// ```
     /// use sluice_dsl::StreamBuilder;
@@ -77,8 +84,11 @@ impl<K: Data, V: Data> Stream<K, V> {
     /// # Ok::<(), sluice_dsl::runtime::topology::TopologyError>(())
     /// ```
     pub fn named(&self, name: &str) -> Self {
-        self.inner.borrow_mut().pending_name = Some(name.to_string());
-        self.clone()
+        let name_token = self.inner.borrow_mut().name_next(name);
+        Self {
+            name_token,
+            ..self.clone()
+        }
     }
 
     /// This stream with `keys` as its key serde from here on (for the topics, repartition
@@ -115,7 +125,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         K2: Data,
         V2: Data,
     {
-        let name = self.inner.borrow_mut().name(kind);
+        let name = self.inner.borrow_mut().name(self.name_token, kind);
         self.add_as::<P, K2, V2>(&name, parents, factory);
         name
     }
@@ -348,7 +358,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         values: impl Serde<V> + 'static,
     ) {
         let mut inner = self.inner.borrow_mut();
-        let name = inner.name("sink");
+        let name = inner.name(self.name_token, "sink");
         let parent = self.node.clone();
         inner.add(|t| t.add_sink(&name, topic, &[&parent], keys, values));
     }
@@ -361,7 +371,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         partitioner: impl Fn(&K, &V, i32) -> i32 + Send + Sync + 'static,
     ) {
         let mut inner = self.inner.borrow_mut();
-        let name = inner.name("sink");
+        let name = inner.name(self.name_token, "sink");
         let (parent, keys, values) = (self.node.clone(), self.keys.clone(), self.values.clone());
         inner.add(|t| {
             t.add_sink_with_partitioner(&name, topic, &[&parent], keys, values, partitioner)
@@ -375,7 +385,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         self.to(topic);
         let mut inner = self.inner.borrow_mut();
         inner.add(|t| Ok(t.declare_internal_topic(topic)));
-        let name = inner.name("repartition-source");
+        let name = inner.name(self.name_token, "repartition-source");
         let (keys, values) = (self.keys.clone(), self.values.clone());
         inner.add(|t| t.add_source(&name, &[topic], keys, values));
         drop(inner);
@@ -459,7 +469,7 @@ impl<K: Data, V: Data> Splitter<K, V> {
 
     fn finish(self, default: Option<String>) -> BTreeMap<String, Stream<K, V>> {
         let s = &self.stream;
-        let split = s.inner.borrow_mut().name("split");
+        let split = s.inner.borrow_mut().name(s.name_token, "split");
         let child = |branch: &str| format!("{split}-{branch}");
         let branches: Vec<(String, Predicate<K, V>)> = self
             .branches

@@ -114,8 +114,10 @@ impl<K: Data, V: Data> Stream<K, V> {
 impl<K: Data, V: Data> Table<K, V> {
     /// Names the next operator applied to this table (see [`Stream::named`]).
     pub fn named(&self, name: &str) -> Self {
-        self.changes.named(name);
-        self.clone()
+        Self {
+            changes: self.changes.named(name),
+            ..self.clone()
+        }
     }
 
     /// The store holding the table (for `TopologyTestDriver::kv_store` and queries).

@@ -262,7 +262,7 @@ impl<K: Data, V: Data> WindowedGrouped<K, V> {
         let fold: Fold<K, V, A> = Arc::new(fold);
         let (store, windows) = (name.to_string(), self.windows);
         let mut inner = input.inner.borrow_mut();
-        let node = inner.name("window-aggregate");
+        let node = inner.name(input.name_token, "window-aggregate");
         let parent = input.node.clone();
         inner.add(|t| {
             t.add_processor::<WindowAggregate<K, V, A>, K, V, Windowed<K>, Change<A>>(

@@ -105,3 +105,23 @@ fn named_operators_name_their_processors_stores_and_internal_topics() {
             .contains("app-pairs-left-repartition")
     );
 }
+
+#[test]
+fn a_name_goes_to_the_next_operator_on_its_stream_and_no_other() {
+    let b = StreamBuilder::new();
+    let a = b.stream::<String, i64>("a");
+    let other = b.stream::<String, i64>("other");
+    // Named, then left unused: no operator of another stream, nor of `a` itself, takes it.
+    let _unused = a.named("never-used");
+    other.filter(|_, v| *v > 0).to("other-out");
+    a.map_values(|v| v + 1).to("a-out");
+    // Named, then two operators on the named stream: the first takes the name, the second
+    // gets a generated one (no duplicate node).
+    let named = a.named("first-only");
+    named.filter(|_, v| *v > 1).to("f-out");
+    named.filter(|_, v| *v > 2).to("g-out");
+    let topology = b.build().expect("topology");
+    let text = topology.describe();
+    assert!(!text.contains("never-used"), "{text}");
+    assert_eq!(text.matches("Processor: first-only").count(), 1, "{text}");
+}
