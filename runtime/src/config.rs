@@ -35,11 +35,14 @@ pub enum DeserializationHandler {
 /// harness makes an instance stop dead at one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CrashPoint {
-    /// Records processed and sent, the producer not yet flushed.
+    /// Records processed and sent, offsets added to the transaction (exactly-once), the
+    /// producer not yet flushed.
     BeforeFlush,
-    /// The producer flushed, offsets not yet added to the transaction.
+    /// The producer flushed, the transaction not yet committed.
     AfterFlush,
-    /// Offsets added to the transaction, not yet committed.
+    /// Offsets added and records flushed, the transaction not yet committed (the same
+    /// instant as `AfterFlush` since the offsets go first; kept so a harness that names it
+    /// still runs).
     AfterSendOffsets,
     /// The coordinator wrote PrepareCommit; the markers are not yet written.
     AfterPrepareCommit,
