@@ -645,6 +645,12 @@ where
                 handle.error().unwrap_or_default()
             )));
         }
+        // A rejoin just before (the previous zombie's) may still be moving tasks: the
+        // second's next assignment could then be that rebalance's, and be taken for the
+        // zombie's loss before the group has even noticed the pause.
+        if let Some(other) = second.handle.as_ref() {
+            self.wait_until_split(handle, other)?;
+        }
         handle.pause_heartbeats(true);
         log("primary stops heartbeating".into());
         if second.handle.is_none() {

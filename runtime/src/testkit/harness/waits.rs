@@ -44,6 +44,25 @@ impl<IK, IV, OK, OV> FaultHarness<IK, IV, OK, OV> {
         handle.tasks().len() == self.sub_topologies * self.input.partitions as usize
     }
 
+    /// Waits until `a` and `b` split the tasks between them, each task run by exactly one:
+    /// the last rebalance has reached both instances' threads, so the next assignment
+    /// either sees is a new one.
+    pub(super) fn wait_until_split(&self, a: &AppHandle, b: &AppHandle) -> Result<()> {
+        let every = self.sub_topologies * self.input.partitions as usize;
+        poll_until(
+            "the two instances to split the tasks (the last rebalance settled)",
+            || {
+                let mut tasks = a.tasks();
+                tasks.extend(b.tasks());
+                let run = tasks.len();
+                tasks.sort();
+                tasks.dedup();
+                Ok(run == every && tasks.len() == every)
+            },
+            || format!("one runs {:?}, the other {:?}", a.tasks(), b.tasks()),
+        )
+    }
+
     /// Waits until the instance runs every task and the group's committed offsets reach the
     /// end of every input partition.
     pub(super) fn wait_until_consumed<C: Cluster>(
