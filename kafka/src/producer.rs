@@ -297,11 +297,13 @@ impl KafkaProducer {
                         .unwrap_or_else(PoisonError::into_inner);
                     reports.wake_at = None;
                 }
+                // A fenced producer refuses every record at once with librdkafka's __FATAL:
+                // its cause (e.g. Fenced) is what the caller's recovery needs to see.
                 Err((source, _)) => {
-                    return Err(KafkaClusterError::Client {
+                    return Err(self.with_fatal_cause(KafkaClusterError::Client {
                         call: format!("sending a record to `{}`", record.topic),
                         source,
-                    });
+                    }));
                 }
             }
         }

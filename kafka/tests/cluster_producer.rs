@@ -3,7 +3,7 @@
 //! Kafka 4.4. A committed transaction's records (keys, headers) and group offsets become
 //! visible together; an aborted one's never; a tracked record's offset is known after a
 //! flush; a second producer with the same transactional id fences the first, whose error
-//! is classed `Fenced`; a record to a partition that does not exist fails, and the
+//! (at the commit, or at each record sent in an open transaction) is classed `Fenced`; a record to a partition that does not exist fails, and the
 //! transaction can then be aborted and the producer goes on.
 
 mod support;
@@ -152,7 +152,29 @@ fn contract<C: Cluster>(
         ["r0", "r1", "r2", "r3", "r4"]
     );
     assert_eq!(committed(&source), Some(60));
-    second.close().expect("close");
+
+    // Fenced with a transaction open: its records fail (at once or at the flush), every one
+    // as `Fenced`, since a stream thread sends output between commits and only `Fenced`
+    // renews its producer (librdkafka refuses every record of a fenced producer at once).
+    second.begin_transaction().expect("begin");
+    second
+        .send(ProducerRecord::new(&topic, "before the fence").with_partition(0))
+        .and_then(|()| second.flush())
+        .expect("send before the fence");
+    let mut third = cluster.producer(&producer_spec).expect("producer");
+    third.init_transactions().expect("init");
+    for value in ["after the fence", "and again"] {
+        let error = second
+            .send(ProducerRecord::new(&topic, value).with_partition(0))
+            .and_then(|()| second.flush())
+            .expect_err("the fenced producer took a record");
+        assert_eq!(error.class(), ErrorClass::Fenced, "{value}: {error}");
+    }
+    assert_eq!(
+        values(&read_all(cluster, &out)),
+        ["r0", "r1", "r2", "r3", "r4"]
+    );
+    third.close().expect("close");
 }
 
 #[test]
