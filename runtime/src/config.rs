@@ -35,14 +35,13 @@ pub enum DeserializationHandler {
 /// harness makes an instance stop dead at one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CrashPoint {
-    /// Records processed and sent, offsets added to the transaction (exactly-once), the
-    /// producer not yet flushed.
+    /// Records processed and sent, offsets and changelog records added to the transaction
+    /// (exactly-once), the producer not yet flushed.
     BeforeFlush,
     /// The producer flushed, the transaction not yet committed.
     AfterFlush,
-    /// Offsets added and records flushed, the transaction not yet committed (the same
-    /// instant as `AfterFlush` since the offsets go first; kept so a harness that names it
-    /// still runs).
+    /// Offsets added to the transaction (exactly-once), the changelog records not yet sent
+    /// and output records possibly still in flight.
     AfterSendOffsets,
     /// The coordinator wrote PrepareCommit; the markers are not yet written.
     AfterPrepareCommit,

@@ -1,7 +1,7 @@
 //! The committer of a stream thread: its producer (transactional id
 //! `<app>-<instance>-<thread>`) and the commit of docs/architecture.md §3.1, top to bottom.
-//! Exactly-once: send every task's changelog records, flush, add the input positions to the
-//! transaction, commit (the commit point), then apply every overlay to RocksDB in one
+//! Exactly-once: add the input positions to the transaction, send every task's changelog
+//! records, flush, commit (the commit point), then apply every overlay to RocksDB in one
 //! `WriteBatch` with the changelog checkpoints. At-least-once: flush, apply, then commit the
 //! offsets. A failure is returned as it is: the stream thread's one recovery path decides by
 //! its class (fenced, migrated, fatal) what happens next.
@@ -157,6 +157,27 @@ impl<C: Cluster> Committer<C> {
         member: &mut Membership<C>,
     ) -> Result<()> {
         self.ensure_txn()?;
+        let phase = Instant::now();
+        let name = self.transactional_id.clone();
+        let offsets: Vec<(TopicPartition, i64)> = tasks.positions();
+        if self.eos && !offsets.is_empty() {
+            // The offsets join the transaction first, while the output records are still in
+            // flight, and before the changelog records: their partitions join the
+            // transaction only now, and a Kafka coordinator answers CONCURRENT_TRANSACTIONS
+            // to an AddOffsetsToTxn that arrives while an AddPartitionsToTxn of the same
+            // transaction is being written (librdkafka sends both without waiting for each
+            // other, then retries the loser after `retry.backoff.ms`, 100 ms, doubling).
+            // Nothing of the transaction is visible before its commit, whatever the order
+            // inside it.
+            let group = member.metadata()?;
+            self.producer()?
+                .send_offsets_to_transaction(&offsets, &group)
+                .map_err(Error::cluster)?;
+        }
+        if self.eos {
+            ctx.crash_point(CrashPoint::AfterSendOffsets, &name)?;
+        }
+        let offsets_sent = phase.elapsed();
         let mut last_changelog: Vec<(StoreName, <C::Producer as TxnProducer>::Delivery)> =
             Vec::new();
         {
@@ -174,26 +195,11 @@ impl<C: Cluster> Committer<C> {
                 }
             }
         }
-        let phase = Instant::now();
-        let name = self.transactional_id.clone();
-        let offsets: Vec<(TopicPartition, i64)> = tasks.positions();
-        if self.eos && !offsets.is_empty() {
-            // The offsets join the transaction before the flush, as Kafka Streams sends
-            // them before its commit: on a cluster their two round trips (AddOffsetsToTxn,
-            // TxnOffsetCommit) overlap the records still in flight. Nothing of the
-            // transaction is visible before its commit, whatever the order inside it.
-            let group = member.metadata()?;
-            self.producer()?
-                .send_offsets_to_transaction(&offsets, &group)
-                .map_err(Error::cluster)?;
-        }
-        let offsets_sent = phase.elapsed();
         ctx.crash_point(CrashPoint::BeforeFlush, &name)?;
         self.producer()?.flush().map_err(Error::cluster)?;
         let flushed = phase.elapsed();
         ctx.crash_point(CrashPoint::AfterFlush, &name)?;
         if self.eos {
-            ctx.crash_point(CrashPoint::AfterSendOffsets, &name)?;
             self.commit_transaction(ctx)?;
             ctx.crash_point(CrashPoint::AfterCommitBeforeApply, &name)?;
         }
