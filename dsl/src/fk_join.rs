@@ -354,10 +354,7 @@ impl<K: Data, V: Data> Table<K, V> {
         // 2. The right side answers subscriptions and forwards its own updates.
         let at_right = subscriptions.repartition(&format!("{store}-fk-subscription"));
         let subscribers = format!("{store}-fk-subscriptions");
-        let answer = at_right
-            .inner
-            .borrow_mut()
-            .name(at_right.name_token, "fk-join-answer");
+        let answer = at_right.next_node_name("fk-join-answer");
         let (sub_name, right, ks, fks) = (
             subscribers.clone(),
             other.store.clone(),
@@ -379,11 +376,7 @@ impl<K: Data, V: Data> Table<K, V> {
             StoreSpec::key_value::<Subscriber, u64>(&subscribers, SubscriberKey, BigEndianSerde);
         at_right.add_store(spec, &answer);
         at_right.connect_store(&other.store, &answer);
-        let forward = other
-            .changes
-            .inner
-            .borrow_mut()
-            .name(other.changes.name_token, "fk-join-forward");
+        let forward = other.changes.next_node_name("fk-join-forward");
         let (sub_name, ks, fks) = (subscribers.clone(), keys.clone(), foreign_keys.clone());
         other
             .changes
@@ -406,10 +399,7 @@ impl<K: Data, V: Data> Table<K, V> {
         let at_left = answers
             .merge(&forwards)
             .repartition(&format!("{store}-fk-response"));
-        let join = at_left
-            .inner
-            .borrow_mut()
-            .name(at_left.name_token, "fk-join-result");
+        let join = at_left.next_node_name("fk-join-result");
         let (left, vs) = (self.store.clone(), values.clone());
         at_left.add_as::<Responses<K, V, VO, VR>, K, Option<VR>>(
             &join,

@@ -132,7 +132,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         key: KeyFn<K, V, KG>,
         joiner: Joiner<K, V, VG, VR>,
     ) -> Stream<K, VR> {
-        let name = self.inner.borrow_mut().name(self.name_token, kind);
+        let name = self.next_node_name(kind);
         let store = table.store.clone();
         self.add_as::<GlobalJoin<K, V, KG, VG, VR>, K, VR>(&name, &[&self.node], move || {
             GlobalJoin {

@@ -74,7 +74,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         table: &Table<K, VT>,
         joiner: StreamTableJoiner<K, V, VT, VR>,
     ) -> Stream<K, VR> {
-        let name = self.inner.borrow_mut().name(self.name_token, kind);
+        let name = self.next_node_name(kind);
         if !table.key_value {
             self.fail(format!(
                 "`{name}` joins the windowed table `{}`: only key-value tables can be joined",
@@ -176,11 +176,7 @@ impl<K: Data, V: Data> Table<K, V> {
         other: &Table<K, VO>,
         joiner: TableJoiner<K, V, VO, VR>,
     ) -> Table<K, VR> {
-        let name = self
-            .changes
-            .inner
-            .borrow_mut()
-            .name(self.changes.name_token, "table-join");
+        let name = self.changes.next_node_name("table-join");
         for (side, key_value) in [
             (&self.store, self.key_value),
             (&other.store, other.key_value),

@@ -113,6 +113,12 @@ impl<K: Data, V: Data> Stream<K, V> {
         &self.node
     }
 
+    /// The name of the next operator on this stream: the one `named` chose for it, or a
+    /// generated `kind-N`. Sites that already hold `inner` borrowed call `Inner::name`.
+    pub(crate) fn next_node_name(&self, kind: &str) -> String {
+        self.inner.borrow_mut().name(self.name_token, kind)
+    }
+
     /// Adds processor `P` (made by `factory`) fed by `parents`; returns its name.
     pub(crate) fn add<P, K2, V2>(
         &self,
@@ -125,7 +131,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         K2: Data,
         V2: Data,
     {
-        let name = self.inner.borrow_mut().name(self.name_token, kind);
+        let name = self.next_node_name(kind);
         self.add_as::<P, K2, V2>(&name, parents, factory);
         name
     }
@@ -469,7 +475,7 @@ impl<K: Data, V: Data> Splitter<K, V> {
 
     fn finish(self, default: Option<String>) -> BTreeMap<String, Stream<K, V>> {
         let s = &self.stream;
-        let split = s.inner.borrow_mut().name(s.name_token, "split");
+        let split = s.next_node_name("split");
         let child = |branch: &str| format!("{split}-{branch}");
         let branches: Vec<(String, Predicate<K, V>)> = self
             .branches

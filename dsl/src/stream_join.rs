@@ -370,7 +370,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         emit: Unmatched,
         joiner: Joiner<K, V, VO, VR>,
     ) -> Stream<K, VR> {
-        let name = self.inner.borrow_mut().name(self.name_token, kind);
+        let name = self.next_node_name(kind);
         let left = self
             .co_partitioned(&format!("{name}-left-repartition"))
             .map_values(Side::<V, VO>::Left);

@@ -300,11 +300,7 @@ impl<K: Data, V: Data> Table<K, V> {
     /// The table's updates held back as `suppressed` says (see [`Suppressed`]); the held
     /// updates are kept in stores named after the operator (`named` sets it).
     pub fn suppress(&self, suppressed: Suppressed<K>) -> Table<K, V> {
-        let name = self
-            .changes
-            .inner
-            .borrow_mut()
-            .name(self.changes.name_token, "suppress");
+        let name = self.changes.next_node_name("suppress");
         if suppressed.final_results {
             if self.window_grace.is_none() {
                 self.changes.fail(format!(
