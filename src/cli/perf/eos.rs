@@ -317,9 +317,14 @@ fn latency<C: Cluster>(cluster: &C, args: &PerfEosArgs, names: &Names) -> CliRes
             // id (librdkafka asks again for the id after 500 ms if no connection was up
             // yet): one record sent and flushed before the paced stream keeps that wait out
             // of the figures. The reader skips its output.
-            let warm_up = ProducerRecord::new(input.as_str(), 1i64.to_be_bytes().to_vec())
-                .with_key(WARM_UP_KEY);
-            producer.send(warm_up).map_err(cluster_error)?;
+            let record = |key: String| {
+                ProducerRecord::new(input.as_str(), 1i64.to_be_bytes().to_vec())
+                    .with_key(key)
+                    .with_timestamp(sluice_log::now_ms())
+            };
+            producer
+                .send(record(WARM_UP_KEY.to_string()))
+                .map_err(cluster_error)?;
             producer.flush().map_err(cluster_error)?;
             let started = Instant::now();
             for i in 0..total {
@@ -327,10 +332,9 @@ fn latency<C: Cluster>(cluster: &C, args: &PerfEosArgs, names: &Names) -> CliRes
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let record = ProducerRecord::new(input.as_str(), 1i64.to_be_bytes().to_vec())
-                    .with_key(format!("key-{}", i % keys))
-                    .with_timestamp(sluice_log::now_ms());
-                producer.send(record).map_err(cluster_error)?;
+                producer
+                    .send(record(format!("key-{}", i % keys)))
+                    .map_err(cluster_error)?;
             }
             producer.flush().map_err(cluster_error)?;
             done.store(true, Ordering::SeqCst);
