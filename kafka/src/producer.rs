@@ -346,10 +346,11 @@ impl KafkaProducer {
     /// polls in slices of 100 ms that each run to their end, so every flush with a record
     /// in flight took at least 100 ms.
     fn drain(&mut self) -> Result<()> {
-        // rd_kafka_flush with no wait wakes the senders, so queued records go without
-        // waiting out linger.ms; it answers "timed out" while any is in flight.
-        let _ = self.producer.flush(Duration::ZERO);
         let deadline = Instant::now() + self.timeout;
+        // Blocks in librdkafka's flush, which sends queued records at once instead of
+        // waiting out linger.ms (the vendored rdkafka's `ThreadedProducer::flush`,
+        // vendor/README.md); a timeout is reported below, with the count still in flight.
+        let _ = self.producer.flush(self.timeout);
         let mut reports = self.shared.lock();
         // Reported is not yet done: librdkafka counts a record in flight until the event
         // that carried its report is freed, just after the callbacks, and rdkafka's
