@@ -18,7 +18,7 @@
 # and at the end: `librdkafka: N passed, N failed`. Exit 1 if any failed.
 #
 # Env: RDK_CACHE (source/build cache, see setup.sh), JOBS (test numbers run
-#      at once, default 1), TEST_TIMEOUT, LOG_DIR (per-test output; default
+#      at once, default 1; 2 with --ci), TEST_TIMEOUT, LOG_DIR (per-test output; default
 #      $RDK_CACHE/logs/<time>), TEST_KAFKA_VERSION (default 4.4.0),
 #      RDKAFKA_TEST_CONF (default $LOG_DIR/test.conf, copied to <src>/tests/test.conf),
 #      TEST_DEBUG, EXTRA_CONF
@@ -46,8 +46,11 @@ SKIP_TESTS=(
   0126 # SASL OAUTHBEARER OIDC
   0135 # SASL credentials
 )
-# 0113 runs without h, i, j, n (patched out: they hang on librdkafka 2.0.2).
-CI_TESTS=(0001 0002 0003 0004 0005 0018 0090 0103 0113 0129)
+# 0113 runs without h, i, j, n (patched out: they hang on librdkafka 2.0.2). --ci runs two
+# test-runners at a time, 0113 (~10 min) first: the rest (~1.5 min) runs beside its first
+# subtests and is done before its u_ variations start. (Running 0113's u_ variations beside
+# the rest of 0113, tried once, hit RESULTS.md's overlapping-assignment failure at once.)
+CI_TESTS=(0113 0103 0129 0018 0001 0002 0003 0004 0005 0090)
 
 SRC="$("$HERE/setup.sh")"
 T="$SRC/tests"
@@ -74,7 +77,7 @@ else
 fi
 
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.4.0}"
-JOBS="${JOBS:-1}"
+if ((CI)); then JOBS="${JOBS:-2}"; else JOBS="${JOBS:-1}"; fi
 TEST_TIMEOUT="${TEST_TIMEOUT:-600}"
 LOG_DIR="${LOG_DIR:-$(dirname "$SRC")/logs/$(date +%Y%m%d-%H%M%S)-$$}"
 mkdir -p "$LOG_DIR"
