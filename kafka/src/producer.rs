@@ -342,9 +342,10 @@ impl KafkaProducer {
         }
     }
 
-    /// Waits until every record sent has its delivery report. Not rdkafka's `flush`: it
-    /// polls in slices of 100 ms that each run to their end, so every flush with a record
-    /// in flight took at least 100 ms.
+    /// Waits until every record sent has its delivery report: the vendored rdkafka's
+    /// `ThreadedProducer::flush` first, then the reports' count and their freed events
+    /// (the published rdkafka's flush polled in slices of 100 ms that each ran to their
+    /// end, so every flush with a record in flight took at least 100 ms).
     fn drain(&mut self) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
         // Blocks in librdkafka's flush, which sends queued records at once instead of

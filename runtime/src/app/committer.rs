@@ -160,21 +160,21 @@ impl<C: Cluster> Committer<C> {
         let phase = Instant::now();
         let name = self.transactional_id.clone();
         let offsets: Vec<(TopicPartition, i64)> = tasks.positions();
-        if self.eos && !offsets.is_empty() {
+        if self.eos {
             // The offsets join the transaction first, while the output records are still in
             // flight, and before the changelog records: their partitions join the
             // transaction only now, and a Kafka coordinator answers CONCURRENT_TRANSACTIONS
             // to an AddOffsetsToTxn that arrives while an AddPartitionsToTxn of the same
             // transaction is being written (librdkafka sends both without waiting for each
-            // other, then retries the loser after `retry.backoff.ms`, 100 ms, doubling).
-            // Nothing of the transaction is visible before its commit, whatever the order
-            // inside it.
-            let group = member.metadata()?;
-            self.producer()?
-                .send_offsets_to_transaction(&offsets, &group)
-                .map_err(Error::cluster)?;
-        }
-        if self.eos {
+            // other, then retries the loser after its backoff, again and again while the
+            // other is written). Nothing of the transaction is visible before its commit,
+            // whatever the order inside it.
+            if !offsets.is_empty() {
+                let group = member.metadata()?;
+                self.producer()?
+                    .send_offsets_to_transaction(&offsets, &group)
+                    .map_err(Error::cluster)?;
+            }
             ctx.crash_point(CrashPoint::AfterSendOffsets, &name)?;
         }
         let offsets_sent = phase.elapsed();
