@@ -57,10 +57,10 @@ T="$SRC/tests"
 
 TESTS=()
 RUNNER_FLAGS=(-K -E)   # no known-issue tests, no sockem tests
-CI=0
+CI_MODE=0   # (not CI: that name is the environment's, which librdkafka's test-runner reads)
 if [[ $# -ge 1 && "$1" == --ci ]]; then
   TESTS=("${CI_TESTS[@]}")
-  CI=1   # -L for all but 0004 (local itself): not 0103/0113's _local entries
+  CI_MODE=1   # -L for all but 0004 (local itself): not 0103/0113's _local entries
 elif [[ $# -ge 1 ]]; then
   TESTS=("$@")
 else
@@ -77,7 +77,7 @@ else
 fi
 
 export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.4.0}"
-if ((CI)); then JOBS="${JOBS:-2}"; else JOBS="${JOBS:-1}"; fi
+if ((CI_MODE)); then JOBS="${JOBS:-2}"; else JOBS="${JOBS:-1}"; fi
 TEST_TIMEOUT="${TEST_TIMEOUT:-600}"
 LOG_DIR="${LOG_DIR:-$(dirname "$SRC")/logs/$(date +%Y%m%d-%H%M%S)-$$}"
 mkdir -p "$LOG_DIR"
@@ -112,7 +112,7 @@ trap 'exit 130' INT TERM
 # One test number: its test-runner entries' final states, from the summary table.
 run_one() {
   local n=$1 tmo=$TEST_TIMEOUT log="$LOG_DIR/$n.log" rc=0 t0=$SECONDS flags=("${RUNNER_FLAGS[@]}")
-  ((CI)) && [[ "$n" != 0004 ]] && flags+=(-L)
+  ((CI_MODE)) && [[ "$n" != 0004 ]] && flags+=(-L)
   [[ "$n" == 0113 ]] && tmo=$((TEST_TIMEOUT > 1500 ? TEST_TIMEOUT : 1500))
   # (the outer 2>/dev/null: no "Aborted" notice from bash; the runner aborts on failure)
   { (cd "$T" && LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp" \
