@@ -65,6 +65,9 @@ pub struct KafkaConsumer {
     consumer: BaseConsumer<LagContext>,
     /// The assignment, in order, and where each partition was last assigned or sought.
     starts: Vec<(TopicPartition, i64)>,
+    /// The assignment as librdkafka's list, which `position` has it fill in (no call to
+    /// librdkafka's main thread).
+    positions: TopicPartitionList,
     topic_names: HashMap<String, Arc<str>>,
     max_poll_records: usize,
     timeout: Duration,
@@ -120,6 +123,7 @@ impl KafkaConsumer {
         Ok(Self {
             consumer,
             starts: Vec::new(),
+            positions: TopicPartitionList::new(),
             topic_names: HashMap::new(),
             max_poll_records: spec.max_poll_records.max(1),
             timeout: config.timeout(),
@@ -163,18 +167,22 @@ impl KafkaConsumer {
             .assign(&list)
             .map_err(KafkaClusterError::client(format!("assigning {at:?}")))?;
         self.starts = at.to_vec();
+        self.positions = list;
         self.await_reset(at)
     }
 
     /// Waits until librdkafka has stopped the fetchers of the assignment before: until then
     /// `rd_kafka_position` may still report a partition's old position, which is not where
     /// it is read from now (a caller skipping ahead by it would skip records).
-    fn await_reset(&self, at: &[(TopicPartition, i64)]) -> Result<()> {
+    fn await_reset(&mut self, at: &[(TopicPartition, i64)]) -> Result<()> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            let positions = self.consumer.position().map_err(KafkaClusterError::client(
-                "reading positions after an assign",
-            ))?;
+            self.consumer
+                .position_of(&mut self.positions)
+                .map_err(KafkaClusterError::client(
+                    "reading positions after an assign",
+                ))?;
+            let positions = &self.positions;
             let reset = at.iter().all(|(tp, start)| {
                 match positions
                     .find_partition(&tp.topic, tp.partition)
@@ -222,43 +230,54 @@ impl KafkaConsumer {
     /// The next records (at most the spec's `max_poll_records`), waiting up to `timeout`
     /// for the first. Under read_committed, never a record of an open or aborted
     /// transaction, never a marker.
+    ///
+    /// Records are taken in batches (librdkafka's `rd_kafka_consume_batch_queue`, through
+    /// the vendored rdkafka's `poll_batch`): first whatever is ready; when nothing is, a
+    /// wait for one record, then whatever else is ready.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        let mut records = Vec::new();
         let deadline = Instant::now() + timeout;
+        let mut records = Vec::new();
         loop {
-            let wait = if records.is_empty() {
-                deadline.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
-            let Some(next) = self.consumer.poll(wait) else {
-                if records.is_empty() && Instant::now() < deadline {
-                    // librdkafka returns early after serving an event (a marker, stats).
-                    continue;
-                }
+            let room = self.max_poll_records - records.len();
+            self.take_batch(Duration::ZERO, room, &mut records)?;
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if !records.is_empty() || wait.is_zero() {
                 return Ok(records);
-            };
+            }
+            // librdkafka's batch waits its whole timeout unless it fills, so the wait is
+            // for a batch of one; markers and statistics served meanwhile do not end it.
+            self.take_batch(wait, 1, &mut records)?;
+        }
+    }
+
+    /// Appends one batch of at most `max` records, waiting up to `wait`, to `records`.
+    fn take_batch(
+        &mut self,
+        wait: Duration,
+        max: usize,
+        records: &mut Vec<ConsumerRecord>,
+    ) -> Result<()> {
+        let topic_names = &mut self.topic_names;
+        let mut failed = None;
+        let polled = self.consumer.poll_batch(wait, max, |next| {
             let message = match next {
                 Ok(message) => message,
                 Err(e) if fails_the_poll(&e) => {
-                    return Err(KafkaClusterError::Client {
-                        call: format!("polling {:?}", self.assignment()),
-                        source: e,
-                    });
+                    failed.get_or_insert(e);
+                    return;
                 }
                 Err(e) => {
                     // librdkafka's informational errors (a broker down, a connection
                     // reset): it reconnects and fetches again by itself.
                     tracing::warn!(error = %e, "consumer: transient error");
-                    continue;
+                    return;
                 }
             };
-            let topic = match self.topic_names.get(message.topic()) {
+            let topic = match topic_names.get(message.topic()) {
                 Some(name) => name.clone(),
                 None => {
                     let name: Arc<str> = Arc::from(message.topic());
-                    self.topic_names
-                        .insert(message.topic().to_string(), name.clone());
+                    topic_names.insert(message.topic().to_string(), name.clone());
                     name
                 }
             };
@@ -280,9 +299,13 @@ impl KafkaConsumer {
                 value: message.payload().map(Bytes::copy_from_slice),
                 headers,
             });
-            if records.len() >= self.max_poll_records {
-                return Ok(records);
-            }
+        });
+        match polled.err().or(failed) {
+            None => Ok(()),
+            Some(source) => Err(KafkaClusterError::Client {
+                call: format!("polling {:?}", self.starts),
+                source,
+            }),
         }
     }
 
@@ -292,13 +315,13 @@ impl KafkaConsumer {
             return Err(not_assigned(tp));
         };
         let start = *start;
-        let positions = self
-            .consumer
-            .position()
+        self.consumer
+            .position_of(&mut self.positions)
             .map_err(KafkaClusterError::client(format!(
                 "reading the position of {tp}"
             )))?;
-        match positions
+        match self
+            .positions
             .find_partition(&tp.topic, tp.partition)
             .map(|e| e.offset())
         {

@@ -234,7 +234,7 @@ pub trait Message {
 pub struct BorrowedHeaders;
 
 impl BorrowedHeaders {
-    unsafe fn from_native_ptr<T>(
+    pub(crate) unsafe fn from_native_ptr<T>(
         _owner: &T,
         headers_ptr: *mut rdsys::rd_kafka_headers_t,
     ) -> &BorrowedHeaders {
@@ -421,6 +421,28 @@ impl<'a> BorrowedMessage<'a> {
     }
 }
 
+/// A native message's timestamp (sluice patch: shared by `BorrowedMessage` and the batch
+/// consumer's `BatchMessage`).
+pub(crate) fn native_timestamp(message: *mut RDKafkaMessage) -> Timestamp {
+    let mut timestamp_type = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    let timestamp = unsafe { rdsys::rd_kafka_message_timestamp(message, &mut timestamp_type) };
+    if timestamp == -1 {
+        Timestamp::NotAvailable
+    } else {
+        match timestamp_type {
+            rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE => {
+                Timestamp::NotAvailable
+            }
+            rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_CREATE_TIME => {
+                Timestamp::CreateTime(timestamp)
+            }
+            rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => {
+                Timestamp::LogAppendTime(timestamp)
+            }
+        }
+    }
+}
+
 impl Message for BorrowedMessage<'_> {
     type Headers = BorrowedHeaders;
 
@@ -453,24 +475,7 @@ impl Message for BorrowedMessage<'_> {
     }
 
     fn timestamp(&self) -> Timestamp {
-        let mut timestamp_type = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-        let timestamp =
-            unsafe { rdsys::rd_kafka_message_timestamp(self.ptr.ptr(), &mut timestamp_type) };
-        if timestamp == -1 {
-            Timestamp::NotAvailable
-        } else {
-            match timestamp_type {
-                rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE => {
-                    Timestamp::NotAvailable
-                }
-                rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_CREATE_TIME => {
-                    Timestamp::CreateTime(timestamp)
-                }
-                rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => {
-                    Timestamp::LogAppendTime(timestamp)
-                }
-            }
-        }
+        native_timestamp(self.ptr.ptr())
     }
 
     fn headers(&self) -> Option<&BorrowedHeaders> {

@@ -22,6 +22,7 @@ use crate::consumer::{
 use crate::error::{IsError, KafkaError, KafkaResult, RDKafkaError};
 use crate::groups::GroupList;
 use crate::log::trace;
+use crate::consumer::batch::BatchMessage;
 use crate::message::{BorrowedMessage, Message};
 use crate::metadata::Metadata;
 use crate::topic_partition_list::{Offset, TopicPartitionList};
@@ -73,6 +74,8 @@ where
                     | rdsys::RD_KAFKA_EVENT_OAUTHBEARER_TOKEN_REFRESH,
             )
         };
+        // sluice patch: statistics and logs served by `poll_batch` reach the context.
+        super::batch::set_batch_callbacks::<C>(&native_config);
         let client = Client::new(
             config,
             native_config,
@@ -118,6 +121,40 @@ where
     /// The returned message lives in the memory of the consumer and cannot outlive it.
     pub fn poll<T: Into<Timeout>>(&self, timeout: T) -> Option<KafkaResult<BorrowedMessage<'_>>> {
         self.poll_queue(self.get_queue(), timeout).into()
+    }
+
+    /// sluice patch (see vendor/README.md in sluice): hands up to `max` messages, or
+    /// errors, in order, to `each`, through librdkafka's `rd_kafka_consume_batch_queue`,
+    /// waiting up to `timeout` (rounded up to milliseconds) for the first. librdkafka waits
+    /// the whole timeout unless the batch fills, so a caller wanting "whatever is ready"
+    /// passes zero, and one wanting to wait for a first message asks for one. Statistics
+    /// and logs met on the way reach the context as with [`BaseConsumer::poll`]. How many
+    /// were handed over.
+    ///
+    /// Only for consumers that never subscribe and never commit through the consumer: see
+    /// the `batch` module.
+    pub fn poll_batch<'a>(
+        &'a self,
+        timeout: Duration,
+        max: usize,
+        each: impl FnMut(KafkaResult<BatchMessage<'a>>),
+    ) -> KafkaResult<usize> {
+        let timeout_ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        super::batch::consume_batch(&self.queue, timeout_ms, max, each)
+    }
+
+    /// sluice patch: the positions of the partitions in `partitions`, written into it
+    /// (librdkafka's `rd_kafka_position`, a local read). `Consumer::position` first asks
+    /// librdkafka's main thread for the assignment, a round trip between threads on every
+    /// call.
+    pub fn position_of(&self, partitions: &mut TopicPartitionList) -> KafkaResult<()> {
+        let error =
+            unsafe { rdsys::rd_kafka_position(self.client.native_ptr(), partitions.ptr()) };
+        if error.is_error() {
+            Err(KafkaError::MetadataFetch(error.into()))
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn poll_queue<T: Into<Timeout>>(

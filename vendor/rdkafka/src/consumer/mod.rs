@@ -17,11 +17,13 @@ use crate::topic_partition_list::{Offset, TopicPartitionList};
 use crate::util::{KafkaDrop, NativePtr, Timeout};
 
 pub mod base_consumer;
+pub mod batch; // sluice patch
 pub mod stream_consumer;
 
 // Re-exports.
 #[doc(inline)]
 pub use self::base_consumer::BaseConsumer;
+pub use self::batch::BatchMessage; // sluice patch
 #[doc(inline)]
 pub use self::stream_consumer::{MessageStream, StreamConsumer};
 
