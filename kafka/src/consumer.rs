@@ -8,6 +8,8 @@
 //!   polled the position reaches the end (tested against Kafka 4.4 and `sluice broker`).
 //!   After an assign or a seek, and before the first record, librdkafka reports no position;
 //!   then the offset given is the position.
+//! - Fetching: librdkafka's 1 s `fetch.queue.backoff.ms` is lowered to
+//!   [`FETCH_QUEUE_BACKOFF_MS`] unless the config sets it.
 //! - Lag without a network call: librdkafka's statistics (every `LAG_STATS_INTERVAL_MS`)
 //!   carry each partition's last stable offset (read_committed) or high watermark as its
 //!   last fetch reported them; lag is that end minus the position. It is at most one
@@ -32,6 +34,15 @@ use crate::error::{KafkaClusterError, Result};
 
 /// How often librdkafka reports the partition ends that lag is computed from.
 pub const LAG_STATS_INTERVAL_MS: u64 = 100;
+
+/// How long librdkafka waits before fetching a partition again once its queue of fetched
+/// records is above `queued.min.messages` (librdkafka's `fetch.queue.backoff.ms`, unless
+/// the config sets it). librdkafka's default of 1 s starves a fast reader: a stream thread
+/// drains the ~100,000 queued records in well under a second, then waits out the rest of
+/// the backoff with nothing to read (exactly-once on Kafka 1.6x faster with 10 ms,
+/// BENCHMARKS.md). The Java consumer has no such wait: it fetches again as soon as what
+/// it fetched is consumed.
+pub const FETCH_QUEUE_BACKOFF_MS: u64 = 10;
 
 /// Keeps, per partition, the end the last fetch reported.
 struct LagContext {
@@ -109,6 +120,9 @@ impl KafkaConsumer {
                 },
             )
             .set("statistics.interval.ms", LAG_STATS_INTERVAL_MS.to_string());
+        if client.get("fetch.queue.backoff.ms").is_none() {
+            client.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string());
+        }
         if client.get("group.id").is_none() {
             // librdkafka wants one for a consumer handle even when it never joins a group.
             client.set("group.id", format!("{}-assign-only", spec.client_id));
