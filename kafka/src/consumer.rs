@@ -82,6 +82,8 @@ pub struct KafkaConsumer {
     topic_names: HashMap<String, Arc<str>>,
     max_poll_records: usize,
     timeout: Duration,
+    /// An error that failed a poll which had records to return first: the next poll's.
+    failure: Option<KafkaClusterError>,
 }
 
 impl std::fmt::Debug for KafkaConsumer {
@@ -141,6 +143,7 @@ impl KafkaConsumer {
             topic_names: HashMap::new(),
             max_poll_records: spec.max_poll_records.max(1),
             timeout: config.timeout(),
+            failure: None,
         })
     }
 
@@ -249,13 +252,16 @@ impl KafkaConsumer {
     /// the vendored rdkafka's `poll_batch`): first whatever is ready; when nothing is, a
     /// wait for one record, then whatever else is ready.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
+        }
         let deadline = Instant::now() + timeout;
         let mut records = Vec::new();
         loop {
             let room = self.max_poll_records - records.len();
             self.take_batch(Duration::ZERO, room, &mut records)?;
             let wait = deadline.saturating_duration_since(Instant::now());
-            if !records.is_empty() || wait.is_zero() {
+            if !records.is_empty() || wait.is_zero() || self.failure.is_some() {
                 return Ok(records);
             }
             // librdkafka's batch waits its whole timeout unless it fills, so the wait is
@@ -265,6 +271,13 @@ impl KafkaConsumer {
     }
 
     /// Appends one batch of at most `max` records, waiting up to `wait`, to `records`.
+    ///
+    /// A consumer error that concerns a partition and carries an offset X (the fetch
+    /// position) puts that partition back to X: librdkafka 2.12's batch moves the position
+    /// to X + 1 (vendored rdkafka's `batch` module), and a caller skipping ahead by it would
+    /// skip record X. Records of that partition after the error in the same batch are
+    /// dropped (they are read again from X). An error that fails the poll is returned by
+    /// the next poll when this one has records.
     fn take_batch(
         &mut self,
         wait: Duration,
@@ -273,20 +286,32 @@ impl KafkaConsumer {
     ) -> Result<()> {
         let topic_names = &mut self.topic_names;
         let mut failed = None;
-        let polled = self.consumer.poll_batch(wait, max, |next| {
-            let message = match next {
-                Ok(message) => message,
-                Err(e) if fails_the_poll(&e) => {
-                    failed.get_or_insert(e);
-                    return;
+        let mut rewind: Vec<(TopicPartition, i64)> = Vec::new();
+        let polled = self.consumer.poll_batch(wait, max, |message| {
+            let rewound = |rewind: &[(TopicPartition, i64)], topic: &str, partition: i32| {
+                rewind
+                    .iter()
+                    .any(|(tp, _)| tp.partition == partition && tp.topic == topic)
+            };
+            if let Some(e) = message.error() {
+                if let Some((topic, partition)) = message.topic_partition()
+                    && message.offset() >= 0
+                    && !rewound(&rewind, topic, partition)
+                {
+                    rewind.push((TopicPartition::new(topic, partition), message.offset()));
                 }
-                Err(e) => {
+                if fails_the_poll(&e) {
+                    failed.get_or_insert(e);
+                } else {
                     // librdkafka's informational errors (a broker down, a connection
                     // reset): it reconnects and fetches again by itself.
-                    tracing::warn!(error = %e, "consumer: transient error");
-                    return;
+                    tracing::warn!(error = %e, offset = message.offset(), "consumer: transient error");
                 }
-            };
+                return;
+            }
+            if !rewind.is_empty() && rewound(&rewind, message.topic(), message.partition()) {
+                return;
+            }
             let topic = match topic_names.get(message.topic()) {
                 Some(name) => name.clone(),
                 None => {
@@ -314,12 +339,23 @@ impl KafkaConsumer {
                 headers,
             });
         });
-        match polled.err().or(failed) {
-            None => Ok(()),
-            Some(source) => Err(KafkaClusterError::Client {
+        for (tp, offset) in rewind {
+            if self.starts.iter().any(|(assigned, _)| *assigned == tp) {
+                self.seek(&tp, offset)?;
+            }
+        }
+        let failure = match (polled, failed) {
+            (Err(source), _) | (Ok(_), Some(source)) => KafkaClusterError::Client {
                 call: format!("polling {:?}", self.starts),
                 source,
-            }),
+            },
+            (Ok(_), None) => return Ok(()),
+        };
+        if records.is_empty() {
+            Err(failure)
+        } else {
+            self.failure = Some(failure);
+            Ok(())
         }
     }
 

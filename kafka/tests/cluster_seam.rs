@@ -315,6 +315,8 @@ fn contract<C: Cluster>(cluster: &C, writer: &mut dyn TxnWriter) {
     });
     let failed = failed.expect("an error");
     assert!(!failed.is_unknown_topic(), "{failed}");
+    // The error does not move the position past a record still to come.
+    assert_eq!(strict.position(&p1).expect("position"), 100);
 
     // Internal topics: created once, found the second time, with the kind's configs.
     let changelog = support::unique("seam-changelog");

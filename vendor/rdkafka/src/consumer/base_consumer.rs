@@ -123,21 +123,21 @@ where
         self.poll_queue(self.get_queue(), timeout).into()
     }
 
-    /// sluice patch (see vendor/README.md in sluice): hands up to `max` messages, or
-    /// errors, in order, to `each`, through librdkafka's `rd_kafka_consume_batch_queue`,
-    /// waiting up to `timeout` (rounded up to milliseconds) for the first. librdkafka waits
-    /// the whole timeout unless the batch fills, so a caller wanting "whatever is ready"
-    /// passes zero, and one wanting to wait for a first message asks for one. Statistics
-    /// and logs met on the way reach the context as with [`BaseConsumer::poll`]. How many
-    /// were handed over.
+    /// sluice patch (see vendor/README.md in sluice): hands up to `max` messages, in
+    /// order, to `each`, through librdkafka's `rd_kafka_consume_batch_queue`. A message may
+    /// carry a consumer error instead of a record ([`BatchMessage::error`]). The first call
+    /// into librdkafka waits up to `timeout` (rounded up to milliseconds), and librdkafka
+    /// waits that whole time unless the batch fills: a caller wanting "whatever is ready"
+    /// passes zero, one wanting to wait for a first message asks for one. Statistics and
+    /// logs met on the way reach the context. How many were handed over.
     ///
-    /// Only for consumers that never subscribe and never commit through the consumer: see
-    /// the `batch` module.
+    /// Only for consumers that never subscribe and never commit through the consumer, and
+    /// mind the positions after an error: see the `batch` module.
     pub fn poll_batch<'a>(
         &'a self,
         timeout: Duration,
         max: usize,
-        each: impl FnMut(KafkaResult<BatchMessage<'a>>),
+        each: impl FnMut(BatchMessage<'a>),
     ) -> KafkaResult<usize> {
         let timeout_ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
         super::batch::consume_batch(&self.queue, timeout_ms, max, each)

@@ -6,8 +6,10 @@
 //! message. A batch takes every ready message in one call.
 //!
 //! A batch is served by librdkafka's callback path (`RD_KAFKA_Q_CB_RETURN`), not its event
-//! path: the statistics and log operations queued among the messages (the main queue is
-//! forwarded to the consumer queue) go to the configuration's callbacks, not to events.
+//! path: the statistics and log operations queued among the messages (with a `group.id`,
+//! the main queue is forwarded to the consumer queue) go to the configuration's callbacks,
+//! not to events. Global errors there are logged (LOG_ERR, through the log callback), not
+//! passed to `ClientContext::error`; consumer errors come as messages ([`BatchMessage::error`]).
 //! [`set_batch_callbacks`] points those callbacks at the client's context, so a batch
 //! delivers them to [`ClientContext::stats_raw`] and [`ClientContext::log`] exactly as
 //! [`BaseConsumer::poll`](super::BaseConsumer::poll) does. Without it, statistics would be
@@ -15,12 +17,18 @@
 //!
 //! Only for consumers that never subscribe and never commit through the consumer: the
 //! callback path performs an unassign for a rebalance when no rebalance callback is set,
-//! and librdkafka cannot turn an offset-commit reply into a message.
+//! and an offset-commit reply hits an assertion that aborts the process.
+//!
+//! librdkafka 2.12 moves a partition's position past every message a batch returns,
+//! errors included: after an error carrying the fetch position X, `rd_kafka_position`
+//! says X + 1 although record X is still to come (fixed upstream after 2.12). A caller
+//! that reads positions must put the partition back to X itself.
 
 use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_void};
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 
 use rdkafka_sys as rdsys;
@@ -49,7 +57,9 @@ unsafe extern "C" fn native_stats_cb<C: ClientContext>(
 ) -> c_int {
     if !opaque.is_null() && !json.is_null() {
         let context = &*(opaque as *const C);
-        context.stats_raw(std::slice::from_raw_parts(json as *const u8, json_len));
+        let json = std::slice::from_raw_parts(json as *const u8, json_len);
+        // A panic must not unwind into C.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| context.stats_raw(json)));
     }
     0 // librdkafka frees the JSON
 }
@@ -71,7 +81,9 @@ unsafe extern "C" fn native_log_cb<C: ClientContext>(
     let context = &*(opaque as *const C);
     let fac = CStr::from_ptr(fac).to_string_lossy();
     let message = CStr::from_ptr(buf).to_string_lossy();
-    context.log(RDKafkaLogLevel::from_int(level), fac.trim(), message.trim());
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+        context.log(RDKafkaLogLevel::from_int(level), fac.trim(), message.trim())
+    }));
 }
 
 /// Messages asked of librdkafka per call: the pointer array lives on the stack.
@@ -85,7 +97,7 @@ pub(crate) fn consume_batch<'a>(
     queue: &'a NativeQueue,
     timeout_ms: i32,
     max: usize,
-    mut each: impl FnMut(KafkaResult<BatchMessage<'a>>),
+    mut each: impl FnMut(BatchMessage<'a>),
 ) -> KafkaResult<usize> {
     let mut raw: [*mut RDKafkaMessage; CHUNK] = [ptr::null_mut(); CHUNK];
     let mut handed = 0;
@@ -103,7 +115,10 @@ pub(crate) fn consume_batch<'a>(
         let n = n as usize;
         for &message in &raw[..n] {
             if let Some(ptr) = NonNull::new(message) {
-                each(BatchMessage::checked(ptr));
+                each(BatchMessage {
+                    ptr,
+                    _owner: PhantomData,
+                });
             }
         }
         handed += n;
@@ -123,22 +138,31 @@ pub struct BatchMessage<'a> {
 }
 
 impl BatchMessage<'_> {
-    /// The message, or its error (the message is then destroyed).
-    fn checked(ptr: NonNull<RDKafkaMessage>) -> KafkaResult<Self> {
-        let message = BatchMessage {
-            ptr,
-            _owner: PhantomData,
-        };
-        let err = message.native().err;
+    /// The error this message carries instead of a record, if any (librdkafka hands
+    /// consumer errors over as messages). `__FATAL` becomes `MessageConsumptionFatal`.
+    pub fn error(&self) -> Option<KafkaError> {
+        let err = self.native().err;
         if !err.is_error() {
-            return Ok(message);
+            return None;
         }
-        Err(match err {
+        Some(match err {
             rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
-                KafkaError::PartitionEOF(message.partition())
+                KafkaError::PartitionEOF(self.native().partition)
+            }
+            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__FATAL => {
+                KafkaError::MessageConsumptionFatal(err.into())
             }
             e => KafkaError::MessageConsumption(e.into()),
         })
+    }
+
+    /// The message's topic and partition; `None` for an error that concerns no
+    /// partition.
+    pub fn topic_partition(&self) -> Option<(&str, i32)> {
+        if self.native().rkt.is_null() {
+            return None;
+        }
+        Some((self.topic(), self.native().partition))
     }
 
     fn native(&self) -> &RDKafkaMessage {
@@ -177,7 +201,11 @@ impl Message for BatchMessage<'_> {
         util::ptr_to_opt_mut_slice(self.native().payload, self.native().len)
     }
 
+    /// Empty for an error that concerns no topic.
     fn topic(&self) -> &str {
+        if self.native().rkt.is_null() {
+            return "";
+        }
         unsafe {
             CStr::from_ptr(rdsys::rd_kafka_topic_name(self.native().rkt))
                 .to_str()
