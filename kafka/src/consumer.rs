@@ -261,7 +261,7 @@ impl KafkaConsumer {
             let room = self.max_poll_records - records.len();
             self.take_batch(Duration::ZERO, room, &mut records)?;
             let wait = deadline.saturating_duration_since(Instant::now());
-            if !records.is_empty() || wait.is_zero() || self.failure.is_some() {
+            if !records.is_empty() || wait.is_zero() {
                 return Ok(records);
             }
             // librdkafka's batch waits its whole timeout unless it fills, so the wait is
