@@ -8,7 +8,7 @@ CARGO ?= cargo
 SHELL := /bin/bash
 TEST_LOG := $(CARGO_TARGET_DIR)/sluice-test.log
 
-.PHONY: demo test deps lint-tools fmt-check clippy unit-tests conformance-deps conformance-kafka differential
+.PHONY: demo test deps lint-tools fmt-check clippy doc-check unit-tests conformance-deps conformance-kafka differential
 
 # RocksDB's build needs libclang; librdkafka's (sluice-kafka, through rdkafka's cmake-build)
 # needs cmake, and curl, OpenSSL and Cyrus SASL headers for OIDC, SSL and SASL. Each package
@@ -46,6 +46,10 @@ fmt-check: lint-tools
 clippy: lint-tools
 	@echo "== cargo clippy"; $(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
+# rustdoc with warnings as errors: broken or private intra-doc links fail the suite.
+doc-check:
+	@echo "== cargo doc"; RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --workspace --no-deps
+
 # Every test target, then the doc tests; the last line sums what all of them ran. One Apache
 # Kafka 4.4 (KRaft, loopback, ephemeral ports) serves every test that runs against Kafka
 # (SLUICE_TEST_KAFKA_BOOTSTRAP); it starts once the tests are built and is stopped when they
@@ -63,7 +67,7 @@ unit-tests: conformance-deps
 
 # conformance-deps: the real Kafka clients the conformance tests drive (tests/conformance.rs).
 # differential: the same scenarios against Apache Kafka 4.4 and sluice broker (about 20 s).
-test: deps conformance-deps fmt-check clippy unit-tests differential
+test: deps conformance-deps fmt-check clippy doc-check unit-tests differential
 
 # Real-client conformance suites for a Kafka wire-protocol broker
 # (tests/conformance/): confluent-kafka, kafka-python, kafkajs, kcat and Kafka's

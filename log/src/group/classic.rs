@@ -1,8 +1,7 @@
 //! Kafka's classic consumer-group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup with
 //! the assignment computed by the leader member): the request and response types, the state
-//! of one classic group and its queries. The transitions are in [`super::classic_ops`]; the
-//! group table, the parked calls and the timers in [`super::classic_coord`] and
-//! [`super::classic_wait`].
+//! of one classic group and its queries. The transitions are in the sibling module `classic_ops`; the
+//! group table, the parked calls and the timers in `classic_coord` and `classic_wait`.
 //!
 //! A group moves through Kafka's states: `Empty` (no members), `PreparingRebalance` (the
 //! join barrier: every known member must rejoin before the rebalance timeout),
