@@ -213,7 +213,8 @@ impl<K: Data, KO: Data, VO: Data> Processor<KO, Change<VO>, K, Response<VO>>
         let prefix = subscriber_prefix(&self.foreign_keys.serialize(&r.key)?);
         let subscribers = ctx
             .kv_store::<Subscriber, u64>(&self.subscribers)?
-            .prefix_scan(&prefix)?;
+            .prefix_scan(&prefix)?
+            .collect::<sluice_runtime::Result<Vec<_>>>()?;
         for ((_, key), hash) in subscribers {
             let response = Response {
                 hash,

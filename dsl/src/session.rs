@@ -87,11 +87,14 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
     ) -> ProcessResult {
         let (t, w) = (r.timestamp, self.windows);
         let now = ctx.stream_time().max(t);
-        let mut touched = ctx.session_store::<K, A>(&self.store)?.find_sessions(
-            &r.key,
-            t.saturating_sub(w.gap_ms),
-            t.saturating_add(w.gap_ms),
-        )?;
+        let mut touched = ctx
+            .session_store::<K, A>(&self.store)?
+            .find_sessions(
+                &r.key,
+                t.saturating_sub(w.gap_ms),
+                t.saturating_add(w.gap_ms),
+            )?
+            .collect::<sluice_runtime::Result<Vec<_>>>()?;
         // A closed session (past end + gap + grace: final, maybe emitted by a suppress, maybe
         // expired from the store) is never merged into, even by a late record that bridges it
         // to an open session; otherwise whether it merged would depend on the store's

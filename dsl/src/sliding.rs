@@ -109,14 +109,17 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
         let mut records = ctx.window_store::<K, Vec<V>>(&self.records)?;
         let mut here = records
             .fetch(&r.key, t, t)?
-            .pop()
+            .next()
+            .transpose()?
             .map(|(_, l)| l)
             .unwrap_or_default();
         let first_at_t = here.is_empty();
         here.push(r.value);
         records.put(&r.key, t, &here)?;
         let span = d.saturating_mul(2).saturating_add(2);
-        let near = records.fetch(&r.key, t.saturating_sub(span), t.saturating_add(span))?;
+        let near = records
+            .fetch(&r.key, t.saturating_sub(span), t.saturating_add(span))?
+            .collect::<sluice_runtime::Result<Vec<_>>>()?;
         let times: Vec<i64> = near.iter().map(|(time, _)| *time).collect();
         let affected = self.windows.starts(&times).into_iter().filter(|&s| {
             let holds_t = s <= t && t <= s.saturating_add(d);
@@ -134,7 +137,11 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
             }
             let Some(acc) = acc else { continue };
             let mut store = ctx.window_store::<K, A>(&self.store)?;
-            let old = store.fetch(&r.key, start, start)?.pop().map(|(_, a)| a);
+            let old = store
+                .fetch(&r.key, start, start)?
+                .next()
+                .transpose()?
+                .map(|(_, a)| a);
             store.put(&r.key, start, &acc)?;
             let key = Windowed {
                 key: r.key.clone(),

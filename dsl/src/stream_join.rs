@@ -158,7 +158,8 @@ fn append<K: Data, V: Data, KO: Data, VO: Data>(
     let mut store = ctx.window_store::<K, Vec<V>>(store)?;
     let mut list = store
         .fetch(key, time, time)?
-        .pop()
+        .next()
+        .transpose()?
         .map(|(_, l)| l)
         .unwrap_or_default();
     list.push(value);
@@ -199,7 +200,8 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
         let closed_before = now.saturating_sub(reach.saturating_add(self.windows.grace_ms));
         let closed = ctx
             .window_store::<K, Vec<V>>(store)?
-            .fetch_all(i64::MIN, closed_before.saturating_sub(1))?;
+            .fetch_all(i64::MIN, closed_before.saturating_sub(1))?
+            .collect::<sluice_runtime::Result<Vec<_>>>()?;
         for (key, time, list) in closed {
             ctx.window_store::<K, Vec<V>>(store)?.delete(&key, time)?;
             for v in &list {
@@ -240,7 +242,8 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
         let (from, to) = m.window;
         let partners = ctx
             .window_store::<K, Vec<Other>>(m.other.0)?
-            .fetch(key, from, to)?;
+            .fetch(key, from, to)?
+            .collect::<sluice_runtime::Result<Vec<_>>>()?;
         for (time, list) in &partners {
             for partner in list {
                 self.emit(ctx, key, pair(value, partner), t.max(*time), headers)?;
@@ -252,7 +255,10 @@ impl<K: Data, L: Data, R: Data, VR: Data> StreamJoin<K, L, R, VR> {
             }
         } else if m.other_waits {
             let mut waiting = ctx.window_store::<K, Vec<Other>>(m.other.1)?;
-            for (time, _) in waiting.fetch(key, from, to)? {
+            let waited = waiting
+                .fetch(key, from, to)?
+                .collect::<sluice_runtime::Result<Vec<_>>>()?;
+            for (time, _) in waited {
                 waiting.delete(key, time)?;
             }
         }

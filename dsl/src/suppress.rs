@@ -259,7 +259,8 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for Suppress<K, V> 
         }
         let due = ctx
             .window_store::<K, ()>(&self.stores.deadlines)?
-            .fetch_all(i64::MIN, now)?;
+            .fetch_all(i64::MIN, now)?
+            .collect::<sluice_runtime::Result<Vec<_>>>()?;
         for (key, _, ()) in due {
             let (n, b) = self.release(ctx, key)?;
             count -= n;
@@ -280,7 +281,8 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for Suppress<K, V> 
             }
             let oldest = ctx
                 .window_store::<K, ()>(&self.stores.deadlines)?
-                .fetch_all(i64::MIN, i64::MAX)?;
+                .fetch_all(i64::MIN, i64::MAX)?
+                .collect::<sluice_runtime::Result<Vec<_>>>()?;
             for (key, _, ()) in oldest {
                 if !full(count, bytes) {
                     break;

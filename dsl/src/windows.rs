@@ -196,7 +196,11 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>>
         }
         for start in open {
             let mut store = ctx.window_store::<K, A>(&self.store)?;
-            let current = store.fetch(&r.key, start, start)?.pop().map(|(_, a)| a);
+            let current = store
+                .fetch(&r.key, start, start)?
+                .next()
+                .transpose()?
+                .map(|(_, a)| a);
             let next = (self.fold)(&r.key, r.value.clone(), current.clone());
             store.put(&r.key, start, &next)?;
             let key = Windowed {

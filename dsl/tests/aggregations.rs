@@ -82,9 +82,9 @@ proptest! {
         prop_assert_eq!(read::<i64>(&mut d, "max-out", BigEndianSerde), maxima);
         let (sums, final_sums) = running(&input, key, 0i64, |a, v| a + v);
         prop_assert_eq!(read::<i64>(&mut d, "sums-out", BigEndianSerde), sums);
-        let stored: BTreeMap<String, u64> = d.kv_store::<String, u64>("counts").expect("store").all().expect("all").into_iter().collect();
+        let stored: BTreeMap<String, u64> = d.kv_store::<String, u64>("counts").expect("store").all().expect("all").collect::<Result<_, _>>().expect("read");
         prop_assert_eq!(stored, final_counts);
-        let stored: BTreeMap<String, i64> = d.kv_store::<String, i64>("sums").expect("store").all().expect("all").into_iter().collect();
+        let stored: BTreeMap<String, i64> = d.kv_store::<String, i64>("sums").expect("store").all().expect("all").collect::<Result<_, _>>().expect("read");
         prop_assert_eq!(stored, final_sums);
     }
 

@@ -95,8 +95,8 @@ proptest! {
                 .expect("store")
                 .all()
                 .expect("scan")
-                .into_iter()
-                .collect();
+                .collect::<Result<_, _>>()
+                .expect("read");
             prop_assert_eq!(&got, &reference(&orders, &customers, left), "after step {} {:?}", i, step);
         }
     }

@@ -169,7 +169,7 @@ proptest! {
         for (j, name) in ["inner", "left", "outer"].into_iter().enumerate() {
             prop_assert_eq!(read_changes(&mut d, &format!("{name}-out")), want[j].clone(), "{}", name);
             let stored: BTreeMap<String, String> =
-                d.kv_store::<String, String>(name).expect("store").all().expect("all").into_iter().collect();
+                d.kv_store::<String, String>(name).expect("store").all().expect("all").collect::<Result<_, _>>().expect("read");
             prop_assert_eq!(&stored, &results[j], "{} store", name);
             // And the reference itself is the join of the final tables, from scratch.
             let keys: BTreeSet<&String> = sides[0].keys().chain(sides[1].keys()).collect();

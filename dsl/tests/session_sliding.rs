@@ -255,7 +255,8 @@ proptest! {
         let store = driver.session_store::<String, u64>("counts").expect("store");
         let mut stored = BTreeMap::new();
         for k in ["a", "b", "c"] {
-            for (s, n) in store.find_sessions(&k.to_string(), i64::MIN, i64::MAX).expect("find") {
+            for found in store.find_sessions(&k.to_string(), i64::MIN, i64::MAX).expect("find") {
+                let (s, n) = found.expect("read");
                 stored.insert(Windowed { key: k.to_string(), start: s.start, end: s.end }, n);
             }
         }

@@ -244,9 +244,9 @@ proptest! {
             let stored: BTreeMap<String, i64> = deadlines
                 .fetch_all(i64::MIN, i64::MAX)
                 .expect("fetch")
-                .into_iter()
-                .map(|(k, deadline, ())| (k, deadline))
-                .collect();
+                .map(|found| found.map(|(k, deadline, ())| (k, deadline)))
+                .collect::<Result<_, _>>()
+                .expect("read");
             prop_assert_eq!(&stored, &held.iter().map(|(k, h)| (k.clone(), h.1)).collect::<BTreeMap<_, _>>());
             prop_assert!(stored.values().all(|deadline| *deadline > now));
             let size = d.kv_store::<(), (u64, u64)>(&format!("{store}-size")).expect("store");

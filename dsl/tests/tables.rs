@@ -56,7 +56,11 @@ fn changes<V: 'static>(
 
 fn store<V: 'static>(d: &mut TopologyTestDriver, name: &str) -> BTreeMap<String, V> {
     let store = d.kv_store::<String, V>(name).expect("store");
-    store.all().expect("all").into_iter().collect()
+    store
+        .all()
+        .expect("all")
+        .collect::<Result<_, _>>()
+        .expect("read")
 }
 
 /// Sets `key` to `new` in the reference table `rows` (`None`: removes it); the change the

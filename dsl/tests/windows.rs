@@ -128,7 +128,11 @@ fn tumbling_windows_count_per_window_and_drop_what_is_too_late() {
     assert_eq!(driver.dropped_records(), 1);
     let store = driver.window_store::<String, u64>("counts").expect("store");
     assert_eq!(
-        store.fetch(&"k".to_string(), 0, 100).expect("fetch"),
+        store
+            .fetch(&"k".to_string(), 0, 100)
+            .expect("fetch")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("read"),
         vec![(0, 2), (10, 3)]
     );
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use sluice_log::batch::Header;
 
 use crate::error::{Error, Result};
-use crate::state::{KeyValueStore, Session, SessionStore, WindowStore};
+use crate::state::{KeyValueStore, Session, SessionStore, StoreIter, WindowStore};
 use crate::task::core::TaskCore;
 
 /// What a processor hook returns: any error aborts the transaction and fails the task.
@@ -275,16 +275,18 @@ impl<'a, K, V> KvStore<'a, K, V> {
     pub fn delete(&mut self, key: &K) -> Result<()> {
         self.store.delete(self.overlay, key)
     }
-    /// Entries with `from <= key <= to` in serialized-key order.
-    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>> {
+    /// Entries with `from <= key <= to` in serialized-key order, streamed from RocksDB
+    /// (the iterator borrows the store: it ends before the next write).
+    pub fn range(&self, from: &K, to: &K) -> Result<StoreIter<'_, (K, V)>> {
         self.store.range(self.overlay, from, to)
     }
-    /// Entries whose serialized key starts with `prefix`.
-    pub fn prefix_scan(&self, prefix: &[u8]) -> Result<Vec<(K, V)>> {
+    /// Entries whose serialized key starts with `prefix`, streamed.
+    pub fn prefix_scan(&self, prefix: &[u8]) -> Result<StoreIter<'_, (K, V)>> {
         self.store.prefix_scan(self.overlay, prefix)
     }
-    /// Every entry.
-    pub fn all(&self) -> Result<Vec<(K, V)>> {
+    /// Every entry in serialized-key order, streamed: memory stays flat however many there
+    /// are.
+    pub fn all(&self) -> Result<StoreIter<'_, (K, V)>> {
         self.store.all(self.overlay)
     }
 }
@@ -312,23 +314,25 @@ impl<'a, K, V> WindowStoreHandle<'a, K, V> {
     pub fn delete(&mut self, key: &K, start: i64) -> Result<()> {
         self.store.delete(self.overlay, key, start)
     }
-    /// `key`'s windows starting in `[from, to]`, oldest first.
-    pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>> {
+    /// `key`'s windows starting in `[from, to]`, oldest first, streamed.
+    pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<StoreIter<'_, (i64, V)>> {
         self.store.fetch(self.overlay, key, from, to)
     }
-    /// Windows starting in `[from, to]` of keys in `[key_from, key_to]` (serialized order).
+    /// Windows starting in `[from, to]` of keys in `[key_from, key_to]` (serialized order),
+    /// streamed, in the order [`WindowStore::fetch_range`] gives.
     pub fn fetch_range(
         &self,
         key_from: &K,
         key_to: &K,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(K, i64, V)>> {
+    ) -> Result<StoreIter<'_, (K, i64, V)>> {
         self.store
             .fetch_range(self.overlay, key_from, key_to, from, to)
     }
-    /// Every window starting in `[from, to]`.
-    pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(K, i64, V)>> {
+    /// Every window starting in `[from, to]`, streamed, in the order
+    /// [`WindowStore::fetch_all`] gives.
+    pub fn fetch_all(&self, from: i64, to: i64) -> Result<StoreIter<'_, (K, i64, V)>> {
         self.store.fetch_all(self.overlay, from, to)
     }
     /// Deletes every window older than the retention; returns how many.
@@ -360,13 +364,13 @@ impl<'a, K, V> SessionStoreHandle<'a, K, V> {
         self.store.remove(self.overlay, key, session)
     }
     /// `key`'s sessions ending at or after `earliest_end` and starting at or before
-    /// `latest_start`.
+    /// `latest_start`, by end then start, streamed.
     pub fn find_sessions(
         &self,
         key: &K,
         earliest_end: i64,
         latest_start: i64,
-    ) -> Result<Vec<(Session, V)>> {
+    ) -> Result<StoreIter<'_, (Session, V)>> {
         self.store
             .find_sessions(self.overlay, key, earliest_end, latest_start)
     }

@@ -28,7 +28,12 @@ fn write(producer: &Producer, entries: &[(&str, Option<&str>)], commit: bool) {
 }
 
 fn contents(store: &KeyValueStore<String, String>, db: &StateDb) -> Vec<(String, String)> {
-    store.all(&db.overlay()).expect("all")
+    let nothing_written = db.overlay();
+    store
+        .all(&nothing_written)
+        .expect("scan")
+        .collect::<Result<_, _>>()
+        .expect("read")
 }
 
 #[test]

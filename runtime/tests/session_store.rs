@@ -82,7 +82,7 @@ proptest! {
                         })
                         .map(|((end, start, _), v)| (Session { start: *start, end: *end }, v.clone()))
                         .collect();
-                    prop_assert_eq!(store.find_sessions(&overlay, &k, earliest_end, latest_start).expect("find"), want);
+                    prop_assert_eq!(common::read_all(store.find_sessions(&overlay, &k, earliest_end, latest_start)), want);
                 }
                 Op::Expire => {
                     store.expire(&mut overlay).expect("expire");

@@ -67,7 +67,7 @@ proptest! {
                 Op::Get(k) => prop_assert_eq!(store.get(&overlay, &k).expect("get"), pending.get(&k).cloned()),
                 Op::Range(a, b) => {
                     let want: Vec<(u32, String)> = pending.range(a..=b).map(|(k, v)| (*k, v.clone())).collect();
-                    prop_assert_eq!(store.range(&overlay, &a, &b).expect("range"), want);
+                    prop_assert_eq!(common::read_all(store.range(&overlay, &a, &b)), want);
                 }
                 Op::Prefix(high) => {
                     // Big-endian u32 keys: the prefix [0, 0, 0] selects keys 0..=255 (all here),
@@ -78,7 +78,7 @@ proptest! {
                         .filter(|(k, _)| k.to_be_bytes()[..3] == prefix)
                         .map(|(k, v)| (*k, v.clone()))
                         .collect();
-                    prop_assert_eq!(store.prefix_scan(&overlay, &prefix).expect("prefix"), want);
+                    prop_assert_eq!(common::read_all(store.prefix_scan(&overlay, &prefix)), want);
                 }
                 Op::Commit => {
                     commits += 1;
@@ -104,8 +104,9 @@ proptest! {
             prop_assert_eq!(db.checkpoint(&name).expect("checkpoint"), last_checkpoint);
         }
         let want: Vec<(u32, String)> = pending.into_iter().collect();
-        prop_assert_eq!(store.all(&overlay).expect("all"), want);
+        prop_assert_eq!(common::read_all(store.all(&overlay)), want);
         // The other task's column family never sees this task's writes.
-        prop_assert!(neighbour.all(&db.overlay()).expect("all").is_empty());
+        let nothing_written = db.overlay();
+        prop_assert!(common::read_all(neighbour.all(&nothing_written)).is_empty());
     }
 }

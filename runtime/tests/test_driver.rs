@@ -49,7 +49,7 @@ fn wordcount_flows_through_the_repartition_topic_and_the_store() {
     );
     let store = driver.kv_store::<String, u64>("counts").expect("store");
     assert_eq!(
-        store.all().expect("all"),
+        common::read_all(store.all()),
         vec![("a".to_string(), 2), ("b".to_string(), 2)]
     );
     assert!(matches!(
@@ -84,8 +84,9 @@ impl Processor<String, i64, String, i64> for Clocked {
         let start = record.timestamp - record.timestamp % 10;
         let seen = windows
             .fetch(&record.key, start, start)?
-            .first()
-            .map_or(0, |(_, n)| *n);
+            .next()
+            .transpose()?
+            .map_or(0, |(_, n)| n);
         windows.put(&record.key, start, &(seen + 1))?;
         let tagged = record
             .clone()
@@ -201,7 +202,7 @@ fn punctuations_fire_on_stream_time_and_the_wall_clock_and_forward_to_picks_a_ch
         .window_store::<String, i64>("per-window")
         .expect("window store");
     assert_eq!(
-        windows.fetch(&"k".to_string(), 0, 1000).expect("fetch"),
+        common::read_all(windows.fetch(&"k".to_string(), 0, 1000)),
         vec![(0, 2), (50, 1), (100, 1), (300, 1)]
     );
 }

@@ -209,8 +209,8 @@ fn wipe(db: &StateDb, family: &str) -> Result<()> {
         std::ops::Bound::Unbounded,
         std::ops::Bound::Unbounded,
     )?;
-    for key in all.into_keys() {
-        overlay.delete(family, key);
+    for entry in all {
+        overlay.delete(family, entry?.0.into_vec());
     }
     db.apply(overlay, &[])
 }

@@ -1,10 +1,11 @@
 //! [`KeyValueStore`]: a typed key-value store of one task over its column family, reading
 //! through the task's overlay. Ranges and prefixes are in the order of the serialized keys
-//! (big-endian integers and strings sort naturally; bincode's varints do not).
+//! (big-endian integers and strings sort naturally; bincode's varints do not), and stream:
+//! RocksDB is read as the iterator goes.
 
 use std::ops::Bound;
 
-use super::{StateDb, WriteOverlay};
+use super::{StateDb, StoreIter, WriteOverlay};
 use crate::error::Result;
 use crate::serde::Serde;
 
@@ -65,27 +66,36 @@ impl<K, V> KeyValueStore<K, V> {
         Ok(())
     }
 
-    fn scan(
-        &self,
-        overlay: &WriteOverlay,
+    fn scan<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
         from: Bound<&[u8]>,
         to: Bound<&[u8]>,
-    ) -> Result<Vec<(K, V)>> {
+    ) -> Result<StoreIter<'a, (K, V)>> {
         let merged = self.db.merged_scan(&self.family, overlay, from, to)?;
-        merged
-            .into_iter()
-            .map(|(k, v)| Ok((self.keys.deserialize(&k)?, self.values.deserialize(&v)?)))
-            .collect()
+        Ok(Box::new(merged.map(move |item| {
+            let (k, v) = item?;
+            Ok((self.keys.deserialize(&k)?, self.values.deserialize(&v)?))
+        })))
     }
 
-    /// Entries with `from <= key <= to` (serialized order), overlay included.
-    pub fn range(&self, overlay: &WriteOverlay, from: &K, to: &K) -> Result<Vec<(K, V)>> {
+    /// Entries with `from <= key <= to` (serialized order), overlay included, streamed.
+    pub fn range<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
+        from: &K,
+        to: &K,
+    ) -> Result<StoreIter<'a, (K, V)>> {
         let (from, to) = (self.keys.serialize(from)?, self.keys.serialize(to)?);
         self.scan(overlay, Bound::Included(&from), Bound::Included(&to))
     }
 
-    /// Entries whose serialized key starts with `prefix`.
-    pub fn prefix_scan(&self, overlay: &WriteOverlay, prefix: &[u8]) -> Result<Vec<(K, V)>> {
+    /// Entries whose serialized key starts with `prefix`, streamed.
+    pub fn prefix_scan<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
+        prefix: &[u8],
+    ) -> Result<StoreIter<'a, (K, V)>> {
         let end = prefix_end(prefix);
         let to = match &end {
             Some(end) => Bound::Excluded(end.as_slice()),
@@ -94,8 +104,9 @@ impl<K, V> KeyValueStore<K, V> {
         self.scan(overlay, Bound::Included(prefix), to)
     }
 
-    /// Every entry, overlay included.
-    pub fn all(&self, overlay: &WriteOverlay) -> Result<Vec<(K, V)>> {
+    /// Every entry, overlay included, in serialized key order, streamed from RocksDB (memory
+    /// stays flat however many entries there are).
+    pub fn all<'a>(&'a self, overlay: &'a WriteOverlay) -> Result<StoreIter<'a, (K, V)>> {
         self.scan(overlay, Bound::Unbounded, Bound::Unbounded)
     }
 }

@@ -3,13 +3,15 @@
 //! per-task [`WriteOverlay`] first; the task reads through it (it sees its own writes) while
 //! RocksDB is untouched. After the transaction commits, [`StateDb::apply`] writes every
 //! overlay and the new checkpoints in one `WriteBatch` (WAL on, no fsync): a crash before it
-//! leaves RocksDB at the previous checkpoint, from which the changelog is replayed.
+//! leaves RocksDB at the previous checkpoint, from which the changelog is replayed. Scans
+//! stream: a RocksDB iterator merged with the overlay ([`StoreIter`]), nothing collected.
 
 mod changelog;
 mod kv;
 mod overlay;
 mod restore;
 mod retention;
+mod scan;
 mod segments;
 mod session;
 mod window;
@@ -18,11 +20,10 @@ pub use changelog::{changelog_records, changelog_topic, ensure_changelog_topic};
 pub use kv::KeyValueStore;
 pub use overlay::WriteOverlay;
 pub use restore::{RestoreProgress, restore, restore_with};
+pub use scan::StoreIter;
 pub use session::{Session, SessionStore};
 pub use window::{WindowLayout, WindowStore};
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -241,65 +242,6 @@ impl StateDb {
             store: family.to_string(),
             source,
         })
-    }
-
-    /// The committed entries of `family` with keys in `(from, to)`.
-    pub(crate) fn scan_raw(
-        &self,
-        family: &str,
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-        let cf = self
-            .db
-            .cf_handle(family)
-            .ok_or_else(|| Error::Store(family.to_string(), "no such column family"))?;
-        let start = match from {
-            Bound::Included(k) | Bound::Excluded(k) => {
-                rocksdb::IteratorMode::From(k, rocksdb::Direction::Forward)
-            }
-            Bound::Unbounded => rocksdb::IteratorMode::Start,
-        };
-        let mut out = BTreeMap::new();
-        for item in self.db.iterator_cf(&cf, start) {
-            let (key, value) = item.map_err(|source| Error::Rocks {
-                action: "scanning",
-                store: family.to_string(),
-                source,
-            })?;
-            if matches!(from, Bound::Excluded(k) if *key == *k) {
-                continue;
-            }
-            let past_end = match to {
-                Bound::Included(k) => *key > *k,
-                Bound::Excluded(k) => *key >= *k,
-                Bound::Unbounded => false,
-            };
-            if past_end {
-                break;
-            }
-            out.insert(key.to_vec(), value.to_vec());
-        }
-        Ok(out)
-    }
-
-    /// The entries of `family` with keys in `(from, to)` as the task sees them: committed
-    /// ones overlaid with the task's uncommitted writes (deletes removed).
-    pub(crate) fn merged_scan(
-        &self,
-        family: &str,
-        overlay: &WriteOverlay,
-        from: Bound<&[u8]>,
-        to: Bound<&[u8]>,
-    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-        let mut merged = self.scan_raw(family, from, to)?;
-        for (key, value) in overlay.range(family, from, to) {
-            match value {
-                Some(v) => merged.insert(key.to_vec(), v.to_vec()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged)
     }
 
     /// Applies a committed transaction's overlay and the tasks' new checkpoints (the

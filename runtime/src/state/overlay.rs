@@ -45,17 +45,19 @@ impl WriteOverlay {
         self.families.get(family)?.get(key).map(|v| v.as_deref())
     }
 
-    /// The writes of `family` with keys in the bounds, in key order.
+    /// The writes of `family` with keys in the bounds, in key order (the bounds are not
+    /// borrowed past the call).
     pub fn range<'a>(
         &'a self,
         family: &str,
-        from: Bound<&'a [u8]>,
-        to: Bound<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + use<'a> {
         self.families
             .get(family)
+            .map(|writes| writes.range::<[u8], _>((from, to)))
             .into_iter()
-            .flat_map(move |writes| writes.range::<[u8], _>((from, to)))
+            .flatten()
             .map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 

@@ -78,14 +78,18 @@ impl Retention {
             return Ok(0);
         }
         let high = time_bytes(cutoff);
-        let doomed = db.merged_scan(
-            family,
-            overlay,
-            Bound::Unbounded,
-            Bound::Excluded(&high[..]),
-        )?;
+        // Keys only, collected before the overlay is written to: as many as expire now.
+        let doomed: Vec<Vec<u8>> = db
+            .merged_scan(
+                family,
+                overlay,
+                Bound::Unbounded,
+                Bound::Excluded(&high[..]),
+            )?
+            .map(|item| item.map(|(key, _)| key))
+            .collect::<Result<_>>()?;
         let count = doomed.len();
-        for key in doomed.into_keys() {
+        for key in doomed {
             overlay.delete(family, key);
         }
         Ok(count)

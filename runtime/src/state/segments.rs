@@ -9,7 +9,8 @@
 use std::ops::Bound;
 
 use super::retention::{time_bytes, time_of};
-use super::{StateDb, WriteOverlay};
+use super::scan::streamed;
+use super::{StateDb, StoreIter, WriteOverlay};
 use crate::error::Result;
 
 /// The segment length for a retention: half of it, at least a minute (Kafka Streams'
@@ -56,59 +57,60 @@ impl Segments {
         Some((raw.get(8..key_end)?, raw.get(key_end..)?))
     }
 
-    /// The segment starts from the one holding `from` to the one holding `to`, stepping by
-    /// segment index (so the clamped first segment near `i64::MIN` does not shift the rest).
-    fn between(&self, from: i64, to: i64) -> Vec<i64> {
+    /// Entries of `key` in segments `[from, to]` whose suffix is in `[low, high]`, oldest
+    /// segment first, then by suffix; streamed, one segment's RocksDB iterator at a time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_key<'a>(
+        self,
+        db: &'a StateDb,
+        family: &'a str,
+        overlay: &'a WriteOverlay,
+        key: Vec<u8>,
+        (from, to): (i64, i64),
+        (low, high): (Vec<u8>, Vec<u8>),
+    ) -> StoreIter<'a, RawEntry> {
+        // Stepping by segment index, so the clamped first segment near `i64::MIN` does not
+        // shift the rest.
         let (first, last) = (
             from.div_euclid(self.segment_ms),
             to.div_euclid(self.segment_ms),
         );
-        (first..=last)
-            .map(|index| index.saturating_mul(self.segment_ms))
-            .collect()
-    }
-
-    /// Entries of `key` in segments `[from, to]` whose suffix is in `[low, high]`, oldest
-    /// segment first, then by suffix.
-    pub fn scan_key(
-        &self,
-        db: &StateDb,
-        family: &str,
-        overlay: &WriteOverlay,
-        key: &[u8],
-        (from, to): (i64, i64),
-        (low, high): (&[u8], &[u8]),
-    ) -> Result<Vec<RawEntry>> {
-        let mut out = Vec::new();
-        for segment in self.between(from, to) {
-            let lower = self.compose(segment, key, low);
-            let upper = self.compose(segment, key, high);
-            let found = db.merged_scan(
+        Box::new((first..=last).flat_map(move |index| {
+            let segment = index.saturating_mul(self.segment_ms);
+            let lower = self.compose(segment, &key, &low);
+            let upper = self.compose(segment, &key, &high);
+            let scan = db.merged_scan(
                 family,
                 overlay,
                 Bound::Included(&lower[..]),
                 Bound::Included(&upper[..]),
-            )?;
-            out.extend(found.into_iter().filter_map(|(raw, value)| {
-                let (k, suffix) = self.split(&raw)?;
-                (k == key).then(|| RawEntry {
-                    key: k.to_vec(),
-                    suffix: suffix.to_vec(),
-                    value,
-                })
-            }));
-        }
-        Ok(out)
+            );
+            let key = key.clone();
+            streamed(scan).filter_map(move |item| match item {
+                Err(e) => Some(Err(e)),
+                Ok((raw, value)) => {
+                    let (k, suffix) = self.split(&raw)?;
+                    (k == key.as_slice()).then(|| {
+                        Ok(RawEntry {
+                            key: k.to_vec(),
+                            suffix: suffix.to_vec(),
+                            value,
+                        })
+                    })
+                }
+            })
+        }))
     }
 
-    /// Every entry in segments `[from, to]` (any key), unordered within a segment.
-    pub fn scan_all(
-        &self,
-        db: &StateDb,
+    /// Every entry in segments `[from, to]` (any key): by segment, then serialized key,
+    /// then suffix (as Kafka Streams' segmented stores iterate); streamed.
+    pub fn scan_all<'a>(
+        self,
+        db: &'a StateDb,
         family: &str,
-        overlay: &WriteOverlay,
+        overlay: &'a WriteOverlay,
         (from, to): (i64, i64),
-    ) -> Result<Vec<RawEntry>> {
+    ) -> Result<StoreIter<'a, RawEntry>> {
         let low = time_bytes(self.segment_of(from));
         let upper = self.segment_of(to).checked_add(self.segment_ms);
         let high = upper.map(time_bytes);
@@ -117,17 +119,17 @@ impl Segments {
             None => Bound::Unbounded,
         };
         let found = db.merged_scan(family, overlay, Bound::Included(&low[..]), upper)?;
-        Ok(found
-            .into_iter()
-            .filter_map(|(raw, value)| {
+        Ok(Box::new(found.filter_map(move |item| match item {
+            Err(e) => Some(Err(e)),
+            Ok((raw, value)) => {
                 let (k, suffix) = self.split(&raw)?;
-                Some(RawEntry {
+                Some(Ok(RawEntry {
                     key: k.to_vec(),
                     suffix: suffix.to_vec(),
                     value,
-                })
-            })
-            .collect())
+                }))
+            }
+        })))
     }
 
     /// The newest time committed in `family`: the largest time (read from each suffix by
@@ -141,8 +143,12 @@ impl Segments {
         let Some(segment) = db.last_key_raw(family)?.and_then(|k| time_of(&k)) else {
             return Ok(None);
         };
-        let entries = self.scan_all(db, family, &WriteOverlay::default(), (segment, segment))?;
-        Ok(entries.iter().filter_map(|e| time_in(&e.suffix)).max())
+        let nothing_written = WriteOverlay::default();
+        let mut newest = None;
+        for entry in self.scan_all(db, family, &nothing_written, (segment, segment))? {
+            newest = newest.max(time_in(&entry?.suffix));
+        }
+        Ok(newest)
     }
 
     /// Deletes (in the overlay) every entry whose time (read by `time_in`) is before
@@ -162,6 +168,7 @@ impl Segments {
         }
         let segment = self.segment_of(cutoff);
         let boundary = time_bytes(segment);
+        // Keys only, collected before the overlay is written to: as many as expire now.
         let mut doomed: Vec<Vec<u8>> = db
             .merged_scan(
                 family,
@@ -169,9 +176,10 @@ impl Segments {
                 Bound::Unbounded,
                 Bound::Excluded(&boundary[..]),
             )?
-            .into_keys()
-            .collect();
+            .map(|item| item.map(|(key, _)| key))
+            .collect::<Result<_>>()?;
         for entry in self.scan_all(db, family, overlay, (cutoff, cutoff))? {
+            let entry = entry?;
             if time_in(&entry.suffix).is_some_and(|t| t < cutoff) {
                 doomed.push(self.compose(segment, &entry.key, &entry.suffix));
             }

@@ -6,7 +6,7 @@
 
 use super::retention::{Retention, time_bytes, time_of};
 use super::segments::{Segments, segment_ms_for};
-use super::{StateDb, WriteOverlay};
+use super::{StateDb, StoreIter, WriteOverlay};
 use crate::error::Result;
 use crate::serde::Serde;
 
@@ -99,13 +99,13 @@ impl<K, V> SessionStore<K, V> {
     /// `key`'s live sessions that end at or after `earliest_end` and start at or before
     /// `latest_start` (Kafka's `findSessions`): the ones a record at time t merges with, for
     /// `earliest_end = t - gap` and `latest_start = t + gap`. Ordered by end, then start.
-    pub fn find_sessions(
-        &self,
-        overlay: &WriteOverlay,
+    pub fn find_sessions<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
         key: &K,
         earliest_end: i64,
         latest_start: i64,
-    ) -> Result<Vec<(Session, V)>> {
+    ) -> Result<StoreIter<'a, (Session, V)>> {
         let key = self.keys.serialize(key)?;
         let from = earliest_end.max(self.retention.cutoff());
         // No session ends after the newest end written.
@@ -117,19 +117,20 @@ impl<K, V> SessionStore<K, V> {
             &self.db,
             &self.family,
             overlay,
-            &key,
+            key,
             (from, to),
-            (&low, &high),
-        )?;
-        found
-            .into_iter()
-            .filter_map(|e| {
-                let end = time_of(&e.suffix)?;
-                let start = time_of(e.suffix.get(8..)?)?;
-                (end >= from && start <= latest_start).then_some((Session { start, end }, e.value))
-            })
-            .map(|(s, v)| Ok((s, self.values.deserialize(&v)?)))
-            .collect()
+            (low, high),
+        );
+        Ok(Box::new(found.filter_map(move |item| {
+            let e = match item {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e)),
+            };
+            let end = time_of(&e.suffix)?;
+            let start = time_of(e.suffix.get(8..)?)?;
+            (end >= from && start <= latest_start)
+                .then(|| Ok((Session { start, end }, self.values.deserialize(&e.value)?)))
+        })))
     }
 
     /// Deletes (in the overlay) every session that ended before the retention; returns how

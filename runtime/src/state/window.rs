@@ -10,7 +10,7 @@ use std::ops::Bound;
 
 use super::retention::{Retention, time_bytes, time_of};
 use super::segments::{Segments, segment_ms_for};
-use super::{StateDb, WriteOverlay};
+use super::{StateDb, StoreIter, WriteOverlay};
 use crate::error::Result;
 use crate::serde::Serde;
 
@@ -116,21 +116,28 @@ impl<K, V> WindowStore<K, V> {
     }
 
     /// Every live entry with `from <= start <= to`, as (serialized key, start, raw value),
-    /// by start then key.
-    fn scan(&self, overlay: &WriteOverlay, from: i64, to: i64) -> Result<Vec<RawWindow>> {
+    /// streamed: time ordered, by start then key; key first, by segment, then key, then
+    /// start (as Kafka Streams' segmented stores).
+    fn scan<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
+        from: i64,
+        to: i64,
+    ) -> Result<StoreIter<'a, RawWindow>> {
         let from = from.max(self.retention.cutoff());
         if from > to {
-            return Ok(Vec::new());
+            return Ok(Box::new(std::iter::empty()));
         }
-        if let Some(segments) = &self.segments {
-            let mut found: Vec<RawWindow> = segments
-                .scan_all(&self.db, &self.family, overlay, (from, to))?
-                .into_iter()
-                .filter_map(|e| time_of(&e.suffix).map(|t| (e.key, t, e.value)))
-                .filter(|(_, t, _)| (from..=to).contains(t))
-                .collect();
-            found.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
-            return Ok(found);
+        if let Some(segments) = self.segments {
+            let found = segments.scan_all(&self.db, &self.family, overlay, (from, to))?;
+            return Ok(Box::new(found.filter_map(move |entry| {
+                match entry {
+                    Err(e) => Some(Err(e)),
+                    Ok(e) => time_of(&e.suffix)
+                        .filter(|t| (from..=to).contains(t))
+                        .map(|t| Ok((e.key, t, e.value))),
+                }
+            })));
         }
         let (low, high) = (time_bytes(from), time_bytes(to.saturating_add(1)));
         let upper = if to == i64::MAX {
@@ -138,82 +145,92 @@ impl<K, V> WindowStore<K, V> {
         } else {
             Bound::Excluded(&high[..])
         };
-        Ok(self
+        let found = self
             .db
-            .merged_scan(&self.family, overlay, Bound::Included(&low[..]), upper)?
-            .into_iter()
-            .filter_map(|(k, v)| time_of(&k).map(|t| (k[8..].to_vec(), t, v)))
-            .collect())
+            .merged_scan(&self.family, overlay, Bound::Included(&low[..]), upper)?;
+        Ok(Box::new(found.filter_map(|item| match item {
+            Err(e) => Some(Err(e)),
+            Ok((k, v)) => time_of(&k).map(|t| Ok((k[8..].to_vec(), t, v))),
+        })))
     }
 
-    /// `key`'s windows starting in `[from, to]`, oldest first.
-    pub fn fetch(
-        &self,
-        overlay: &WriteOverlay,
+    /// `key`'s windows starting in `[from, to]`, oldest first, streamed.
+    pub fn fetch<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
         key: &K,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(i64, V)>> {
+    ) -> Result<StoreIter<'a, (i64, V)>> {
         let key = self.keys.serialize(key)?;
-        let Some(segments) = &self.segments else {
-            return self
-                .scan(overlay, from, to)?
-                .into_iter()
-                .filter(|(k, _, _)| *k == key)
-                .map(|(_, t, v)| Ok((t, self.values.deserialize(&v)?)))
-                .collect();
+        let Some(segments) = self.segments else {
+            let found = self.scan(overlay, from, to)?;
+            return Ok(Box::new(found.filter_map(move |item| match item {
+                Err(e) => Some(Err(e)),
+                Ok((k, t, v)) => (k == key).then(|| Ok((t, self.values.deserialize(&v)?))),
+            })));
         };
         // No window starts after the newest start written: that bounds the segments to scan.
         let from = from.max(self.retention.cutoff());
         let to = to.min(self.retention.observed());
         if from > to {
-            return Ok(Vec::new());
+            return Ok(Box::new(std::iter::empty()));
         }
-        let (low, high) = (time_bytes(from), time_bytes(to));
-        segments
-            .scan_key(
-                &self.db,
-                &self.family,
-                overlay,
-                &key,
-                (from, to),
-                (&low, &high),
-            )?
-            .into_iter()
-            .filter_map(|e| time_of(&e.suffix).map(|t| (t, e.value)))
-            .map(|(t, v)| Ok((t, self.values.deserialize(&v)?)))
-            .collect()
+        let (low, high) = (time_bytes(from).to_vec(), time_bytes(to).to_vec());
+        let found = segments.scan_key(
+            &self.db,
+            &self.family,
+            overlay,
+            key,
+            (from, to),
+            (low, high),
+        );
+        Ok(Box::new(found.filter_map(move |item| match item {
+            Err(e) => Some(Err(e)),
+            Ok(e) => time_of(&e.suffix).map(|t| Ok((t, self.values.deserialize(&e.value)?))),
+        })))
     }
 
     /// Windows starting in `[from, to]` of keys whose serialized form is in
-    /// `[key_from, key_to]`, by start then key.
-    pub fn fetch_range(
-        &self,
-        overlay: &WriteOverlay,
+    /// `[key_from, key_to]`, streamed in [`WindowStore::fetch_all`]'s order.
+    pub fn fetch_range<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
         key_from: &K,
         key_to: &K,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(K, i64, V)>> {
+    ) -> Result<StoreIter<'a, (K, i64, V)>> {
         let (low, high) = (self.keys.serialize(key_from)?, self.keys.serialize(key_to)?);
-        self.scan(overlay, from, to)?
-            .into_iter()
-            .filter(|(k, _, _)| *k >= low && *k <= high)
-            .map(|(k, t, v)| Ok((self.keys.deserialize(&k)?, t, self.values.deserialize(&v)?)))
-            .collect()
+        let found = self.scan(overlay, from, to)?;
+        Ok(Box::new(found.filter_map(move |item| match item {
+            Err(e) => Some(Err(e)),
+            Ok((k, t, v)) => (k >= low && k <= high).then(|| self.decode(k, t, v)),
+        })))
     }
 
-    /// Every window starting in `[from, to]`, by start then key.
-    pub fn fetch_all(
-        &self,
-        overlay: &WriteOverlay,
+    /// Every window starting in `[from, to]`, streamed. Time-ordered stores give them by
+    /// start, then key. Key-first stores (the default) by time segment, then key, then
+    /// start, as Kafka Streams' segmented stores do: one key's windows stay together.
+    pub fn fetch_all<'a>(
+        &'a self,
+        overlay: &'a WriteOverlay,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(K, i64, V)>> {
-        self.scan(overlay, from, to)?
-            .into_iter()
-            .map(|(k, t, v)| Ok((self.keys.deserialize(&k)?, t, self.values.deserialize(&v)?)))
-            .collect()
+    ) -> Result<StoreIter<'a, (K, i64, V)>> {
+        let found = self.scan(overlay, from, to)?;
+        Ok(Box::new(found.map(move |item| {
+            let (k, t, v) = item?;
+            self.decode(k, t, v)
+        })))
+    }
+
+    fn decode(&self, key: Vec<u8>, start: i64, value: Vec<u8>) -> Result<(K, i64, V)> {
+        Ok((
+            self.keys.deserialize(&key)?,
+            start,
+            self.values.deserialize(&value)?,
+        ))
     }
 
     /// Deletes (in the overlay) every window older than the retention; returns how many.

@@ -269,7 +269,11 @@ pub(super) fn check_store<
             spec.keys.clone(),
             spec.values.clone(),
         )?;
-        local.extend(kv.all(&WriteOverlay::default())?);
+        let nothing_written = WriteOverlay::default();
+        for entry in kv.all(&nothing_written)? {
+            let (key, value) = entry?;
+            local.insert(key, value);
+        }
     }
     let mut logged = BTreeMap::new();
     for r in read_committed(cluster, changelog, spec.partitions, wait)? {

@@ -4,6 +4,15 @@
 
 pub mod apps;
 
+/// Every item of a store scan, or the first error.
+pub fn read_all<T>(
+    scan: sluice_runtime::Result<sluice_runtime::state::StoreIter<'_, T>>,
+) -> Vec<T> {
+    scan.expect("scan starts")
+        .collect::<sluice_runtime::Result<Vec<T>>>()
+        .expect("scan reads")
+}
+
 /// Cases per property: `PROPTEST_CASES` if set, else `default`.
 pub fn cases(default: u32) -> u32 {
     sluice_log::testing::proptest_cases(default)
