@@ -65,7 +65,7 @@ unit-tests: conformance-deps
 		$(CARGO) test --release --workspace --doc; } 2>&1 | tee "$(TEST_LOG)"
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "all tests: %d passed, %d failed\n", p, f }' "$(TEST_LOG)"
 
-# conformance-deps: the real Kafka clients the conformance tests drive (tests/conformance.rs).
+# conformance-deps: the real Kafka clients the conformance tests drive (cli/tests/conformance.rs).
 # differential: the same scenarios against Apache Kafka 4.4 and sluice broker (about 20 s).
 test: deps conformance-deps fmt-check clippy doc-check unit-tests differential
 

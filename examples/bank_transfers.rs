@@ -521,7 +521,11 @@ fn read_store(state_dir: &Path) -> Res<BTreeMap<u32, Account>> {
     for partition in 0..PARTITIONS {
         let name = StoreName::new(STORE, partition);
         let store = db.kv_store(&name, BigEndianSerde, WordsSerde::<Account>(PhantomData))?;
-        stored.extend(store.all(&WriteOverlay::default())?);
+        let nothing_written = WriteOverlay::default();
+        for entry in store.all(&nothing_written)? {
+            let (account, balance) = entry?;
+            stored.insert(account, balance);
+        }
     }
     Ok(stored)
 }

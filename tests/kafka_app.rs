@@ -4,20 +4,18 @@
 //! input; a second instance joins (the group rebalances its tasks between them) and the
 //! rest is counted by both. Every word's last committed count must equal its count in the
 //! input: nothing lost, nothing counted twice, across the rebalance; and the repartition
-//! topic is purged up to what the group committed. `sluice perf eos` and `perf rebalance`
-//! with `--bootstrap-server` run here too. (The examples on Kafka are run by
-//! `tests/kafka_examples.rs`.)
+//! topic is purged up to what the group committed. (The examples on Kafka are run by
+//! `tests/kafka_examples.rs`; `sluice perf eos` and `perf rebalance` with
+//! `--bootstrap-server` by `cli/tests/kafka_perf.rs`.)
 
 #[path = "../kafka/tests/support/mod.rs"]
 mod support;
 
-mod cli_support;
 mod cluster_support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cli_support::{PERF_EOS_ARGS, json, ok, perf_eos_figures};
 use cluster_support::read_committed_to_end;
 use sluice::prelude::*;
 use sluice::runtime::app::AppState;
@@ -185,93 +183,4 @@ fn word_count_on_the_embedded_broker_through_the_same_code() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::open(dir.path(), BrokerConfig::default()).expect("open");
     word_count(&broker);
-}
-
-/// `sluice perf eos --bootstrap-server`: the benchmark on a Kafka cluster prints the same
-/// figures as on the embedded log, with every latency sample read back.
-fn perf_eos_on(bootstrap: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data")
-        .arg(dir.path())
-        .args(PERF_EOS_ARGS)
-        .args(["--bootstrap-server", bootstrap])
-        .output()
-        .expect("run sluice");
-    perf_eos_figures(&ok(out));
-}
-
-#[test]
-fn perf_eos_on_apache_kafka() {
-    perf_eos_on(support::kafka_bootstrap());
-}
-
-#[test]
-fn perf_eos_on_sluice_broker_over_kafka_protocol() {
-    let sluice = support::SluiceBroker::start();
-    perf_eos_on(&sluice.bootstrap);
-}
-
-/// `sluice perf rebalance --bootstrap-server`: a second instance joins, then leaves, on a
-/// Kafka cluster; the figures add up as on the embedded log (tests/cli/runtime_perf.rs).
-fn perf_rebalance_on(bootstrap: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys = 2000;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data")
-        .arg(dir.path())
-        .args(["--bootstrap-server", bootstrap])
-        .args([
-            "perf",
-            "rebalance",
-            "--keys",
-            "2000",
-            "--value-size",
-            "10",
-            "--partitions",
-            "4",
-        ])
-        .output()
-        .expect("run sluice");
-    let stdout = ok(out);
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let f = json(&stdout);
-    assert_eq!(f["cluster"], "kafka", "{stdout}");
-    assert_eq!(f["keys"], keys, "{stdout}");
-    assert_eq!(f["partitions"], 4, "{stdout}");
-    for phase in ["join", "leave"] {
-        // Time to Running includes a heartbeat interval at most (3 s) and a small restore.
-        assert!(
-            f[phase]["seconds_to_running"]
-                .as_f64()
-                .is_some_and(|s| s > 0.0 && s < 60.0),
-            "{stdout}"
-        );
-    }
-    // The joiner starts with an empty state directory: it restores its 2 tasks' stores from
-    // their changelogs, at most one record per key (compaction can only remove some).
-    let joiner = f["join"]["restored_by_joiner"].as_u64().expect("joiner");
-    assert!(joiner > 0 && joiner <= keys, "{stdout}");
-    // The stayer keeps its 2 remaining tasks open (one clean eager revoke: `continuous`),
-    // with stores at a checkpoint that covers their changelogs.
-    assert_eq!(f["join"]["restored_by_stayer"], 0, "{stdout}");
-    assert_eq!(f["join"]["tasks_kept_by_stayer"], 2, "{stdout}");
-    assert_eq!(f["join"]["tasks_opened_by_stayer"], 0, "{stdout}");
-    // On leave it gets the joiner's 2 tasks back and replays the joiner's second round of
-    // updates (one per key of those tasks), keeping its own 2 open.
-    let back = f["leave"]["restored_by_stayer"].as_u64().expect("stayer");
-    assert!(back >= joiner && back <= keys, "{stdout}");
-    assert_eq!(f["leave"]["tasks_kept_by_stayer"], 2, "{stdout}");
-    assert_eq!(f["leave"]["tasks_opened_by_stayer"], 2, "{stdout}");
-}
-
-#[test]
-fn perf_rebalance_on_apache_kafka() {
-    perf_rebalance_on(support::kafka_bootstrap());
-}
-
-#[test]
-fn perf_rebalance_on_sluice_broker_over_kafka_protocol() {
-    let sluice = support::SluiceBroker::start();
-    perf_rebalance_on(&sluice.bootstrap);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kafka Streams 4.4.0 vs sluice, side by side: the count-by-key benchmark of
-# `sluice perf eos` (src/cli/perf/eos.rs) written with the Kafka Streams
+# `sluice perf eos` (cli/src/perf/eos.rs) written with the Kafka Streams
 # Processor API (src/main/java/sluice/bench/CountBench.java), against a
 # single-node KRaft broker on loopback, then `sluice perf eos` with the same
 # arguments on the same broker (sluice's Kafka backend) and on a fresh data dir (the

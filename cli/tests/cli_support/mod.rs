@@ -1,5 +1,5 @@
-//! Helpers for tests that run the `sluice` binary, shared by `tests/cli.rs` (on a data
-//! directory) and `tests/cli_remote.rs` and `tests/kafka_app.rs` (with `--bootstrap-server`):
+//! Helpers for tests that run the `sluice` binary, shared by `cli.rs` (on a data
+//! directory) and `cli_remote.rs` and `kafka_perf.rs` (with `--bootstrap-server`):
 //! running a command with an input, its output as text, the success check, the rows of
 //! `group describe`, and the `perf eos` run and the figures it must print on any log.
 //! Include it with `mod cli_support;` from a test in `tests/`.

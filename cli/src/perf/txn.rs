@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_log::Producer;
+use sluice::log::Producer;
 
 use super::json_percentiles;
-use crate::cli::error::CliResult;
+use crate::error::CliResult;
 
 /// When a transaction is committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,17 +14,17 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use sluice_kafka::is_internal_topic;
-use sluice_log::cluster::Cluster;
-use sluice_log::{TopicPartition, validate_topic_name};
+use sluice::kafka::is_internal_topic;
+use sluice::log::cluster::Cluster;
+use sluice::log::{TopicPartition, validate_topic_name};
 
 use super::{ClusterArgs, Remote, connect};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::group::{
+use crate::error::{CliError, CliResult};
+use crate::group::{
     GroupCommand, GroupView, ResetArgs, Target, describe_view, has_members, reset_table,
     validate_group,
 };
-use crate::cli::output::{stdout, write_err};
+use crate::output::{stdout, write_err};
 
 /// Runs a `group` subcommand on the cluster.
 pub fn run(args: &ClusterArgs, cmd: GroupCommand) -> CliResult {

@@ -16,17 +16,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
-use sluice_log::cluster::{Cluster, ProducerSpec, TxnProducer};
-use sluice_log::{Broker, ProducerRecord};
-use sluice_runtime::AppConfig;
-use sluice_runtime::app::{App, AppHandle, AppState};
+use sluice::log::cluster::{Cluster, ProducerSpec, TxnProducer};
+use sluice::log::{Broker, ProducerRecord};
+use sluice::runtime::AppConfig;
+use sluice::runtime::app::{App, AppHandle, AppState};
 
 use super::Progress;
 use super::eos::{cluster_error, recreate};
 use super::resume::{forget_group, latest_topology, runtime};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::{json_number, print_line};
-use crate::cli::{ClusterArgs, Open, with_broker};
+use crate::error::{CliError, CliResult};
+use crate::output::{json_number, print_line};
+use crate::{ClusterArgs, Open, with_broker};
 
 const INPUT: &str = "perf-rebalance-in";
 const APP: &str = "perf-rebalance";
@@ -182,9 +182,9 @@ fn clean_embedded(broker: &Broker, args: &PerfRebalanceArgs) -> CliResult {
 
 #[cfg(feature = "kafka")]
 fn on_kafka(data: &Path, args: &PerfRebalanceArgs, cluster: &ClusterArgs) -> CliResult {
-    use sluice_log::cluster::{InternalTopic, InternalTopicKind};
+    use sluice::log::cluster::{InternalTopic, InternalTopicKind};
     let cluster = super::super::remote::connect(cluster)?.cluster;
-    let run = format!("{:x}", sluice_log::now_ms());
+    let run = format!("{:x}", sluice::log::now_ms());
     let names = Names {
         input: format!("{INPUT}-{run}"),
         app: format!("{APP}-{run}"),

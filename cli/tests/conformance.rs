@@ -28,7 +28,8 @@ fn run_against(broker_flags: &[&str], summary_prefix: &str, program: &str, args:
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let broker = RunningBroker::start(broker_flags);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The repository root: the suites and their scripts live under `tests/`.
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let args: Vec<String> = args
         .iter()
         .map(|a| a.replace("{bootstrap}", &broker.addr))

@@ -13,18 +13,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
-use sluice_log::{
+use sluice::log::{
     Broker, BrokerConfig, OffsetSpec, Producer, ProducerConfig, ProducerRecord, TopicConfig,
 };
-use sluice_runtime::AppConfig;
-use sluice_runtime::app::{App, AppHandle, AppState};
-use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
-use sluice_runtime::serde::{BytesSerde, StringSerde};
-use sluice_runtime::topology::{StoreSpec, Topology, TopologyBuilder};
+use sluice::runtime::AppConfig;
+use sluice::runtime::app::{App, AppHandle, AppState};
+use sluice::runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
+use sluice::runtime::serde::{BytesSerde, StringSerde};
+use sluice::runtime::topology::{StoreSpec, Topology, TopologyBuilder};
 
 use super::Progress;
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::{json_number, print_line};
+use crate::error::{CliError, CliResult};
+use crate::output::{json_number, print_line};
 
 const INPUT: &str = "perf-resume-in";
 const APP: &str = "perf-resume";
@@ -58,7 +58,7 @@ pub struct PerfResumeArgs {
 pub(super) fn forget_group(broker: &Broker, group: &str) -> CliResult {
     for (_, result) in broker.delete_groups(&[group]) {
         match result {
-            Ok(()) | Err(sluice_log::Error::GroupIdNotFound { .. }) => {}
+            Ok(()) | Err(sluice::log::Error::GroupIdNotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -83,7 +83,7 @@ impl Processor<String, Vec<u8>> for Latest {
 
 /// The "latest value per key" app over `input`: one key-value store, `latest`.
 pub(super) fn latest_topology(input: &str) -> CliResult<Topology> {
-    let fail = |e: sluice_runtime::topology::TopologyError| CliError::Failed(e.to_string());
+    let fail = |e: sluice::runtime::topology::TopologyError| CliError::Failed(e.to_string());
     let mut b = TopologyBuilder::new();
     b.add_source::<String, Vec<u8>>("in", &[input], StringSerde, BytesSerde)
         .map_err(fail)?;
@@ -97,7 +97,7 @@ pub(super) fn latest_topology(input: &str) -> CliResult<Topology> {
     b.build().map_err(fail)
 }
 
-pub(super) fn runtime(e: sluice_runtime::Error) -> CliError {
+pub(super) fn runtime(e: sluice::runtime::Error) -> CliError {
     CliError::Failed(e.to_string())
 }
 

@@ -9,17 +9,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
-use sluice_dsl::{SessionWindows, StreamBuilder, TimeWindows};
-use sluice_log::{Broker, Producer, ProducerConfig, ProducerRecord};
-use sluice_runtime::AppConfig;
-use sluice_runtime::app::{App, AppState};
-use sluice_runtime::topology::Topology;
+use sluice::dsl::{SessionWindows, StreamBuilder, TimeWindows};
+use sluice::log::{Broker, Producer, ProducerConfig, ProducerRecord};
+use sluice::runtime::AppConfig;
+use sluice::runtime::app::{App, AppState};
+use sluice::runtime::topology::Topology;
 
 use super::Progress;
 use super::eos::{committed_all, input_end, recreate, runtime};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::{json_number, print_line};
-use crate::cli::{Open, with_broker};
+use crate::error::{CliError, CliResult};
+use crate::output::{json_number, print_line};
+use crate::{Open, with_broker};
 
 const INPUT: &str = "perf-windows-in";
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Args;
-use sluice_log::{Broker, BrokerConfig, FsyncPolicy, TopicConfig};
-use sluice_server::{Server, ServerConfig};
+use sluice::log::{Broker, BrokerConfig, FsyncPolicy, TopicConfig};
+use sluice::server::{Server, ServerConfig};
 
 use super::error::{CliError, CliResult};
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
-use sluice_log::{
+use sluice::log::{
     Broker, Consumer, ConsumerConfig, ConsumerRecord, Error as LogError, OffsetReset,
     TopicPartition, validate_topic_name,
 };

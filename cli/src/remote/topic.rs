@@ -4,17 +4,15 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use sluice_kafka::rdkafka::error::RDKafkaErrorCode;
-use sluice_kafka::{Created, KafkaClusterError, TopicSpec, is_internal_topic};
-use sluice_log::topic::CleanupPolicy;
-use sluice_log::{FsyncPolicy, validate_topic_name};
+use sluice::kafka::rdkafka::error::RDKafkaErrorCode;
+use sluice::kafka::{Created, KafkaClusterError, TopicSpec, is_internal_topic};
+use sluice::log::topic::CleanupPolicy;
+use sluice::log::{FsyncPolicy, validate_topic_name};
 
 use super::{ClusterArgs, Remote, RemoteError, connect};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::{print_line, stdout, write_err};
-use crate::cli::topic::{
-    CreateArgs, TopicCommand, TopicView, cleanup_settings, describe_view, plural,
-};
+use crate::error::{CliError, CliResult};
+use crate::output::{print_line, stdout, write_err};
+use crate::topic::{CreateArgs, TopicCommand, TopicView, cleanup_settings, describe_view, plural};
 
 /// Runs a `topic` subcommand on the cluster.
 pub fn run(args: &ClusterArgs, cmd: TopicCommand) -> CliResult {
@@ -66,7 +64,7 @@ pub fn run(args: &ClusterArgs, cmd: TopicCommand) -> CliResult {
             let remote = connect(args)?;
             let before = remote.partition_count(&name)?;
             if partitions <= before {
-                return Err(sluice_log::Error::InvalidPartitions {
+                return Err(sluice::log::Error::InvalidPartitions {
                     topic: name,
                     current: before,
                     requested: partitions,

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, value_parser};
-use sluice_log::{Broker, Consumer, ConsumerConfig, TopicPartition, validate_topic_name};
+use sluice::log::{Broker, Consumer, ConsumerConfig, TopicPartition, validate_topic_name};
 
 use super::{Progress, Throughput};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::isolation::{self, Isolation};
-use crate::cli::output::print_line;
-use crate::cli::{Open, with_broker};
+use crate::error::{CliError, CliResult};
+use crate::isolation::{self, Isolation};
+use crate::output::print_line;
+use crate::{Open, with_broker};
 
 /// Give up when no record has arrived for this long.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ pub fn run(data: &Path, args: &PerfConsumeArgs) -> CliResult {
 fn consume(broker: &Broker, args: &PerfConsumeArgs) -> CliResult<String> {
     let meta = broker.topic_metadata(&args.topic)?;
     // An upper bound: markers and aborted records take offsets too.
-    let readable = |p: &sluice_log::PartitionInfo| match args.isolation {
+    let readable = |p: &sluice::log::PartitionInfo| match args.isolation {
         Isolation::ReadCommitted => p.last_stable_offset,
         Isolation::ReadUncommitted => p.high_watermark,
     };

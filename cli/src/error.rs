@@ -7,8 +7,8 @@ use std::io;
 /// Why a command failed.
 #[derive(Debug)]
 pub enum CliError {
-    /// The log refused or failed; `sluice_log::Error::is_user_error` decides the exit code.
-    Log(sluice_log::Error),
+    /// The log refused or failed; `sluice::log::Error::is_user_error` decides the exit code.
+    Log(sluice::log::Error),
     /// Input the CLI itself rejects (flag combinations, values, data directory): exit 2.
     Usage(String),
     /// A terminal or file operation failed: exit 1.
@@ -56,9 +56,9 @@ impl CliError {
 }
 
 /// A log error is a user error when it, or the cause of a failed delivery, says so.
-fn is_user_error(e: &sluice_log::Error) -> bool {
+fn is_user_error(e: &sluice::log::Error) -> bool {
     match e {
-        sluice_log::Error::Delivery { source, .. } => source.is_user_error(),
+        sluice::log::Error::Delivery { source, .. } => source.is_user_error(),
         e => e.is_user_error(),
     }
 }
@@ -94,8 +94,8 @@ impl From<super::remote::RemoteError> for CliError {
     }
 }
 
-impl From<sluice_log::Error> for CliError {
-    fn from(e: sluice_log::Error) -> Self {
+impl From<sluice::log::Error> for CliError {
+    fn from(e: sluice::log::Error) -> Self {
         Self::Log(e)
     }
 }

@@ -3,7 +3,7 @@
 //! broker` (kafka/tests/support). Every call runs the built executable; `--data` points at a
 //! directory that must never be created, since the cluster is used instead.
 
-#[path = "../kafka/tests/support/mod.rs"]
+#[path = "../../kafka/tests/support/mod.rs"]
 mod support;
 
 mod cli_support;

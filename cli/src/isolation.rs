@@ -2,7 +2,7 @@
 //! values, spelled as Kafka spells them (`read_committed`, `read_uncommitted`).
 
 use clap::ValueEnum;
-use sluice_log::IsolationLevel;
+use sluice::log::IsolationLevel;
 
 /// Help text of `--isolation`.
 pub const HELP: &str = "\

@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Args, value_parser};
-use sluice_log::{
+use sluice::log::{
     Broker, DeliveryFuture, FsyncPolicy, Producer, ProducerConfig, ProducerRecord, TopicConfig,
     validate_topic_name,
 };
 
 use super::txn::{CommitEvery, Transactions};
 use super::{Progress, Throughput, latency_json};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::print_line;
-use crate::cli::{Open, with_broker};
+use crate::error::{CliError, CliResult};
+use crate::output::print_line;
+use crate::{Open, with_broker};
 
 /// Latency is measured on at most about this many records.
 const LATENCY_SAMPLES: u64 = 10_000;
@@ -151,7 +151,7 @@ fn ensure_topic(
             }
             Ok(())
         }
-        Err(sluice_log::Error::UnknownTopic { .. }) => Ok(broker.create_topic(topic, config)?),
+        Err(sluice::log::Error::UnknownTopic { .. }) => Ok(broker.create_topic(topic, config)?),
         Err(e) => Err(e.into()),
     }
 }

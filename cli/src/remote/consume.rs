@@ -17,14 +17,16 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use sluice_kafka::{KafkaConsumer, KafkaMember};
-use sluice_log::cluster::{Cluster, ClusterError, ConsumerSpec, ErrorClass, GroupEvent, GroupSpec};
-use sluice_log::{ConsumerRecord, OffsetReset, TopicPartition};
+use sluice::kafka::{KafkaConsumer, KafkaMember};
+use sluice::log::cluster::{
+    Cluster, ClusterError, ConsumerSpec, ErrorClass, GroupEvent, GroupSpec,
+};
+use sluice::log::{ConsumerRecord, OffsetReset, TopicPartition};
 
 use super::{ClusterArgs, Remote, RemoteError, connect};
-use crate::cli::consume::{ConsumeArgs, check_args, write_record};
-use crate::cli::error::CliResult;
-use crate::cli::output::{Out, stdout, write_err};
+use crate::consume::{ConsumeArgs, check_args, write_record};
+use crate::error::CliResult;
+use crate::output::{Out, stdout, write_err};
 
 /// The longest a poll waits, so the group membership is served at least this often.
 const POLL_SLICE: Duration = Duration::from_millis(200);

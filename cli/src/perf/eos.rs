@@ -11,15 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, value_parser};
-use sluice_log::cluster::{
+use sluice::log::cluster::{
     Cluster, ClusterConsumer, ClusterError, ConsumerSpec, OffsetAt, ProducerSpec, TxnProducer,
 };
-use sluice_log::{Broker, ProducerRecord, TopicConfig, TopicPartition};
-use sluice_runtime::app::{App, AppHandle, AppMetrics, AppState};
-use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
-use sluice_runtime::serde::{BigEndianSerde, StringSerde};
-use sluice_runtime::topology::{StoreSpec, Topology, TopologyBuilder};
-use sluice_runtime::{AppConfig, ProcessingGuarantee};
+use sluice::log::{Broker, ProducerRecord, TopicConfig, TopicPartition};
+use sluice::runtime::app::{App, AppHandle, AppMetrics, AppState};
+use sluice::runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
+use sluice::runtime::serde::{BigEndianSerde, StringSerde};
+use sluice::runtime::topology::{StoreSpec, Topology, TopologyBuilder};
+use sluice::runtime::{AppConfig, ProcessingGuarantee};
 
 use super::{Progress, latency_json};
 
@@ -32,9 +32,9 @@ const LATENCY_LINGER: Duration = Duration::from_millis(5);
 
 /// The key of the record that warms the latency phase's producer up (not measured).
 const WARM_UP_KEY: &str = "warm-up";
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::{json_number, print_line};
-use crate::cli::{ClusterArgs, Open, with_broker};
+use crate::error::{CliError, CliResult};
+use crate::output::{json_number, print_line};
+use crate::{ClusterArgs, Open, with_broker};
 
 /// Arguments of `perf eos`.
 #[derive(Debug, Args)]
@@ -97,8 +97,8 @@ impl Names {
 
 /// A cluster's error as the CLI's.
 pub(super) fn cluster_error<E: ClusterError>(e: E) -> CliError {
-    match sluice_runtime::Error::cluster(e) {
-        sluice_runtime::Error::Log(log) => CliError::Log(log),
+    match sluice::runtime::Error::cluster(e) {
+        sluice::runtime::Error::Log(log) => CliError::Log(log),
         other => CliError::Failed(other.to_string()),
     }
 }
@@ -122,7 +122,7 @@ impl Processor<String, i64, String, i64> for CountByKey {
 }
 
 fn topology(input: &str, output: &str) -> CliResult<Topology> {
-    let fail = |e: sluice_runtime::topology::TopologyError| CliError::Failed(e.to_string());
+    let fail = |e: sluice::runtime::topology::TopologyError| CliError::Failed(e.to_string());
     let mut b = TopologyBuilder::new();
     b.add_source::<String, i64>("in", &[input], StringSerde, BigEndianSerde)
         .map_err(fail)?;
@@ -140,7 +140,7 @@ fn topology(input: &str, output: &str) -> CliResult<Topology> {
 
 const INPUT: &str = "perf-eos-in";
 
-pub(super) fn runtime(e: sluice_runtime::Error) -> CliError {
+pub(super) fn runtime(e: sluice::runtime::Error) -> CliError {
     CliError::Failed(e.to_string())
 }
 
@@ -165,9 +165,9 @@ pub fn run(data: &Path, args: &PerfEosArgs, cluster: Option<&ClusterArgs>) -> Cl
 
 #[cfg(feature = "kafka")]
 fn on_kafka(data: &Path, args: &PerfEosArgs, cluster: &ClusterArgs) -> CliResult {
-    use sluice_log::cluster::{InternalTopic, InternalTopicKind};
+    use sluice::log::cluster::{InternalTopic, InternalTopicKind};
     let cluster = super::super::remote::connect(cluster)?.cluster;
-    let run = format!("{:x}", sluice_log::now_ms());
+    let run = format!("{:x}", sluice::log::now_ms());
     let suffix = format!("-{run}");
     let names = Names {
         input: format!("{INPUT}{suffix}"),
@@ -320,7 +320,7 @@ fn latency<C: Cluster>(cluster: &C, args: &PerfEosArgs, names: &Names) -> CliRes
             let record = |key: String| {
                 ProducerRecord::new(input.as_str(), 1i64.to_be_bytes().to_vec())
                     .with_key(key)
-                    .with_timestamp(sluice_log::now_ms())
+                    .with_timestamp(sluice::log::now_ms())
             };
             producer
                 .send(record(WARM_UP_KEY.to_string()))
@@ -351,7 +351,9 @@ fn latency<C: Cluster>(cluster: &C, args: &PerfEosArgs, names: &Names) -> CliRes
             if record.key.as_deref() == Some(WARM_UP_KEY.as_bytes()) {
                 continue;
             }
-            let age = sluice_log::now_ms().saturating_sub(record.timestamp).max(0);
+            let age = sluice::log::now_ms()
+                .saturating_sub(record.timestamp)
+                .max(0);
             samples.push(Duration::from_millis(age as u64));
         }
     }

@@ -9,7 +9,7 @@ use std::thread;
 use bytes::Bytes;
 use clap::Args;
 use clap::builder::NonEmptyStringValueParser;
-use sluice_log::{
+use sluice::log::{
     Broker, DeliveryFuture, Error as LogError, Producer, ProducerConfig, ProducerRecord,
     validate_topic_name,
 };

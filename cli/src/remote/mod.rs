@@ -11,8 +11,8 @@ pub mod topic;
 
 use std::time::Duration;
 
-use sluice_kafka::rdkafka::error::RDKafkaErrorCode;
-use sluice_kafka::{KafkaCluster, KafkaClusterError, KafkaConfig, PartitionOffsets};
+use sluice::kafka::rdkafka::error::RDKafkaErrorCode;
+use sluice::kafka::{KafkaCluster, KafkaClusterError, KafkaConfig, PartitionOffsets};
 
 use super::error::{CliError, CliResult};
 use super::{ClusterArgs, Command};

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use clap::{Args, Subcommand, value_parser};
-use sluice_log::{Broker, OffsetSpec, TopicPartition, validate_topic_name};
+use sluice::log::{Broker, OffsetSpec, TopicPartition, validate_topic_name};
 
 use super::error::{CliError, CliResult};
 use super::output::{stdout, table, write_err};

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use clap::{Args, Subcommand};
-use sluice_log::topic::CleanupPolicy;
-use sluice_log::{Broker, FsyncPolicy, TopicConfig, TopicMetadata, validate_topic_name};
+use sluice::log::topic::CleanupPolicy;
+use sluice::log::{Broker, FsyncPolicy, TopicConfig, TopicMetadata, validate_topic_name};
 
 use super::error::{CliError, CliResult};
 use super::output::{print_line, stdout, table, write_err};

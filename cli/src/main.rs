@@ -1,26 +1,33 @@
-//! The command line: the top-level parser (`sluice [--data DIR] COMMAND`), opening and closing
+//! The `sluice` command-line tool (docs/architecture.md §5): topic administration, a console
+//! producer and consumer, groups, transactions, `sluice broker` and the benchmarks, on the
+//! embedded log of a data directory. Run `sluice --help` for the commands.
+//!
+//! This file: the top-level parser (`sluice [--data DIR] COMMAND`), opening and closing
 //! the data directory's embedded broker, and dispatch to the subcommands in [`topic`],
 //! [`produce`], [`consume`], [`group`] and [`perf`]. With `--bootstrap-server` the topic,
 //! produce, consume and group commands run against a Kafka cluster instead, in `remote`
 //! (the `kafka` feature).
 
-pub mod broker;
-pub mod consume;
-pub mod error;
-pub mod group;
-pub mod isolation;
-pub mod output;
-pub mod perf;
-pub mod produce;
+mod broker;
+mod consume;
+mod error;
+mod group;
+mod isolation;
+mod output;
+mod perf;
+mod produce;
 #[cfg(feature = "kafka")]
-pub mod remote;
-pub mod topic;
+mod remote;
+mod topic;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, value_parser};
-use sluice_log::{Broker, BrokerConfig};
+use sluice::log::{Broker, BrokerConfig};
+use tracing_subscriber::EnvFilter;
 
 use error::{CliError, CliResult};
 
@@ -328,6 +335,30 @@ pub(crate) fn check_data_dir(dir: &Path, open: Open) -> CliResult {
         )));
     }
     Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `sluice consume ... | head`: the reader has all it wanted.
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = e.to_string().replace('\n', " ");
+            let _ = writeln!(std::io::stderr(), "error: {message}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Logs to stderr at level `warn`, or as `RUST_LOG` says.
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 #[cfg(test)]

@@ -12,14 +12,14 @@ use std::sync::mpsc;
 use std::thread;
 
 use bytes::Bytes;
-use sluice_kafka::{KafkaDelivery, KafkaProducer};
-use sluice_log::cluster::{Delivery as _, ProducerSpec};
-use sluice_log::{ProducerRecord, partition_for_key, validate_topic_name};
+use sluice::kafka::{KafkaDelivery, KafkaProducer};
+use sluice::log::cluster::{Delivery as _, ProducerSpec};
+use sluice::log::{ProducerRecord, partition_for_key, validate_topic_name};
 
 use super::{ClusterArgs, Remote, connect};
-use crate::cli::error::{CliError, CliResult};
-use crate::cli::output::{Out, stdout, write_err};
-use crate::cli::produce::{ProduceArgs, split_key, strip_newline};
+use crate::error::{CliError, CliResult};
+use crate::output::{Out, stdout, write_err};
+use crate::produce::{ProduceArgs, split_key, strip_newline};
 
 /// Records in flight before the producer is flushed even though input keeps coming.
 const FLUSH_EVERY: usize = 10_000;
