@@ -3,7 +3,7 @@
 //!
 //! [`KafkaCluster::connect`] takes any librdkafka property ([`KafkaConfig::set`]):
 //! `bootstrap.servers`, `security.protocol`, `sasl.mechanism` and the rest, so SSL and SASL
-//! clusters work as they do for any librdkafka client. Built so far:
+//! clusters work as they do for any librdkafka client. It holds:
 //! - the admin side the runtime needs to start an app on a cluster: partition counts,
 //!   creating its internal topics with Kafka configs (changelogs compacted), deleting
 //!   topics, and a partition's earliest offset and high watermark;
@@ -14,16 +14,27 @@
 //! - for command-line tools: listing topics, adding partitions, last stable offsets
 //!   (`topics.rs`), and listing, describing and resetting consumer groups (`groups.rs`);
 //! - all of them as the Kafka backend of the runtime's seam, `sluice_log::cluster::Cluster`
-//!   (docs/architecture.md §8). The runtime itself does not run on the seam yet.
+//!   (docs/architecture.md §8): `App::start(&KafkaCluster)` runs an app on the cluster.
 //!
-//! ```no_run
+//! Here on a `sluice broker` served in-process (any Kafka cluster's bootstrap address works
+//! the same way):
+//!
+//! ```
+//! # let dir = tempfile::tempdir()?;
+//! # let broker = sluice_log::Broker::open(dir.path(), sluice_log::BrokerConfig::default())?;
+//! # let server = sluice_server::Server::bind(
+//! #     broker.clone(),
+//! #     "127.0.0.1:0".parse()?,
+//! #     sluice_server::ServerConfig::default(),
+//! # )?;
+//! # let bootstrap = server.local_addr().to_string();
 //! use sluice_kafka::{KafkaCluster, KafkaConfig, TopicSpec};
-//! let cluster = KafkaCluster::connect(
-//!     KafkaConfig::new("127.0.0.1:9092").set("client.id", "my-app"),
-//! )?;
+//! let cluster = KafkaCluster::connect(KafkaConfig::new(&bootstrap).set("client.id", "my-app"))?;
 //! cluster.create_topic("orders", &TopicSpec::new(3))?;
 //! assert_eq!(cluster.partition_count("orders")?, Some(3));
-//! # Ok::<(), sluice_kafka::KafkaClusterError>(())
+//! # drop(cluster);
+//! # server.shutdown(std::time::Duration::from_secs(5));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod admin;
