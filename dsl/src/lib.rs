@@ -45,6 +45,7 @@ mod stream;
 mod stream_join;
 mod suppress;
 mod table;
+mod value_getter;
 mod windows;
 
 pub use builder::StreamBuilder;
