@@ -12,6 +12,9 @@
 //! 3. the left side drops a response whose hash is not the hash of the row it holds now (a
 //!    stale answer to a value since replaced), and otherwise joins and materializes the
 //!    result in `store`.
+//!
+//! Both tables' rows are read through their value getters (`value_getter.rs`), so either
+//! may be a lazy table: its nearest materialized ancestor's store is read.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use sluice_runtime::serde::{BigEndianSerde, OptionSerde, Serde};
 use sluice_runtime::topology::StoreSpec;
 
 use crate::change::Change;
+use crate::value_getter::ValueGetter;
 use crate::{Data, Table};
 
 /// FNV-1a, 64 bits: stable across builds and platforms, so hashes in topics and stores
@@ -160,7 +164,7 @@ type Subscriber = (Vec<u8>, Vec<u8>);
 /// Right side: records a subscription and answers it with the right row as it is now.
 struct Subscriptions<K, KO, VO> {
     subscribers: String,
-    right: String,
+    right: ValueGetter<KO, VO>,
     keys: Arc<dyn Serde<K>>,
     foreign_keys: Arc<dyn Serde<KO>>,
     _types: std::marker::PhantomData<fn(VO)>,
@@ -184,7 +188,7 @@ impl<K: Data, KO: Data, VO: Data> Processor<KO, Subscription<K>, K, Response<VO>
             return Ok(());
         }
         subscribers.put(&id, &r.value.hash)?;
-        let value = ctx.kv_store::<KO, VO>(&self.right)?.get(&r.key)?;
+        let value = self.right.get(ctx, &r.key)?;
         let response = Response {
             hash: r.value.hash,
             value,
@@ -235,7 +239,7 @@ type Joiner<K, V, VO, VR> = Arc<dyn Fn(&K, &V, Option<&VO>) -> Option<VR> + Send
 
 /// Left side: joins a response if it answers the row held now.
 struct Responses<K, V, VO, VR> {
-    left: String,
+    left: ValueGetter<K, V>,
     values: Arc<dyn Serde<V>>,
     joiner: Joiner<K, V, VO, VR>,
 }
@@ -248,7 +252,7 @@ impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, Response<VO>, K, Option<
         ctx: &mut ProcessorContext<'_, K, Option<VR>>,
         r: Record<K, Response<VO>>,
     ) -> ProcessResult {
-        let Some(row) = ctx.kv_store::<K, V>(&self.left)?.get(&r.key)? else {
+        let Some(row) = self.left.get(ctx, &r.key)? else {
             return Ok(());
         };
         if fnv1a(&self.values.serialize(&row)?) != r.value.hash {
@@ -293,17 +297,8 @@ impl<K: Data, V: Data> Table<K, V> {
         fk: Arc<dyn Fn(&V) -> KO + Send + Sync>,
         joiner: Joiner<K, V, VO, VR>,
     ) -> Table<K, VR> {
-        for (side, key_value) in [
-            (&self.store, self.key_value),
-            (&other.store, other.key_value),
-        ] {
-            if !key_value {
-                self.changes.fail(format!(
-                    "the foreign-key join `{store}` joins the windowed table `{side}`: only \
-                     key-value tables can be joined"
-                ));
-            }
-        }
+        let user = format!("the foreign-key join `{store}`");
+        let (left_getter, right_getter) = (self.joinable(&user), other.joinable(&user));
         let (keys, values) = (self.changes.keys.clone(), self.values.clone());
         let foreign_keys = other.changes.keys.clone();
         // 1. Left updates: subscriptions to the new foreign key, unsubscriptions from the old.
@@ -358,7 +353,7 @@ impl<K: Data, V: Data> Table<K, V> {
         let answer = at_right.next_node_name("fk-join-answer");
         let (sub_name, right, ks, fks) = (
             subscribers.clone(),
-            other.store.clone(),
+            right_getter.clone(),
             keys.clone(),
             foreign_keys.clone(),
         );
@@ -376,7 +371,7 @@ impl<K: Data, V: Data> Table<K, V> {
         let spec =
             StoreSpec::key_value::<Subscriber, u64>(&subscribers, SubscriberKey, BigEndianSerde);
         at_right.add_store(spec, &answer);
-        at_right.connect_store(&other.store, &answer);
+        right_getter.connect(&at_right, &answer);
         let forward = other.changes.next_node_name("fk-join-forward");
         let (sub_name, ks, fks) = (subscribers.clone(), keys.clone(), foreign_keys.clone());
         other
@@ -401,7 +396,7 @@ impl<K: Data, V: Data> Table<K, V> {
             .merge(&forwards)
             .repartition(&format!("{store}-fk-response"));
         let join = at_left.next_node_name("fk-join-result");
-        let (left, vs) = (self.store.clone(), values.clone());
+        let (left, vs) = (left_getter.clone(), values.clone());
         at_left.add_as::<Responses<K, V, VO, VR>, K, Option<VR>>(
             &join,
             &[&at_left.node],
@@ -411,7 +406,7 @@ impl<K: Data, V: Data> Table<K, V> {
                 joiner: joiner.clone(),
             },
         );
-        at_left.connect_store(&self.store, &join);
+        left_getter.connect(&at_left, &join);
         let results = at_left.derive(join, keys, Arc::new(OptionSerde(VR::serde())), false);
         results.merge(&deletes).materialize(store, VR::serde())
     }

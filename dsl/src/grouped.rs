@@ -147,10 +147,10 @@ impl<K: Data, V: Data> Grouped<K, V> {
                 Arc::new(ChangeSerde(aggregates.clone())),
                 false,
             ),
-            store: name.to_string(),
+            store: Some(name.to_string()),
+            getter: Some(crate::value_getter::ValueGetter::of_store(name)),
             values: aggregates,
             window_grace: None,
-            key_value: true,
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Joins with a table: a stream joined with a [`Table`] (each record looks its key up in
-//! the table's store as the table is at that moment; the table's own updates emit nothing),
-//! and a table joined with a table (either side's update recomputes the key's result, which
-//! is materialized, so a key that stops matching is deleted downstream). Both sides must be
-//! partitioned alike: a stream whose key may have changed is repartitioned first, and the
-//! runtime checks at start that the source topics have equal partition counts.
+//! the table as it is at that moment; the table's own updates emit nothing), and a table
+//! joined with a table (either side's update recomputes the key's result, which is
+//! materialized, so a key that stops matching is deleted downstream). A table is read
+//! through its value getter (`value_getter.rs`): its own store, or for a lazy table its
+//! nearest materialized ancestor's store, connected to the join's processor, and the
+//! lazy operators' functions since. Both sides must be partitioned alike: a stream whose
+//! key may have changed is repartitioned first, and the runtime checks at start that the
+//! source topics have equal partition counts.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -11,15 +14,16 @@ use std::sync::Arc;
 use sluice_runtime::processor::{ProcessResult, Processor, ProcessorContext, Record};
 use sluice_runtime::serde::OptionSerde;
 
+use crate::value_getter::ValueGetter;
 use crate::{Data, Stream, Table};
 
 /// The joiner of a stream record with the table's value (`None`: no row), `None` to emit
 /// nothing.
 type StreamTableJoiner<K, V, VT, VR> = Arc<dyn Fn(&K, V, Option<VT>) -> Option<VR> + Send + Sync>;
 
-/// Looks each record's key up in the table's store and joins.
+/// Looks each record's key up in the table and joins.
 struct StreamTableJoin<K, V, VT, VR> {
-    store: String,
+    table: ValueGetter<K, VT>,
     joiner: StreamTableJoiner<K, V, VT, VR>,
 }
 
@@ -27,7 +31,7 @@ impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
     for StreamTableJoin<K, V, VT, VR>
 {
     fn process(&mut self, ctx: &mut ProcessorContext<'_, K, VR>, r: Record<K, V>) -> ProcessResult {
-        let row = ctx.kv_store::<K, VT>(&self.store)?.get(&r.key)?;
+        let row = self.table.get(ctx, &r.key)?;
         if let Some(out) = (self.joiner)(&r.key, r.value, row) {
             ctx.forward(Record {
                 key: r.key,
@@ -75,21 +79,16 @@ impl<K: Data, V: Data> Stream<K, V> {
         joiner: StreamTableJoiner<K, V, VT, VR>,
     ) -> Stream<K, VR> {
         let name = self.next_node_name(kind);
-        if !table.key_value {
-            self.fail(format!(
-                "`{name}` joins the windowed table `{}`: only key-value tables can be joined",
-                table.store
-            ));
-        }
+        let getter = table.joinable(&format!("`{name}`"));
         let input = self.co_partitioned(&format!("{name}-repartition"));
-        let store = table.store.clone();
+        let read = getter.clone();
         input.add_as::<StreamTableJoin<K, V, VT, VR>, K, VR>(&name, &[&input.node], move || {
             StreamTableJoin {
-                store: store.clone(),
+                table: read.clone(),
                 joiner: joiner.clone(),
             }
         });
-        input.connect_store(&table.store, &name);
+        getter.connect(&input, &name);
         input.derive(name, input.keys.clone(), VR::serde(), false)
     }
 }
@@ -99,10 +98,10 @@ impl<K: Data, V: Data> Stream<K, V> {
 type TableJoiner<K, V, VO, VR> =
     Arc<dyn Fn(&K, Option<&V>, Option<&VO>) -> Option<VR> + Send + Sync>;
 
-/// On an update of either side, joins the key's current rows of both stores.
+/// On an update of either side, joins the key's current rows of both tables.
 struct TableTableJoin<K, V, VO, VR> {
-    left: String,
-    right: String,
+    left: ValueGetter<K, V>,
+    right: ValueGetter<K, VO>,
     joiner: TableJoiner<K, V, VO, VR>,
     types: PhantomData<fn(K, V, VO)>,
 }
@@ -115,8 +114,8 @@ impl<K: Data, V: Data, VO: Data, VR: Data> Processor<K, (), K, Option<VR>>
         ctx: &mut ProcessorContext<'_, K, Option<VR>>,
         r: Record<K, ()>,
     ) -> ProcessResult {
-        let left = ctx.kv_store::<K, V>(&self.left)?.get(&r.key)?;
-        let right = ctx.kv_store::<K, VO>(&self.right)?.get(&r.key)?;
+        let left = self.left.get(ctx, &r.key)?;
+        let right = self.right.get(ctx, &r.key)?;
         let out = match (&left, &right) {
             (None, None) => None,
             (l, r_) => (self.joiner)(&r.key, l.as_ref(), r_.as_ref()),
@@ -177,20 +176,12 @@ impl<K: Data, V: Data> Table<K, V> {
         joiner: TableJoiner<K, V, VO, VR>,
     ) -> Table<K, VR> {
         let name = self.changes.next_node_name("table-join");
-        for (side, key_value) in [
-            (&self.store, self.key_value),
-            (&other.store, other.key_value),
-        ] {
-            if !key_value {
-                self.changes.fail(format!(
-                    "`{name}` joins the windowed table `{side}`: only key-value tables can be joined"
-                ));
-            }
-        }
+        let user = format!("`{name}`");
+        let (left_getter, right_getter) = (self.joinable(&user), other.joinable(&user));
         let left = self.changes.map_values(|_| ());
         let right = other.changes.map_values(|_| ());
         let updates = left.merge(&right);
-        let (l, r) = (self.store.clone(), other.store.clone());
+        let (l, r) = (left_getter.clone(), right_getter.clone());
         updates.add_as::<TableTableJoin<K, V, VO, VR>, K, Option<VR>>(
             &name,
             &[&updates.node],
@@ -201,8 +192,8 @@ impl<K: Data, V: Data> Table<K, V> {
                 types: PhantomData,
             },
         );
-        updates.connect_store(&self.store, &name);
-        updates.connect_store(&other.store, &name);
+        left_getter.connect(&updates, &name);
+        right_getter.connect(&updates, &name);
         updates
             .derive(
                 name,

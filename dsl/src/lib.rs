@@ -8,7 +8,8 @@
 //!   joins: with a stream over [`JoinWindows`], with a [`Table`], with a [`GlobalTable`].
 //! - [`Grouped`]: count, reduce, aggregate; [`TimeWindows`] (tumbling, hopping),
 //!   [`SlidingWindows`] and [`SessionWindows`], with grace (late records dropped and counted).
-//! - [`Table`]: materialized, forwarding [`Change`]s; filter, map_values, to_stream,
+//! - [`Table`]: forwarding [`Change`]s; filter, filter_not, map_values (lazy tables, read
+//!   through their nearest materialized ancestor's store), materialized_as, to_stream,
 //!   group_by ([`GroupedTable`], with adder and subtractor), joins with tables (also by
 //!   foreign key) and [`Suppressed`] updates.
 //! - [`Data`] chooses serdes by type; `named` names operators, stores and internal topics.
@@ -45,6 +46,7 @@ mod stream;
 mod stream_join;
 mod suppress;
 mod table;
+mod value_getter;
 mod windows;
 
 pub use builder::StreamBuilder;

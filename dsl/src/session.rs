@@ -245,7 +245,8 @@ impl<K: Data, V: Data> SessionGrouped<K, V> {
                 Arc::new(ChangeSerde(aggregates.clone())),
                 false,
             ),
-            store: name.to_string(),
+            store: Some(name.to_string()),
+            getter: None,
             values: aggregates,
             // A session is final once no record can reach it: past its end + gap + grace.
             window_grace: Some(
@@ -254,7 +255,6 @@ impl<K: Data, V: Data> SessionGrouped<K, V> {
                     .saturating_add(windows.grace_ms)
                     .saturating_add(1),
             ),
-            key_value: false,
         }
     }
 }

@@ -242,11 +242,11 @@ impl<K: Data, V: Data> SlidingGrouped<K, V> {
                 Arc::new(ChangeSerde(aggregates.clone())),
                 false,
             ),
-            store,
+            store: Some(store),
+            getter: None,
             values: aggregates,
             // A sliding window's end is inclusive: final once stream time passes end + grace.
             window_grace: Some(g.saturating_add(1)),
-            key_value: false,
         }
     }
 }

@@ -307,7 +307,7 @@ impl<K: Data, V: Data> Table<K, V> {
             if self.window_grace.is_none() {
                 self.changes.fail(format!(
                     "`{name}`: until_window_closes needs a windowed table, and `{}` is not",
-                    self.store
+                    self.describe()
                 ));
             }
             if suppressed.buffer.when_full == WhenFull::EmitEarly {
@@ -355,10 +355,10 @@ impl<K: Data, V: Data> Table<K, V> {
             changes: self
                 .changes
                 .derive(name, keys, self.changes.values.clone(), false),
-            store: stores.held,
+            store: Some(stores.held),
+            getter: None,
             values,
             window_grace: self.window_grace,
-            key_value: false,
         }
     }
 }

@@ -1,10 +1,14 @@
-//! [`Table`]: the latest value per key, kept in a RocksDB store (with a changelog) and
-//! updated by a stream of [`Change`]s. Every table here is materialized: sources
-//! (`StreamBuilder::table`, `Stream::to_table`), aggregations, and each `filter` /
-//! `map_values` / join result has its own store, so any table can be joined or queried, and
-//! each update forwards the key's new value together with the one it replaced (deletes
-//! included). `group_by` re-keys a table; its aggregations subtract a record's old value
-//! from its old group and add the new value to the new group ([`GroupedTable`]).
+//! [`Table`]: the latest value per key, updated by a stream of [`Change`]s (each update
+//! forwards the key's new value together with the one it replaced, deletes included).
+//! A table is materialized (kept in a RocksDB store with a changelog) when it has to be:
+//! sources (`StreamBuilder::table`, `Stream::to_table`), aggregations, table-table and
+//! foreign-key join results, and any table given `materialized_as(name)`. `filter`,
+//! `filter_not` and `map_values` make *lazy* tables, as in Kafka Streams: no store, no
+//! changelog; their changes are the parent's passed through the function, and a join or
+//! `group_by` that needs their values reads them through the nearest materialized
+//! ancestor's store (`value_getter.rs`, docs/architecture.md §4). `group_by` re-keys a
+//! table; its aggregations subtract a record's old value from its old group and add the new
+//! value to the new group ([`GroupedTable`]).
 
 use std::sync::Arc;
 
@@ -13,20 +17,26 @@ use sluice_runtime::serde::{OptionSerde, Serde};
 use sluice_runtime::topology::StoreSpec;
 
 use crate::change::{Change, ChangeSerde};
+use crate::value_getter::{MaterializeChanges, RowFn, TableValues, ValueGetter};
 use crate::{Data, Stream};
 
 /// A table of the latest value per key.
 #[derive(Debug, Clone)]
 pub struct Table<K, V> {
     pub(crate) changes: Stream<K, Change<V>>,
-    pub(crate) store: String,
+    /// The table's own store: sources, `to_table`, aggregations, join results and
+    /// `materialized_as` have one (a suppressed table: the store of its held updates);
+    /// `None` for a lazy table (`filter`, `filter_not`, `map_values`).
+    pub(crate) store: Option<String>,
+    /// How a processor reads the table's value for a key: its own key-value store, or its
+    /// nearest materialized ancestor's through the lazy operators since. `None` when no
+    /// key-value store keyed like the table is upstream (windowed and suppressed tables,
+    /// and lazy tables derived from them): such a table cannot be joined.
+    pub(crate) getter: Option<ValueGetter<K, V>>,
     pub(crate) values: Arc<dyn Serde<V>>,
     /// For a windowed table: how long after a window's `end` its value may still change
     /// (its value is final once stream time reaches `end` plus this).
     pub(crate) window_grace: Option<i64>,
-    /// The store is a key-value store keyed by `K` (false for windowed aggregations, whose
-    /// store is a window or session store).
-    pub(crate) key_value: bool,
 }
 
 /// Writes each new value (or delete) to the store and forwards the change it made.
@@ -88,10 +98,10 @@ impl<K: Data, V: Data> Stream<K, Option<V>> {
         );
         Table {
             changes,
-            store: store.to_string(),
+            store: Some(store.to_string()),
+            getter: Some(ValueGetter::of_store(store)),
             values,
             window_grace: None,
-            key_value: true,
         }
     }
 }
@@ -120,9 +130,12 @@ impl<K: Data, V: Data> Table<K, V> {
         }
     }
 
-    /// The store holding the table (for `TopologyTestDriver::kv_store` and queries).
-    pub fn store_name(&self) -> &str {
-        &self.store
+    /// The table's own store, for `TopologyTestDriver::kv_store` and queries: `Some` for a
+    /// materialized table (a source, `to_table`, an aggregation, a join result, or
+    /// [`Table::materialized_as`]; for a suppressed table, the store of its held updates),
+    /// `None` for a lazy table (`filter`, `filter_not`, `map_values`), which has none.
+    pub fn store_name(&self) -> Option<&str> {
+        self.store.as_deref()
     }
 
     /// The table's updates as a stream: one record per change, the key's new value, or
@@ -149,70 +162,132 @@ impl<K: Data, V: Data> Table<K, V> {
         )
     }
 
-    /// The rows for which `keep` holds, in store `store`: a key whose new value fails the
-    /// predicate is deleted from the result (a tombstone goes downstream).
-    pub fn filter(
-        &self,
-        store: &str,
-        keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
-    ) -> Table<K, V> {
-        self.derived(store, self.values.clone(), move |k, v| {
-            if keep(k, &v) { Some(v) } else { None }
-        })
+    /// The rows for which `keep` holds, as a lazy table (no store; see the module doc): a
+    /// key whose new value fails the predicate, and whose old value passed, is deleted
+    /// downstream (a tombstone); an update that fails it before and after sends nothing.
+    pub fn filter(&self, keep: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Table<K, V> {
+        self.lazy(
+            "table-filter",
+            self.values.clone(),
+            Arc::new(move |k, v| if keep(k, &v) { Some(v) } else { None }),
+        )
     }
 
-    /// The rows for which `drop` does not hold, in store `store`.
-    pub fn filter_not(
-        &self,
-        store: &str,
-        drop: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
-    ) -> Table<K, V> {
-        self.filter(store, move |k, v| !drop(k, v))
+    /// The rows for which `drop` does not hold, as a lazy table (see [`Table::filter`]).
+    pub fn filter_not(&self, drop: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Table<K, V> {
+        self.lazy(
+            "table-filter-not",
+            self.values.clone(),
+            Arc::new(move |k, v| if drop(k, &v) { None } else { Some(v) }),
+        )
     }
 
-    /// Each row's value mapped by `f`, in store `store` (deletes stay deletes).
+    /// Each row's value mapped by `f`, as a lazy table (deletes stay deletes). `f` is
+    /// applied to the old value of each change as well as the new, and again whenever a
+    /// join reads the row, so it should be a pure function of its arguments.
     pub fn map_values<V2: Data>(
         &self,
-        store: &str,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
     ) -> Table<K, V2> {
-        self.derived(store, V2::serde(), move |k, v| Some(f(k, v)))
+        self.lazy(
+            "table-map-values",
+            V2::serde(),
+            Arc::new(move |k, v| Some(f(k, v))),
+        )
     }
 
-    /// [`Table::map_values`] with the serde of the new values (in the store, its changelog
-    /// and downstream topics) given.
+    /// [`Table::map_values`] with the serde of the new values (for downstream topics, and
+    /// for the store of a later `materialized_as`) given.
     pub fn map_values_with<V2: Data>(
         &self,
-        store: &str,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
         values: impl Serde<V2> + 'static,
     ) -> Table<K, V2> {
-        self.derived(store, Arc::new(values), move |k, v| Some(f(k, v)))
+        self.lazy(
+            "table-map-values",
+            Arc::new(values),
+            Arc::new(move |k, v| Some(f(k, v))),
+        )
     }
 
-    /// A table whose new value for a key is `f(key, new value)` (`None`: delete).
-    fn derived<V2: Data>(
-        &self,
-        store: &str,
-        values: Arc<dyn Serde<V2>>,
-        f: impl Fn(&K, V) -> Option<V2> + Send + Sync + 'static,
-    ) -> Table<K, V2> {
-        let derived = self
-            .changes
-            .flat_map_inner(
-                "table-values",
-                move |k, c: Change<V>| {
-                    let new = c.new.and_then(|v| f(&k, v));
-                    vec![(k, new)]
-                },
-                self.changes.keys.clone(),
-                Arc::new(OptionSerde(values.clone())),
-                false,
-            )
-            .materialize(store, values);
+    /// This table with a store of its own named `store` (and its changelog topic,
+    /// `<application id>-<store>-changelog`), for queries and
+    /// `TopologyTestDriver::kv_store`. Joins read it from that store. A table that already
+    /// has a store gets a second copy under `store`.
+    pub fn materialized_as(&self, store: &str) -> Table<K, V> {
+        let name = store.to_string();
+        let node = self.changes.add::<MaterializeChanges, K, Change<V>>(
+            "table-materialize",
+            &[&self.changes.node],
+            move || MaterializeChanges {
+                store: name.clone(),
+            },
+        );
+        let spec =
+            StoreSpec::key_value::<K, V>(store, self.changes.keys.clone(), self.values.clone());
+        self.changes.add_store(spec, &node);
         Table {
+            changes: self.changes.derive(
+                node,
+                self.changes.keys.clone(),
+                self.changes.values.clone(),
+                self.changes.key_changed,
+            ),
+            store: Some(store.to_string()),
+            getter: Some(ValueGetter::of_store(store)),
+            values: self.values.clone(),
             window_grace: self.window_grace,
-            ..derived
+        }
+    }
+
+    /// A lazy table whose value for a key is `f(key, this table's value)` (`None`: no row).
+    fn lazy<V2: Data>(
+        &self,
+        kind: &str,
+        values: Arc<dyn Serde<V2>>,
+        f: RowFn<K, V, V2>,
+    ) -> Table<K, V2> {
+        let g = f.clone();
+        let node = self.changes.add::<TableValues<K, V, V2>, K, Change<V2>>(
+            kind,
+            &[&self.changes.node],
+            move || TableValues { f: g.clone() },
+        );
+        Table {
+            changes: self.changes.derive(
+                node,
+                self.changes.keys.clone(),
+                Arc::new(ChangeSerde(values.clone())),
+                self.changes.key_changed,
+            ),
+            store: None,
+            getter: self.getter.as_ref().map(|getter| getter.then(f)),
+            values,
+            window_grace: self.window_grace,
+        }
+    }
+
+    /// The table's store, or for a lazy table the node its changes come from (for errors).
+    pub(crate) fn describe(&self) -> &str {
+        self.store.as_deref().unwrap_or(&self.changes.node)
+    }
+
+    /// The getter through which `user` (a join, as an error names it) reads the table;
+    /// records a build error
+    /// (and returns a getter of a store that cannot be read) if the table is not a
+    /// key-value table.
+    pub(crate) fn joinable(&self, user: &str) -> ValueGetter<K, V> {
+        match &self.getter {
+            Some(getter) => getter.clone(),
+            None => {
+                self.changes.fail(format!(
+                    "{user} joins the windowed table `{}`: only key-value tables can be \
+                     joined (a lazy table derived from a windowed or suppressed one can be \
+                     materialized with `materialized_as`)",
+                    self.describe()
+                ));
+                ValueGetter::of_store(self.describe())
+            }
         }
     }
 
@@ -399,10 +474,10 @@ impl<K: Data, V: Data> GroupedTable<K, V> {
                 Arc::new(ChangeSerde(aggregates.clone())),
                 false,
             ),
-            store: store.to_string(),
+            store: Some(store.to_string()),
+            getter: Some(ValueGetter::of_store(store)),
             values: aggregates,
             window_grace: None,
-            key_value: true,
         }
     }
 }

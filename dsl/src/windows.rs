@@ -297,10 +297,10 @@ impl<K: Data, V: Data> WindowedGrouped<K, V> {
         );
         Table {
             changes,
-            store: name.to_string(),
+            store: Some(name.to_string()),
+            getter: None,
             values: aggregates,
             window_grace: Some(windows.grace_ms),
-            key_value: false,
         }
     }
 }

@@ -92,8 +92,8 @@ proptest! {
                 .select_key(|k, _| k.to_lowercase())
                 .join_table(&t, |k, v, row| format!("{k}:{v}/{row}"))
                 .to("rekeyed");
-            // A derived table: its rows are those that pass.
-            let positive = t.filter("positive-rows", |_, v| *v > 0);
+            // A lazy derived table: its rows are those that pass, read through `rows`.
+            let positive = t.filter(|_, v| *v > 0);
             s.left_join_table(&positive, |_, v, row| format!("{v}/{row:?}")).to("positive");
         });
         let (s, upper, t) = (stream_topic("s"), stream_topic("upper"), updates("t"));

@@ -30,7 +30,7 @@ fn the_type_chooses_the_serde_unless_an_operator_overrides_it() {
     readings
         .group_by_key()
         .count("counts")
-        .map_values_with("labelled", |k, n| format!("{k}:{n}"), StringSerde)
+        .map_values_with(|k, n| format!("{k}:{n}"), StringSerde)
         .to_stream()
         .to("labels");
     let mut driver = TopologyTestDriver::new(b.build().expect("topology")).expect("driver");

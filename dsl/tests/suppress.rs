@@ -192,7 +192,7 @@ proptest! {
             let counts = s.group_by_key().count("counts");
             counts.to_stream().to("raw");
             let held = counts.suppress(Suppressed::until_time_limit(ms(limit), buffer));
-            store = held.store_name().trim_end_matches("-buffer").to_string();
+            store = held.store_name().expect("a buffer").trim_end_matches("-buffer").to_string();
             held.to_stream().to("out");
         });
         // Replay: key -> (latest count, deadline = first held timestamp + limit, latest

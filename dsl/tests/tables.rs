@@ -1,6 +1,7 @@
 //! Tables through the TopologyTestDriver against a `BTreeMap` reference: a source table
-//! (upserts, deletes as null values), `Stream::to_table`, `filter` / `filter_not` /
-//! `map_values` (a row that stops passing is deleted downstream), and `group_by` with
+//! (upserts, deletes as null values), `Stream::to_table`, the lazy `filter` / `filter_not` /
+//! `map_values` and their `materialized_as` copies (a row that stops passing is deleted
+//! downstream; lazy tables: `lazy_tables.rs`), and `group_by` with
 //! `count`, `aggregate` and `reduce`, whose result after every update equals the aggregate
 //! recomputed from scratch over the source's current rows.
 
@@ -105,14 +106,21 @@ proptest! {
     ) {
         let mut d = driver(|b| {
             let t: Table<String, i64> = b.table("t", "rows");
-            t.filter("odd", |_, v| odd(*v)).to_stream().to("odd-out");
-            t.filter_not("even", |_, v| odd(*v)).to_stream().to("even-out");
-            t.map_values("labels", |k, v| format!("{k}={v}")).to_stream().to("labels-out");
+            // Lazy tables (no store), and the same tables materialized: both forward the
+            // same changes.
+            let odds = t.filter(|_, v| odd(*v));
+            odds.to_stream().to("odd-out");
+            odds.materialized_as("odd").to_stream().to("odd-materialized-out");
+            let evens = t.filter_not(|_, v| odd(*v));
+            evens.to_stream().to("even-out");
+            evens.materialized_as("even");
+            let labels = t.map_values(|k, v| format!("{k}={v}"));
+            labels.to_stream().to("labels-out");
+            labels.materialized_as("labels");
             // Derived from a derived table: a row leaves when it stops passing upstream.
-            t.filter("positive", |_, v| *v > 0)
-                .map_values("negated", |_, v| -v)
-                .to_stream()
-                .to("negated-out");
+            let negated = t.filter(|_, v| *v > 0).map_values(|_, v| -v);
+            negated.to_stream().to("negated-out");
+            negated.materialized_as("negated").to_stream().to("negated-materialized-out");
         });
         pipe(&mut d, "t", &input);
 
@@ -130,6 +138,8 @@ proptest! {
             want_labels.extend(set(&mut labels, k, new.map(|v| format!("{k}={v}"))));
         }
         prop_assert_eq!(changes(&mut d, "odd-out", BigEndianSerde), want[0].clone());
+        prop_assert_eq!(changes(&mut d, "odd-materialized-out", BigEndianSerde), want[0].clone());
+        prop_assert_eq!(changes(&mut d, "negated-materialized-out", BigEndianSerde), want[2].clone());
         prop_assert_eq!(changes(&mut d, "even-out", BigEndianSerde), want[1].clone());
         prop_assert_eq!(changes(&mut d, "negated-out", BigEndianSerde), want[2].clone());
         prop_assert_eq!(changes(&mut d, "labels-out", StringSerde), want_labels);
@@ -181,7 +191,7 @@ proptest! {
                 .to("count-sums-out");
             by_residue.reduce("sums", |a, v| a + v, |a, v| a - v).to_stream().to("sums-out");
             // Grouped by the key, after a filter: a row leaves its group when it stops passing.
-            t.filter("positive", |_, v| *v > 0)
+            t.filter(|_, v| *v > 0)
                 .group_by(|k, v| (half(k), *v))
                 .reduce("positive-sums", |a, v| a + v, |a, v| a - v)
                 .to_stream()
@@ -318,8 +328,7 @@ fn a_delete_of_an_absent_key_emits_nothing_and_a_group_that_loses_its_last_row_c
 fn a_table_operator_on_a_new_key_repartitions_only_where_it_must() {
     let b = StreamBuilder::new();
     let t: Table<String, i64> = b.table("t", "rows");
-    t.filter("kept", |_, v| *v > 0)
-        .map_values("mapped", |_, v| v * 2);
+    t.filter(|_, v| *v > 0).map_values(|_, v| v * 2);
     t.group_by(|_, v| (residue(*v), *v)).count("counts");
     let s = b.stream::<String, i64>("s");
     s.to_table("same-key");

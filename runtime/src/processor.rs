@@ -247,6 +247,39 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         let (store, overlay) = self.core.store::<SessionStore<K, V>>(self.node, name)?;
         Ok(SessionStoreHandle { store, overlay })
     }
+
+    /// The stores connected to this processor, in a view that does not depend on what the
+    /// processor forwards: for helpers that processors of different output types share
+    /// (the DSL's value getters read a lazy table's ancestor store this way,
+    /// docs/architecture.md §4).
+    pub fn stores(&mut self) -> StoreAccess<'_> {
+        StoreAccess {
+            core: self.core,
+            node: self.node,
+        }
+    }
+}
+
+/// The key-value stores connected to a processor, from [`ProcessorContext::stores`].
+pub struct StoreAccess<'a> {
+    core: &'a mut TaskCore,
+    node: usize,
+}
+
+impl std::fmt::Debug for StoreAccess<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreAccess")
+            .field("node", &self.core.node_name(self.node))
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreAccess<'_> {
+    /// The key-value store `name` (connected to the processor) as `K -> V`.
+    pub fn kv_store<K: 'static, V: 'static>(&mut self, name: &str) -> Result<KvStore<'_, K, V>> {
+        let (store, overlay) = self.core.store::<KeyValueStore<K, V>>(self.node, name)?;
+        Ok(KvStore { store, overlay })
+    }
 }
 
 /// A key-value store as a processor sees it: reads see the task's uncommitted writes.

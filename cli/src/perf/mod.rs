@@ -7,6 +7,7 @@ pub mod eos;
 pub mod produce;
 pub mod rebalance;
 pub mod resume;
+pub mod table_chain;
 pub mod txn;
 pub mod windows;
 
@@ -40,6 +41,9 @@ pub enum PerfCommand {
     /// Aggregate N pre-produced records with three exactly-once DSL apps (count per key, per
     /// tumbling window, per session); report each throughput and the ratios.
     Windows(windows::PerfWindowsArgs),
+    /// A table filtered, mapped and joined by a stream in one exactly-once DSL app; report
+    /// throughput and the bytes written to RocksDB.
+    TableChain(table_chain::PerfTableChainArgs),
 }
 
 /// Runs a `perf` subcommand; `cluster` is the `--bootstrap-server` given, which only `perf
@@ -60,6 +64,7 @@ pub fn run(data: &Path, cmd: PerfCommand, cluster: Option<&ClusterArgs>) -> CliR
         PerfCommand::Resume(args) => resume::run(data, &args),
         PerfCommand::Rebalance(args) => rebalance::run(data, &args, cluster),
         PerfCommand::Windows(args) => windows::run(data, &args),
+        PerfCommand::TableChain(args) => table_chain::run(data, &args),
     }
 }
 

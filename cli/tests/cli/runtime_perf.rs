@@ -1,4 +1,4 @@
-//! `perf eos`, `perf resume`, `perf rebalance` and `perf windows`, small: each prints one JSON line with every figure, and the
+//! `perf eos`, `perf resume`, `perf rebalance`, `perf windows` and `perf table-chain`, small: each prints one JSON line with every figure, and the
 //! figures add up (exactly-once commits happened, a resume restores less than a full one).
 
 use super::cli_support::{PERF_EOS_ARGS, perf_eos_figures};
@@ -123,4 +123,41 @@ fn perf_rebalance_reports_what_the_joiner_and_the_stayer_restored() {
         assert_eq!(f["leave"]["tasks_kept_by_stayer"], 2, "{stdout}");
         assert_eq!(f["leave"]["tasks_opened_by_stayer"], 2, "{stdout}");
     }
+}
+
+/// `perf table-chain`: a lazy filter + map_values chain joined by a stream needs only the
+/// source table's store; every input record is processed and the state counter moves.
+#[test]
+fn perf_table_chain_keeps_one_store_and_counts_its_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = ok(run(
+        &dir.path().join("data"),
+        &[
+            "perf",
+            "table-chain",
+            "--keys",
+            "500",
+            "--updates",
+            "4",
+            "--partitions",
+            "2",
+        ],
+    ));
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let f = json(&stdout);
+    assert_eq!(f["table_records"], 2000, "{stdout}");
+    assert_eq!(f["stream_records"], 2000, "{stdout}");
+    assert_eq!(f["stores"], serde_json::json!(["rows"]), "{stdout}");
+    assert!(
+        f["records_per_sec"].as_f64().is_some_and(|r| r > 0.0),
+        "{stdout}"
+    );
+    // Only the source table has a changelog: a record per key at least (a commit logs each
+    // key's latest value), one per update at most, plus the commits' markers.
+    let changelog = f["changelog_offsets"].as_u64().expect("changelog_offsets");
+    assert!((500..4000).contains(&changelog), "{stdout}");
+    assert!(
+        f["state_bytes_written"].as_u64().is_some_and(|b| b > 0),
+        "{stdout}"
+    );
 }

@@ -102,6 +102,7 @@ impl Metrics {
             assignments: self.assignments.load(Ordering::SeqCst),
             commit_latency_p50_us: pick(0.5),
             commit_latency_p99_us: pick(0.99),
+            state_bytes_written: 0,
         }
     }
 }
@@ -130,6 +131,10 @@ pub struct AppMetrics {
     pub commit_latency_p50_us: u64,
     /// 99th-percentile commit latency in µs.
     pub commit_latency_p99_us: u64,
+    /// Bytes the instance wrote to RocksDB: the size of every write batch it applied
+    /// (`StateDb::apply`: each commit's keys and values put, keys deleted and changelog
+    /// checkpoints, and likewise restores and global-store updates).
+    pub state_bytes_written: u64,
 }
 
 #[cfg(test)]

@@ -132,6 +132,7 @@ impl App {
         let plan =
             setup::prepare_topics(cluster, &self.application_id, &self.topology, &self.config)?;
         let db = StateDb::open(&dir.join("rocksdb"))?;
+        let state_bytes_written = db.bytes_written();
         let global = global::GlobalUpdater::bootstrap(&db, cluster, &self.topology, &self.config)?;
         let shared = Arc::new(Shared::new(self.config.num_threads));
         let context = Arc::new(thread::ThreadContext {
@@ -185,6 +186,7 @@ impl App {
             instance_id,
             progress,
             application_id: self.application_id.clone(),
+            state_bytes_written,
         })
     }
 
@@ -249,6 +251,8 @@ pub struct AppHandle {
     /// tasks read up to their ends, for [`wait_until_caught_up`](Self::wait_until_caught_up).
     progress: GroupProgress,
     application_id: String,
+    /// The bytes the instance's write batches put in RocksDB (`StateDb::apply`).
+    state_bytes_written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppHandle {
@@ -269,7 +273,12 @@ impl AppHandle {
 
     /// Throughput and commit figures so far.
     pub fn metrics(&self) -> AppMetrics {
-        self.shared.metrics.snapshot()
+        AppMetrics {
+            state_bytes_written: self
+                .state_bytes_written
+                .load(std::sync::atomic::Ordering::Relaxed),
+            ..self.shared.metrics.snapshot()
+        }
     }
 
     /// The error that put the app in `Error`, as text.

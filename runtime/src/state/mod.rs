@@ -26,6 +26,7 @@ pub use window::{WindowLayout, WindowStore};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{DBWithThreadMode, MultiThreaded, Options, WriteBatch};
 
@@ -82,6 +83,9 @@ impl StoreName {
 pub struct StateDb {
     db: Arc<Db>,
     path: PathBuf,
+    /// Bytes of the write batches `apply` has written (`WriteBatch::size_in_bytes`: keys,
+    /// values, deletes and checkpoints), shared by every clone of this handle.
+    written: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for StateDb {
@@ -116,6 +120,7 @@ impl StateDb {
         Ok(Self {
             db: Arc::new(db),
             path: dir.to_path_buf(),
+            written: Arc::default(),
         })
     }
 
@@ -267,11 +272,20 @@ impl StateDb {
         for (name, offset) in checkpoints {
             batch.put_cf(&cf, name.column_family(), offset.to_be_bytes());
         }
+        let size = batch.size_in_bytes() as u64;
         self.db.write(batch).map_err(|source| Error::Rocks {
             action: "applying a committed transaction",
             store: self.path.display().to_string(),
             source,
-        })
+        })?;
+        self.written.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The counter of bytes `apply` has written to RocksDB through this handle and its
+    /// clones (the size of each committed transaction's write batch).
+    pub(crate) fn bytes_written(&self) -> Arc<AtomicU64> {
+        self.written.clone()
     }
 
     /// Flushes every column family's memtable to its files (a clean shutdown does this, so
