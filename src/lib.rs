@@ -1,11 +1,13 @@
 //! sluice: exactly-once stream processing on a built-in partitioned log.
 //!
 //! This facade re-exports the crates: [`log`] (the partitioned log, its embedded broker and
-//! clients), [`runtime`] (processors, state stores, the exactly-once commit loop) and [`dsl`]
-//! (the typed streams-and-tables DSL) and [`server`] (the log served over Kafka's wire
-//! protocol, so any Kafka client can produce to and consume from it). The `sluice` binary is
-//! the command-line tool. [`prelude`] holds the names most programs need, and [`Error`] is the
-//! one error type every crate's error converts into.
+//! clients), [`runtime`] (processors, state stores, the exactly-once commit loop), [`dsl`]
+//! (the typed streams-and-tables DSL), [`server`] (the log served over Kafka's wire
+//! protocol, so any Kafka client can produce to and consume from it) and, with the `kafka`
+//! feature, `kafka` (apps and clients on any Kafka cluster). [`prelude`] holds the names
+//! most programs need, and [`Error`] is the one error type every crate's error converts
+//! into. The command-line tool, the `sluice` binary, is its own package, `sluice-cli`
+//! (`cli/`), so a program that depends on this crate never builds clap.
 //!
 //! ```
 //! use sluice::log::{Broker, BrokerConfig, TopicConfig};

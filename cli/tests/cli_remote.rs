@@ -2,6 +2,7 @@
 //! each scenario run against a real Apache Kafka 4.4 and against an in-process `sluice
 //! broker` (kafka/tests/support). Every call runs the built executable; `--data` points at a
 //! directory that must never be created, since the cluster is used instead.
+#![cfg(feature = "kafka")]
 
 #[path = "../../kafka/tests/support/mod.rs"]
 mod support;

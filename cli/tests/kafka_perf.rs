@@ -2,6 +2,7 @@
 //! `--bootstrap-server`, on Apache Kafka 4.4 (`SLUICE_TEST_KAFKA_BOOTSTRAP`, or one started
 //! for the test) and on `sluice broker` over the wire. The figures must add up as on the
 //! embedded log (`cli/tests/cli/runtime_perf.rs`).
+#![cfg(feature = "kafka")]
 
 #[path = "../../kafka/tests/support/mod.rs"]
 mod support;

@@ -4,7 +4,8 @@
 //! RocksDB is untouched. After the transaction commits, [`StateDb::apply`] writes every
 //! overlay and the new checkpoints in one `WriteBatch` (WAL on, no fsync): a crash before it
 //! leaves RocksDB at the previous checkpoint, from which the changelog is replayed. Scans
-//! stream: a RocksDB iterator merged with the overlay ([`StoreIter`]), nothing collected.
+//! stream: a RocksDB iterator merged with the overlay ([`StoreIter`]); the stores collect
+//! nothing (only expiry gathers the keys it deletes).
 
 mod changelog;
 mod kv;

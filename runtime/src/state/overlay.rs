@@ -46,7 +46,7 @@ impl WriteOverlay {
     }
 
     /// The writes of `family` with keys in the bounds, in key order (the bounds are not
-    /// borrowed past the call).
+    /// borrowed past the call). Bounds that hold no key (`from` above `to`) give nothing.
     pub fn range<'a>(
         &'a self,
         family: &str,
@@ -55,6 +55,7 @@ impl WriteOverlay {
     ) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + use<'a> {
         self.families
             .get(family)
+            .filter(|_| !holds_nothing(from, to))
             .map(|writes| writes.range::<[u8], _>((from, to)))
             .into_iter()
             .flatten()
@@ -83,5 +84,47 @@ impl WriteOverlay {
     /// Every write, by column family, for `StateDb::apply`.
     pub(crate) fn into_families(self) -> HashMap<String, Family> {
         self.families
+    }
+}
+
+/// Whether no key lies between the bounds (`BTreeMap::range` panics on some of these: a
+/// start above the end, or equal excluded bounds).
+fn holds_nothing(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
+    match (from, to) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a >= b
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_that_hold_nothing_give_nothing() {
+        let mut overlay = WriteOverlay::default();
+        for key in [b"a", b"c", b"e"] {
+            overlay.put("f", key.to_vec(), b"v".to_vec());
+        }
+        let keys = |from, to| -> Vec<Vec<u8>> {
+            overlay
+                .range("f", from, to)
+                .map(|(k, _)| k.to_vec())
+                .collect()
+        };
+        assert!(keys(Bound::Included(b"e"), Bound::Included(b"a")).is_empty());
+        assert!(keys(Bound::Excluded(b"c"), Bound::Excluded(b"c")).is_empty());
+        assert!(keys(Bound::Included(b"c"), Bound::Excluded(b"c")).is_empty());
+        assert_eq!(
+            keys(Bound::Included(b"c"), Bound::Included(b"c")),
+            vec![b"c".to_vec()]
+        );
+        assert_eq!(
+            keys(Bound::Excluded(b"a"), Bound::Unbounded),
+            vec![b"c".to_vec(), b"e".to_vec()]
+        );
     }
 }

@@ -112,6 +112,7 @@ impl StateDb {
         Ok(MergedScan {
             committed,
             written: written.peekable(),
+            failed: false,
         })
     }
 }
@@ -124,6 +125,9 @@ type OverlayWrites<'a> = Box<dyn Iterator<Item = (&'a [u8], Option<&'a [u8]>)> +
 pub(crate) struct MergedScan<'a> {
     committed: Peekable<RawScan<'a>>,
     written: Peekable<OverlayWrites<'a>>,
+    /// RocksDB failed mid-scan: the error was the last item (what follows in the overlay
+    /// would pass for the whole rest of the store).
+    failed: bool,
 }
 
 impl Iterator for MergedScan<'_> {
@@ -131,6 +135,9 @@ impl Iterator for MergedScan<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         use std::cmp::Ordering;
+        if self.failed {
+            return None;
+        }
         loop {
             let order = match (self.committed.peek(), self.written.peek()) {
                 (None, None) => return None,
@@ -139,10 +146,9 @@ impl Iterator for MergedScan<'_> {
                 (Some(Ok((committed, _))), Some((written, _))) => (**committed).cmp(*written),
             };
             if order == Ordering::Less {
-                return self
-                    .committed
-                    .next()
-                    .map(|item| item.map(|(k, v)| (k.into_vec(), v.into_vec())));
+                let item = self.committed.next()?;
+                self.failed = item.is_err();
+                return Some(item.map(|(k, v)| (k.into_vec(), v.into_vec())));
             }
             if order == Ordering::Equal {
                 self.committed.next();
@@ -200,6 +206,11 @@ mod tests {
             .map(|item| item.map(|(k, _)| k))
             .collect::<Result<_>>()?;
         assert_eq!(some, vec![b"b".to_vec(), b"d".to_vec()]);
+        // Bounds the wrong way round hold nothing, with writes in the overlay or not.
+        let none = db
+            .merged_scan("f", &overlay, Bound::Included(b"e"), Bound::Included(b"a"))?
+            .count();
+        assert_eq!(none, 0);
         Ok(())
     }
 }

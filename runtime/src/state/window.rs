@@ -116,8 +116,8 @@ impl<K, V> WindowStore<K, V> {
     }
 
     /// Every live entry with `from <= start <= to`, as (serialized key, start, raw value),
-    /// streamed: time ordered, by start then key; key first, by segment, then key, then
-    /// start (as Kafka Streams' segmented stores).
+    /// streamed: time ordered, by start then key; key first, in the byte order of
+    /// (segment, serialized key, start), as Kafka Streams' segmented stores.
     fn scan<'a>(
         &'a self,
         overlay: &'a WriteOverlay,
@@ -210,8 +210,11 @@ impl<K, V> WindowStore<K, V> {
     }
 
     /// Every window starting in `[from, to]`, streamed. Time-ordered stores give them by
-    /// start, then key. Key-first stores (the default) by time segment, then key, then
-    /// start, as Kafka Streams' segmented stores do: one key's windows stay together.
+    /// start, then key. Key-first stores (the default) in the byte order of their RocksDB
+    /// keys, as Kafka Streams' segmented stores do: by time segment, then the serialized
+    /// key followed by the start. One key's windows in a segment come together, unless its
+    /// bytes are a prefix of another key's (`"a"` and `"ab"` as strings), whose windows may
+    /// then sort between them.
     pub fn fetch_all<'a>(
         &'a self,
         overlay: &'a WriteOverlay,

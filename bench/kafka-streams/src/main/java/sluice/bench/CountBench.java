@@ -51,7 +51,7 @@ import org.apache.kafka.streams.state.StoreBuilder;
 import org.apache.kafka.streams.state.Stores;
 
 /**
- * The Kafka Streams counterpart of {@code sluice perf eos} (src/cli/perf/eos.rs): a count-by-key
+ * The Kafka Streams counterpart of {@code sluice perf eos} (cli/src/perf/eos.rs): a count-by-key
  * topology (source -> count in a persistent RocksDB store -> sink, one output record per input)
  * runs over N pre-produced records, once at_least_once and once exactly_once_v2, each from a
  * clean state on the same input; then, with the exactly-once app running, records are produced at
@@ -378,7 +378,7 @@ public final class CountBench {
             AtomicReference<Exception> failed = new AtomicReference<>();
             Thread producerThread = new Thread(() -> {
                 Properties pp = producerProps(a);
-                pp.put(ProducerConfig.LINGER_MS_CONFIG, 5); // as sluice's perf eos (src/cli/perf/eos.rs)
+                pp.put(ProducerConfig.LINGER_MS_CONFIG, 5); // as sluice's perf eos (cli/src/perf/eos.rs)
                 try (KafkaProducer<String, Long> producer = new KafkaProducer<>(pp)) {
                     // Warm-up, as sluice's: the first send waits for metadata and a
                     // producer id; one record sent before the paced stream keeps that wait
