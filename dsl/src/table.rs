@@ -130,10 +130,11 @@ impl<K: Data, V: Data> Table<K, V> {
         }
     }
 
-    /// The table's own store, for `TopologyTestDriver::kv_store` and queries: `Some` for a
-    /// materialized table (a source, `to_table`, an aggregation, a join result, or
-    /// [`Table::materialized_as`]; for a suppressed table, the store of its held updates),
-    /// `None` for a lazy table (`filter`, `filter_not`, `map_values`), which has none.
+    /// The table's own store: `Some` for a materialized table (a source, `to_table`, an
+    /// aggregation, a join result, or [`Table::materialized_as`]: a key-value store to read
+    /// with `TopologyTestDriver::kv_store`; a windowed aggregation's is a window or session
+    /// store, and a suppressed table's holds its updates not yet emitted), `None` for a
+    /// lazy table (`filter`, `filter_not`, `map_values`), which has none.
     pub fn store_name(&self) -> Option<&str> {
         self.store.as_deref()
     }
@@ -211,8 +212,8 @@ impl<K: Data, V: Data> Table<K, V> {
     }
 
     /// This table with a store of its own named `store` (and its changelog topic,
-    /// `<application id>-<store>-changelog`), for queries and
-    /// `TopologyTestDriver::kv_store`. Joins read it from that store. A table that already
+    /// `<application id>-<store>-changelog`), to read with `TopologyTestDriver::kv_store`
+    /// (apps have no interactive queries yet). Joins read it from that store. A table that already
     /// has a store gets a second copy under `store`.
     pub fn materialized_as(&self, store: &str) -> Table<K, V> {
         let name = store.to_string();
@@ -281,9 +282,12 @@ impl<K: Data, V: Data> Table<K, V> {
             Some(getter) => getter.clone(),
             None => {
                 self.changes.fail(format!(
-                    "{user} joins the windowed table `{}`: only key-value tables can be \
-                     joined (a lazy table derived from a windowed or suppressed one can be \
-                     materialized with `materialized_as`)",
+                    "{user} joins `{}`, a table that cannot be read by key: a windowed \
+                     table (its store holds windows) or a suppressed one (its store holds \
+                     the updates not yet emitted), or a lazy table derived from one. Join \
+                     the table before it is suppressed, or give a key-value view of it a \
+                     store with `materialized_as` (a windowed table's windows are then \
+                     never expired from that store)",
                     self.describe()
                 ));
                 ValueGetter::of_store(self.describe())

@@ -421,3 +421,29 @@ fn an_app_joining_through_a_lazy_table_restores_the_ancestor_store_and_joins_as_
     want.sort();
     assert_eq!(committed(&broker, "out"), want);
 }
+
+/// A join must not read a suppressed table (or a lazy view of one) through the store under
+/// it: that store holds the updates not yet emitted, not the table. The build refuses it.
+#[test]
+fn a_lazy_table_over_a_suppressed_one_cannot_be_joined() {
+    let b = StreamBuilder::new();
+    let held = b
+        .stream::<String, String>("clicks")
+        .group_by_key()
+        .count("counts")
+        .suppress(sluice_dsl::Suppressed::until_time_limit(
+            Duration::from_secs(1),
+            sluice_dsl::BufferConfig::unbounded(),
+        ));
+    b.stream::<String, String>("orders")
+        .join_table(&held.filter(|_, n| *n > 1), |_, order, n| {
+            format!("{order}:{n}")
+        })
+        .to("out");
+    let error = b.build().expect_err("a join through a suppressed table");
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot be read by key") && message.contains("suppress"),
+        "{message}"
+    );
+}
